@@ -1,0 +1,3 @@
+from polylog_console.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,15 @@
+"""``polylog-console bundle``: not built yet."""
+
+from __future__ import annotations
+
+import argparse
+
+from polylog_console.cli.common import fail
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    return fail("bundle: not available yet")

@@ -1,0 +1,95 @@
+"""``polylog-console watch``: the headless monitor.
+
+``--once`` reads the feed to its end and exits (1 when the last status is DRIFT or STALE);
+without it the feed is followed until SIGTERM/SIGINT. ``--json`` prints one JSON line per event,
+flushed as it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, say, write_json_line
+from polylog_console.core.events import AlertEvent, IngestErrorEvent, Status
+from polylog_console.core.monitor import Monitor, format_age
+from polylog_console.core.records import read_records
+from polylog_console.core.registry import StoredRegistry
+from polylog_console.core.text import safe_text, short_digest
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true", help="read the feed to its end and exit")
+    parser.add_argument("--poll", action="store_true", help="follow by polling (network file systems)")
+    parser.add_argument("--metrics", metavar="ADDR:PORT", help="serve Prometheus metrics on ADDR:PORT")
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = open_context(args)
+    if args.once:
+        return run_once(ctx)
+    from polylog_console.cli.watch_follow import run_follow
+
+    return run_follow(ctx, args)
+
+
+def run_once(ctx) -> int:
+    config = ctx.config
+    feed = config.feed.path
+    if not feed.exists():
+        return fail(f"{ctx.workspace.relative(feed)}: feed not found")
+    stored = StoredRegistry.for_workspace(ctx.workspace, config.scheme)
+    monitor = Monitor(stored, config.monitor, ctx.workspace)
+    started = time.perf_counter()
+    errors: list[IngestErrorEvent] = []
+    alerts: list[AlertEvent] = []
+    try:
+        for batch in read_records(feed):
+            events = monitor.process(batch, emit_checkpoints=ctx.json)
+            if ctx.json:
+                for event in events:
+                    write_json_line(event.to_json())
+            else:
+                for event in events:
+                    if isinstance(event, IngestErrorEvent):
+                        errors.append(event)
+                    elif isinstance(event, AlertEvent):
+                        alerts.append(event)
+        tail = monitor.tick()
+    except OSError as exc:
+        return fail(f"{ctx.workspace.relative(feed)}: {exc.strerror or exc}")
+    elapsed = time.perf_counter() - started
+    if ctx.json:
+        for event in tail:
+            write_json_line(event.to_json())
+    else:
+        alerts.extend(e for e in tail if isinstance(e, AlertEvent))
+        print_summary(ctx, monitor, errors, alerts, elapsed)
+    if monitor.stored_error is not None:
+        if not ctx.json:
+            return fail(monitor.stored_error)
+        return EXIT_ERROR
+    return EXIT_PROBLEM if monitor.status in (Status.DRIFT, Status.STALE) else EXIT_OK
+
+
+def print_summary(ctx, monitor: Monitor, errors, alerts, elapsed: float) -> None:
+    view = monitor.snapshot()
+    rate = view.checkpoints / elapsed if elapsed > 0 else 0.0
+    say(f"feed            {safe_text(ctx.workspace.relative(ctx.config.feed.path))}")
+    say(f"read            {view.checkpoints} checkpoints, {view.entries} other entries, "
+        f"{view.ingest_errors} ingest errors, {view.warnings} warnings in {elapsed:.2f}s ({rate:,.0f} checkpoints/s)")
+    say(f"stored digest   {short_digest(view.stored_digest, 64) if view.stored_digest else 'unreadable'}")
+    latest = view.latest
+    if latest is not None:
+        age = f", {format_age(view.age)} old" if view.age is not None else ""
+        say(f"latest          {safe_text(latest.display_label, 60)} (line {latest.line}{age}) "
+            f"digest {short_digest(latest.digest)}")
+    stale = " (stale)" if view.stale and view.status == Status.DRIFT else ""
+    say(f"status          {view.status}{stale}, {view.consecutive_mismatches} consecutive mismatches")
+    for event in errors[:20]:
+        say(f"ingest error    line {event.error.line}: {safe_text(event.error.reason, 160)}")
+    if len(errors) > 20:
+        say(f"                ... and {len(errors) - 20} more ingest errors")
+    for event in alerts[-10:]:
+        a = event.alert
+        say(f"alert           {a.code} {a.status}: {safe_text(a.summary, 160)}")

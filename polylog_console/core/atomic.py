@@ -1,0 +1,51 @@
+"""Crash-safe file writes: temp file in the same directory + fsync + rename + directory fsync.
+
+A reader sees either the old file or the complete new one, never a torn write, whatever happens
+to the writer (``kill -9``, power loss after the rename is durable, a full disk: the temp file is
+removed and the old file stays).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Atomically replace ``path`` with ``data``."""
+    path = Path(path)
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(directory)
+
+
+def write_text(path: Path, text: str, **kwargs: object) -> None:
+    write_bytes(path, text.encode("utf-8"), **kwargs)  # type: ignore[arg-type]
