@@ -96,11 +96,14 @@ def read_tail(path: Path, limit: int) -> Iterator[dict[str, Any]]:
     lines = data.split(b"\n")
     if block < size:
         lines = lines[1:]
-    for raw in [ln for ln in lines if ln.strip()][-limit:]:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            obj = orjson.loads(raw)
-            if isinstance(obj, dict):
-                yield obj
+    records = []
+    for raw in lines:
+        if raw.strip():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                obj = orjson.loads(raw)
+                if isinstance(obj, dict):
+                    records.append(obj)
+    yield from records[-limit:]
 
 
 def audit_record(event: object) -> tuple[str, dict[str, Any]] | None:

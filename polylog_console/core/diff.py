@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import compress, filterfalse, repeat
+from operator import ne
 from typing import Any
 
 
@@ -105,6 +107,9 @@ def _table(state: Mapping[str, Any], ns: str) -> Mapping[str, Any]:
     return table if isinstance(table, Mapping) else {}
 
 
+_ABSENT = object()
+
+
 def diff_states(stored: Mapping[str, Any], live: Mapping[str, Any]) -> RegistryDiff:
     result: dict[str, NamespaceDiff] = {}
     for ns in set(stored) | set(live):
@@ -112,19 +117,15 @@ def diff_states(stored: Mapping[str, Any], live: Mapping[str, Any]) -> RegistryD
         b = _table(live, ns)
         if a is b:
             continue
-        a_keys = a.keys()
-        b_keys = b.keys()
-        missing = {k: a[k] for k in a_keys - b_keys}
-        unexpected = {k: b[k] for k in b_keys - a_keys}
-        mismatched: dict[str, tuple[Any, Any]] = {}
-        try:
-            # Pairs of a not in b: missing signatures plus changed symbols (hashable values).
-            changed = a.items() - b.items()
-        except TypeError:  # unhashable values (nested data): compare one by one
-            changed = [(k, a[k]) for k in a_keys & b_keys if a[k] != b[k]]
-        for k, v in changed:
-            if k in b:
-                mismatched[k] = (v, b[k])
+        # C-level passes only (map/compress/filterfalse over dict methods): each signature of the
+        # stored table is looked up once in the live table; the live table is walked only when it
+        # holds signatures the stored one lacks.
+        got = list(map(b.get, a, repeat(_ABSENT)))
+        changed = list(compress(zip(a, got), map(ne, a.values(), got)))
+        missing = {k: a[k] for k, v in changed if v is _ABSENT}
+        mismatched = {k: (a[k], v) for k, v in changed if v is not _ABSENT}
+        common = len(a) - len(missing)
+        unexpected = {k: b[k] for k in filterfalse(a.__contains__, b)} if len(b) > common else {}
         if missing or unexpected or mismatched:
             result[ns] = NamespaceDiff(missing, unexpected, mismatched)
     return RegistryDiff(result)

@@ -70,6 +70,11 @@ class Checkpoint:
         value = self.data.get(name)
         if value is None or type(value) in types:
             return value
+        if int in types and type(value) is float and value.is_integer() and abs(value) >= 2**63:
+            # orjson reads integers beyond 64 bits as floats: read the exact integer instead.
+            exact = _exact_field(self.raw, name, self.envelope)
+            if type(exact) is int:
+                return exact
         return None
 
     @property
@@ -145,6 +150,16 @@ class Checkpoint:
         }
 
 
+def _exact_field(raw: bytes, name: str, envelope: bool) -> Any:
+    try:
+        obj = json.loads(raw.decode("utf-8", "replace").lstrip("\ufeff"))
+    except ValueError:
+        return None
+    if envelope and isinstance(obj, dict):
+        obj = obj.get("checkpoint_record")
+    return obj.get(name) if isinstance(obj, dict) else None
+
+
 _EXPECTED: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("label", (str,), "a string"),
     ("path", (str,), "a string"),
@@ -165,6 +180,8 @@ def field_warnings(data: dict[str, Any], line: int | None, envelope: bool = Fals
         if value is None:
             continue
         if type(value) not in types:
+            if int in types and type(value) is float and value.is_integer() and abs(value) >= 2**63:
+                continue  # an integer beyond 64 bits (orjson reads it as a float); see Checkpoint._typed
             warnings.append(FieldWarning(line, name, f"expected {expected}, got {type_name(value)}"))
         elif name == "timestamp" and (
             (type(value) is float and not math.isfinite(value)) or (type(value) is int and abs(value) >= 1e15)
