@@ -203,3 +203,23 @@ def test_snapshot_path_outside_workspace_is_refused(setup, tmp_path_factory):
     assert monitor.diff_for(record) is None
     monitor.process([record])
     assert "outside the workspace" in monitor.diff_error(record)
+
+
+def test_compacted_runs_reach_the_same_state(setup):
+    from polylog_console.core.monitor import Run, compact
+
+    monitor, _, _ = setup
+    other = Monitor(StoredRegistry(monitor.stored.path), MonitorConfig(stale_after=3600, escalate_after=3),
+                    clock=monitor.clock)
+    records = [cp(1), cp(2), cp(3), parse_line(b"[1]", 4), cp(5, LIVE), cp(6, LIVE), cp(7, LIVE), cp(8, LIVE),
+               parse_line(b'{"kind": "x"}', 9), cp(10, LIVE), cp(11), cp(12)]
+    items: list = []
+    compact(records[:6], items)
+    compact(records[6:], items)
+    assert sum(isinstance(i, Run) for i in items) == 3
+    loud = monitor.process(records)
+    quiet = other.process(items, emit_checkpoints=False)
+    assert alerts(loud) == alerts(quiet)
+    assert (monitor.status, monitor.consecutive, monitor.checkpoints, monitor.ingest_errors, monitor.entries) == (
+        other.status, other.consecutive, other.checkpoints, other.ingest_errors, other.entries)
+    assert other.latest.label == "cp-12"

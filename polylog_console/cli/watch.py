@@ -8,11 +8,12 @@ flushed as it happens.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, say, write_json_line
 from polylog_console.core.events import AlertEvent, IngestErrorEvent, Status
-from polylog_console.core.monitor import Monitor, format_age
+from polylog_console.core.monitor import Monitor, compact, format_age
 from polylog_console.core.records import read_records
 from polylog_console.core.registry import StoredRegistry
 from polylog_console.core.text import safe_text, short_digest
@@ -43,18 +44,36 @@ def run_once(ctx) -> int:
     started = time.perf_counter()
     errors: list[IngestErrorEvent] = []
     alerts: list[AlertEvent] = []
+
+    def handle(events) -> None:
+        if ctx.json:
+            for event in events:
+                write_json_line(event.to_json())
+            return
+        for event in events:
+            if isinstance(event, IngestErrorEvent):
+                errors.append(event)
+            elif isinstance(event, AlertEvent):
+                alerts.append(event)
+
+    # A big registry whose digest is not cached yet is digested by a child process while this
+    # one reads the feed, folding it into runs (monitor.compact) until the digest is known.
+    primer = None if ctx.json else digest_primer(stored)
+    pending: list = []
     try:
         for batch in read_records(feed):
-            events = monitor.process(batch, emit_checkpoints=ctx.json)
-            if ctx.json:
-                for event in events:
-                    write_json_line(event.to_json())
-            else:
-                for event in events:
-                    if isinstance(event, IngestErrorEvent):
-                        errors.append(event)
-                    elif isinstance(event, AlertEvent):
-                        alerts.append(event)
+            if primer is not None:
+                if primer.is_alive() and len(pending) < PENDING_LIMIT:
+                    compact(batch, pending)
+                    continue
+                primer.join()
+                primer = None
+                handle(monitor.process(pending, emit_checkpoints=False))
+                pending = []
+            handle(monitor.process(batch, emit_checkpoints=ctx.json))
+        if primer is not None:
+            primer.join()
+            handle(monitor.process(pending, emit_checkpoints=False))
         tail = monitor.tick()
     except OSError as exc:
         return fail(f"{ctx.workspace.relative(feed)}: {exc.strerror or exc}")
@@ -72,12 +91,38 @@ def run_once(ctx) -> int:
     return EXIT_PROBLEM if monitor.status in (Status.DRIFT, Status.STALE) else EXIT_OK
 
 
+PENDING_LIMIT = 200_000  # items (records or runs) buffered while the stored digest is computed
+PRIME_ABOVE = 8 * 1024 * 1024  # bytes of registry.json worth digesting in a child process
+
+
+def digest_primer(stored: StoredRegistry):
+    """Start a child process that digests a big registry into the digest cache, or None when the
+    registry is small, missing or its digest already cached."""
+    try:
+        size = stored.path.stat().st_size
+    except OSError:
+        return None
+    if size < PRIME_ABOVE or stored.cache.path is None or stored.cached():
+        return None
+    process = multiprocessing.get_context("fork").Process(target=_prime, args=(stored,), daemon=True)
+    process.start()
+    return process
+
+
+def _prime(stored: StoredRegistry) -> None:
+    try:
+        stored.get()  # parses, digests and writes the digest cache
+    except Exception:  # the parent reports the problem when it reads the registry itself
+        pass
+
+
 def print_summary(ctx, monitor: Monitor, errors, alerts, elapsed: float) -> None:
     view = monitor.snapshot()
     rate = view.checkpoints / elapsed if elapsed > 0 else 0.0
     say(f"feed            {safe_text(ctx.workspace.relative(ctx.config.feed.path))}")
     say(f"read            {view.checkpoints} checkpoints, {view.entries} other entries, "
-        f"{view.ingest_errors} ingest errors, {view.warnings} warnings in {elapsed:.2f}s ({rate:,.0f} checkpoints/s)")
+        f"{view.ingest_errors} ingest errors in {elapsed:.2f}s ({rate:,.0f} checkpoints/s); "
+        "per-checkpoint field warnings: --json")
     say(f"stored digest   {short_digest(view.stored_digest, 64) if view.stored_digest else 'unreadable'}")
     latest = view.latest
     if latest is not None:

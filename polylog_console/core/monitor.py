@@ -61,6 +61,36 @@ class MonitorView:
     warnings: int
 
 
+@dataclass(slots=True)
+class Run:
+    """``count`` consecutive checkpoints with the same digest, of which only the first and the last
+    are kept: what :meth:`Monitor.process` needs to account for them without per-checkpoint
+    events (see :func:`compact`)."""
+
+    first: Checkpoint
+    last: Checkpoint
+    count: int
+
+
+def compact(records: Iterable[Any], into: list[Any]) -> None:
+    """Append ``records`` to ``into``, folding consecutive same-digest checkpoints into :class:`Run`
+    items. Feeding the result to ``Monitor.process(..., emit_checkpoints=False)`` reaches the same
+    state and alerts as feeding the records; this lets a reader buffer a feed compactly before
+    the stored digest is known."""
+    append = into.append
+    for record in records:
+        if record.__class__ is Checkpoint and into:
+            tail = into[-1]
+            if tail.__class__ is Run and tail.first.digest == record.digest:
+                tail.last = record
+                tail.count += 1
+                continue
+            if tail.__class__ is Checkpoint and tail.digest == record.digest:
+                into[-1] = Run(tail, record, 2)
+                continue
+        append(record)
+
+
 def checkpoint_ref(cp: Checkpoint) -> dict[str, Any]:
     return {"label": cp.display_label, "line": cp.line, "timestamp": cp.timestamp, "registry_digest": cp.digest}
 
@@ -183,6 +213,18 @@ class Monitor:
                     run = 0
                 evaluate(record, now, out, False)
                 last_digest = record.digest
+                continue
+            if cls is Run:
+                if record.first.digest != last_digest:
+                    if run:
+                        self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
+                        run = 0
+                    evaluate(record.first, now, out, False)
+                    last_digest = record.first.digest
+                    run = record.count - 1
+                else:
+                    run += record.count
+                run_last = record.last
                 continue
             if run:
                 self._absorb(run_last, run, now, out)  # type: ignore[arg-type]

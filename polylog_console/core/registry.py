@@ -296,6 +296,14 @@ class StoredRegistry:
     def for_workspace(cls, ws: Any, scheme: Scheme = "engine") -> StoredRegistry:
         return cls(ws.registry, scheme, ws.digest_cache)
 
+    def cached(self) -> bool:
+        """True when the digest of the file as it is now is in the digest cache (hashes the file)."""
+        try:
+            raw = self.path.read_bytes()
+        except OSError:
+            return False
+        return self.cache.get(hashlib.sha256(raw).hexdigest(), self.scheme) is not None
+
     def peek(self) -> StoredView | None:
         """The last loaded view without touching the disk."""
         return self._view
