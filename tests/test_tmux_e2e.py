@@ -1,0 +1,219 @@
+"""End-to-end in a real terminal: the installed ``polylog-console`` in tmux at 80x24.
+
+Keys go in with ``send-keys``, the screen comes back with ``capture-pane -p``, and everything the
+program writes to its terminal is recorded raw with ``pipe-pane`` (so the OSC 52 clipboard
+sequence, wrapped for tmux passthrough, can be found in it). Each test uses a private tmux server
+(``-L`` with a unique socket name, ``-f`` with a config file of its own), so it never touches a
+user's tmux. Every wait polls the screen against a deadline; nothing sleeps for a fixed time.
+
+Keys are looked up in the console's action registry (:mod:`polylog_console.core.actions`), never
+hardcoded. Without tmux the tests skip, except under ``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+COLUMNS, ROWS = 80, 24
+EXIT_DEADLINE = 5.0  # killing the session must end the process within this many seconds
+
+
+def _tmux_binary() -> str:
+    path = shutil.which("tmux")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("tmux is required for the end-to-end tests in CI (install the tmux package)")
+        pytest.skip("tmux is not installed")
+    return path
+
+
+def console_command() -> list[str]:
+    """The installed console script next to this interpreter, else ``python -m polylog_console``."""
+    script = Path(sys.executable).parent / "polylog-console"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "polylog_console"]
+
+
+def tmux_key(key: str) -> str:
+    """A Textual key name from the action registry, as tmux ``send-keys`` spells it."""
+    from textual.keys import key_to_character
+
+    named = {"escape": "Escape", "enter": "Enter", "tab": "Tab", "space": "Space", "backspace": "BSpace",
+             "up": "Up", "down": "Down", "left": "Left", "right": "Right", "pageup": "PPage", "pagedown": "NPage",
+             "home": "Home", "end": "End"}
+    *mods, last = key.split("+")
+    if last in named:
+        name = named[last]
+    elif re.fullmatch(r"f\d{1,2}", last):
+        name = last.upper()
+    else:
+        character = key_to_character(last)
+        if character is None:
+            raise ValueError(f"no tmux spelling for key {key!r}")
+        name = character
+    prefix = "".join({"ctrl": "C-", "alt": "M-", "meta": "M-", "shift": "S-"}[m] for m in mods)
+    return prefix + name
+
+
+def registry_key(action_id: str) -> str:
+    """The default key of a console action, from the action registry (tmux spelling)."""
+    from polylog_console.core.actions import BY_ID
+    from polylog_console.ui.keymap import normalize_key
+
+    key = normalize_key(BY_ID[action_id].key)
+    assert key is not None, f"action {action_id} has no usable default key"
+    return tmux_key(key)
+
+
+class Terminal:
+    """One program running in a private tmux server, at 80x24."""
+
+    def __init__(self, tmux: str, directory: Path) -> None:
+        self.tmux = tmux
+        self.env = clean_env()  # the tmux server's environment, inherited by the program
+        self.socket = f"polylog-e2e-{os.getpid()}-{secrets.token_hex(4)}"
+        self.directory = directory
+        self.raw = directory / "terminal-output.raw"
+        self.conf = directory / "tmux.conf"
+        self.conf.write_text(
+            "set -g default-terminal screen-256color\n"
+            "set -g history-limit 2000\n"
+            "set -g remain-on-exit off\n"
+            "set -g status off\n"  # the whole 80x24 is the program's
+            "set -g escape-time 0\n",
+            encoding="utf-8",
+        )
+        self.pid: int | None = None
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.tmux, "-L", self.socket, "-f", str(self.conf), *args], capture_output=True,
+                              text=True, timeout=20, check=check, env=self.env)
+
+    def start(self, command: list[str], cwd: Path | None = None) -> int:
+        self._run("new-session", "-d", "-s", "main", "-x", str(COLUMNS), "-y", str(ROWS),
+                  "-c", str(cwd or self.directory), "--", *command)
+        self._run("pipe-pane", "-o", "-t", "main", f"cat >> '{self.raw}'")
+        self.pid = int(self._run("display-message", "-p", "-t", "main", "#{pane_pid}").stdout.strip())
+        return self.pid
+
+    def screen(self) -> str:
+        result = self._run("capture-pane", "-p", "-t", "main", check=False)
+        return result.stdout
+
+    def output(self) -> bytes:
+        try:
+            return self.raw.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def send(self, *keys: str) -> None:
+        self._run("send-keys", "-t", "main", *keys)
+
+    def wait_screen(self, predicate: Callable[[str], bool] | str, timeout: float = 20.0, what: str = "") -> str:
+        """Poll the screen until ``predicate`` (or the substring) holds; fail with the last screen."""
+        test = (lambda s: predicate in s) if isinstance(predicate, str) else predicate
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if test(screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what or predicate!r}; the screen was:\n{screen}")
+
+    def wait_output(self, predicate: Callable[[bytes], bool], timeout: float = 20.0, what: str = "") -> bytes:
+        deadline = time.monotonic() + timeout
+        data = b""
+        while time.monotonic() < deadline:
+            data = self.output()
+            if predicate(data):
+                return data
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what} in the terminal output ({len(data)} bytes)")
+
+    def kill_session(self) -> None:
+        self._run("kill-session", "-t", "main", check=False)
+
+    def close(self) -> None:
+        self._run("kill-server", check=False)
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie waiting for tmux to reap it counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_gone(pid: int, timeout: float) -> float:
+    """Seconds until ``pid`` exited; fails after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if process_gone(pid):
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still running {timeout:g} s after its tmux session was killed")
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of the private tmux server and so of the program: no workspace or config
+    leaking in from the caller, not nested in the caller's tmux, UTF-8."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("POLYLOG_", "TMUX")) and name not in ("NO_COLOR", "CI")}
+    env.update({"PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"})
+    return env
+
+
+@pytest.fixture
+def terminal(tmp_path: Path):
+    term = Terminal(_tmux_binary(), tmp_path)
+    try:
+        yield term
+    finally:
+        term.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            children.append(int(entry.name))
+    return children
+
+
+# --- the demo, headless, in a real terminal ---------------------------------------------------------------
+
+def test_headless_demo_in_tmux_ends_and_cleans_up_when_the_session_is_killed(terminal: Terminal, tmp_path: Path):
+    scratch = tmp_path / "scratch"
+    pid = terminal.start([*console_command(), "demo", "--headless", "--speed", "2", "--workspace", str(scratch)])
+    terminal.wait_screen("status      IN SYNC", what="the headless demo's first status")
+    assert scratch.is_dir()
+    terminal.kill_session()
+    wait_gone(pid, EXIT_DEADLINE)
+    # The demo's finally block ran: engine stopped, scratch workspace removed.
+    deadline = time.monotonic() + EXIT_DEADLINE
+    while scratch.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not scratch.exists()
