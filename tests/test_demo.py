@@ -177,7 +177,9 @@ def test_engine_writes_valid_checkpoints_in_the_story_order(tmp_path: Path, scen
     assert {cp.digest for cp in checkpoints[: settings.in_sync]} == {story.stored_digest}
     assert {cp.digest for cp in checkpoints[settings.in_sync :]} == {story.live_after_digest}
     update_at = next(i for i, r in enumerate(records) if isinstance(r, Entry) and r.entry_kind == "source_update")
-    assert records.index(checkpoints[settings.in_sync]) == update_at + 1
+    hint = records[update_at + 1]
+    assert isinstance(hint, Entry) and hint.entry_kind == "demo_hint" and "rehydrate" in hint.data["note"]
+    assert records.index(checkpoints[settings.in_sync]) == update_at + 2
     assert any(e.entry_kind == "handoff" for e in entries)
     assert any(cp.telemetry for cp in checkpoints)  # envelope form with detection telemetry
     assert (root / "stable_polyforms.jsonl").read_bytes() == story.source_after
@@ -330,6 +332,8 @@ def test_cli_headless_plays_the_story_and_cleans_up(tmp_path: Path, cli):
     assert "alert       registry_mismatch firing" in result.out
     assert "status      DRIFT" in result.out
     assert "operator    drift escalated" in result.out
+    # The real `replicas` command against the demo's HTTP replicas: replica-us is the drifted one.
+    assert "operator    replicas: replica-eu match, replica-us DRIFTED" in result.out
     assert result.out.rstrip().splitlines()[-1].startswith("done")
     assert not target.exists()
 

@@ -357,6 +357,28 @@ class StoredMirror:
         return body
 
 
+def _key(action_id: str) -> str:
+    """The default key of a console action, for hints (the action registry, when present)."""
+    try:
+        from polylog_console.core.actions import BY_ID
+    except ImportError:
+        return action_id
+    spec = BY_ID.get(action_id)
+    if spec is None:
+        return action_id
+    return {"question_mark": "?", "slash": "/", "escape": "esc"}.get(spec.key, spec.key)
+
+
+def demo_hint(scenario: str) -> str:
+    """The coordination note the demo appends when the drift starts: what to try next."""
+    steps = (f"{_key('validate')} validate, {_key('replicas')} verify replicas, "
+             f"{_key('rehydrate')} rehydrate (confirm), {_key('recompute')} recompute digest")
+    if scenario == "fixable":
+        return f"demo: the source changed upstream and the engine reloaded it: drift. Try {steps}: parity returns."
+    return (f"demo: the source changed upstream and the engine's registry lost symbols: drift. Try {steps}: "
+            f"the drift remains, so write the escalation bundle ({_key('bundle')}).")
+
+
 # --- the simulated engine -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -418,6 +440,8 @@ class Engine:
                               "agent": "engine-0", "note": "stable_polyforms.jsonl updated upstream (INT-009 sync); "
                               "engine reloaded its registry"})
         self._emit(EngineStep(self.next_number - 1, "source_update", None, None, True, time.time()))
+        self._append(handle, {"kind": "demo_hint", "timestamp": now, "note": demo_hint(self.settings.scenario)})
+        self._emit(EngineStep(self.next_number - 1, "demo_hint", None, None, True, time.time()))
 
     def write_one(self, handle: Any) -> None:
         """Append the next checkpoint (and the source update or a handoff entry when due)."""
