@@ -29,6 +29,7 @@ import argparse
 import collections
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -170,6 +171,11 @@ class ReplicaServer:
         closers = [threading.Thread(target=server.shutdown, daemon=True) for server in self._servers]
         for closer in closers:
             closer.start()
+        for port in self.ports:  # wake each accept loop now rather than at its next poll
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                pass
         for closer in closers:
             closer.join(timeout=5)
         for server in self._servers:
@@ -186,8 +192,6 @@ class ReplicaServer:
 
 def free_port() -> int:
     """A port on 127.0.0.1 with nothing listening (bound, then released)."""
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,7 +187,10 @@ def describe_transport_error(exc: BaseException) -> str:
             deepest = node
         node = node.__cause__ or node.__context__
     if deepest is not None:
-        reason = deepest.strerror or str(deepest)
+        if isinstance(deepest, socket.gaierror):
+            reason = f"cannot resolve the host name ({deepest.strerror or deepest})"
+        else:  # asyncio's strerror is "Connect call failed (...)": the errno's own text is clearer
+            reason = os.strerror(deepest.errno) if deepest.errno and deepest.errno > 0 else str(deepest)
         return one_line(reason[:1].lower() + reason[1:], 160)
     if isinstance(exc, httpx.ConnectError):
         return "cannot connect"
