@@ -9,7 +9,11 @@
 * ``metadata.json``: checksums of the source and of every artifact, and the registry digest.
 
 Writing them atomically, in parallel and under the workspace lock is the rehydrate action's job
-(:mod:`polylog_console.core.rehydrate`); this module only computes their content.
+(:mod:`polylog_console.core.rehydrate`); this module only computes their content. For parallel
+builds the attachment graph is made of *fragments*: each worker serialises its own polyforms'
+entries (:func:`attachment_fragments`) and :func:`graph_pieces` joins the fragments of all chunks,
+in file order, into exactly the bytes :func:`build_all` writes, without re-parsing or re-pickling
+the (large) graph.
 """
 
 from __future__ import annotations
@@ -67,10 +71,52 @@ def attachment_pairs(composition: str) -> list[str]:
 def attachment_entries(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     graph: dict[str, list[dict[str, Any]]] = {}
     for p in polyforms:
-        entry = {"polyform_uuid": p["uuid"], "fold_angles": p.get("fold_angles", []), "stability": p.get("stability")}
+        entry = _attachment_entry(p)
         for key in attachment_pairs(p.get("composition", "")):
             graph.setdefault(key, []).append(entry)
     return graph
+
+
+def _attachment_entry(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {"polyform_uuid": p["uuid"], "fold_angles": p.get("fold_angles", []), "stability": p.get("stability")}
+
+
+def attachment_fragments(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, bytes]:
+    """``{"A↔B": b"entry,entry,..."}``: each entry serialised once (keys sorted), joined per key in order.
+
+    :func:`graph_pieces` turns the fragments of consecutive chunks into the graph file's bytes."""
+    parts: dict[str, list[bytes]] = {}
+    for p in polyforms:
+        keys = attachment_pairs(p.get("composition", ""))
+        if not keys:
+            continue
+        entry = orjson.dumps(_attachment_entry(p), option=orjson.OPT_SORT_KEYS)
+        for key in keys:
+            bucket = parts.get(key)
+            if bucket is None:
+                parts[key] = [entry]
+            else:
+                bucket.append(entry)
+    return {key: b",".join(entries) for key, entries in parts.items()}
+
+
+def graph_pieces(chunks: list[Mapping[str, bytes]]) -> Iterable[bytes]:
+    """The bytes of ``attachment_graph.json`` (as :func:`dump` would write them), in pieces, from the
+    fragments of consecutive chunks. Keys are sorted by code point, as orjson's ``OPT_SORT_KEYS``."""
+    keys = sorted({key for chunk in chunks for key in chunk})
+    yield b"{"
+    for i, key in enumerate(keys):
+        yield (b"," if i else b"") + orjson.dumps(key) + b':{"pairs":['
+        first = True
+        for chunk in chunks:
+            fragment = chunk.get(key)
+            if fragment:
+                if not first:
+                    yield b","
+                yield fragment
+                first = False
+        yield b"]}"
+    yield b"}\n"
 
 
 def build_attachment_graph(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -118,14 +164,24 @@ def build_all(polyforms: list[Mapping[str, Any]], source_bytes: bytes, *, label:
 
 def metadata_document(source_bytes: bytes, artifacts: Mapping[str, bytes], registry_digest: str, *,
                       source_file: str = "stable_polyforms.jsonl", generated_at: str | None = None) -> dict[str, Any]:
+    return metadata_from_checksums(sha256_bytes(source_bytes),
+                                   {path: sha256_bytes(data) for path, data in artifacts.items()},
+                                   registry_digest, source_file=source_file, generated_at=generated_at)
+
+
+def metadata_from_checksums(source_checksum: str, checksums: Mapping[str, str], registry_digest: str, *,
+                            source_file: str = "stable_polyforms.jsonl",
+                            generated_at: str | None = None) -> dict[str, Any]:
+    """``metadata.json`` (SPEC §4) from checksums already computed (``{workspace-relative path: sha256}``),
+    for writers that hash artifacts while streaming them to disk."""
     names = {path: name for name, path in ARTIFACTS.items()}
     return {
         "source_file": source_file,
-        "source_checksum": sha256_bytes(source_bytes),
+        "source_checksum": source_checksum,
         "generated_at": generated_at or iso(),
         "registry_digest": registry_digest,
-        "artifacts": {names.get(path, path): {"path": path, "checksum": sha256_bytes(data)}
-                      for path, data in sorted(artifacts.items())},
+        "artifacts": {names.get(path, path): {"path": path, "checksum": checksum}
+                      for path, checksum in sorted(checksums.items())},
     }
 
 
