@@ -1,0 +1,66 @@
+"""The ``alertmanager`` sink: Prometheus Alertmanager's v2 API, ``POST {url}/api/v2/alerts``.
+
+Each notification becomes ``postableAlerts`` (:func:`~.payload.alertmanager_alerts`): labels
+``alertname``, ``code``, ``workspace``, ``severity`` (plus ``dedup_key`` and ``host`` so distinct
+drifts and the watchers of a fleet stay distinct), annotations ``summary``, ``description``,
+``runbook_url``, ``startsAt`` and ``endsAt``. A firing alert is posted with ``endsAt`` a few
+re-send intervals ahead and the dispatcher re-posts it while it lasts, as Alertmanager expects of
+its clients; a resolution posts the same labels with ``endsAt`` = now.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+
+from polylog_console.core.alerts.payload import Notification, alertmanager_alerts
+from polylog_console.core.alerts.webhook import USER_AGENT, check_response, display_url, http_error
+from polylog_console.core.config import AlertmanagerConfig
+
+RESEND_INTERVAL = 60.0  # seconds between re-posts of a firing alert
+VALID_FOR = 4 * RESEND_INTERVAL  # endsAt ahead of now: four missed re-posts before Alertmanager resolves it
+
+
+class AlertmanagerSink:
+    name = "alertmanager"
+
+    def __init__(self, url: str, *, timeout: float = 5.0, resend_interval: float = RESEND_INTERVAL,
+                 valid_for: float | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.endpoint = self.url + "/api/v2/alerts"
+        self.timeout = timeout
+        self.resend_interval = resend_interval
+        self.valid_for = valid_for if valid_for is not None else 4 * resend_interval
+        self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_config(cls, config: AlertmanagerConfig, **kwargs: float) -> AlertmanagerSink:
+        return cls(config.url, timeout=config.timeout, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"AlertmanagerSink({display_url(self.url)})"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
+                                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+        return self._client
+
+    def body(self, note: Notification, now: float | None = None) -> bytes:
+        return orjson.dumps(alertmanager_alerts(note, time.time() if now is None else now, self.valid_for))
+
+    async def send(self, note: Notification) -> None:
+        what = f"POST {display_url(self.endpoint)}"
+        try:
+            response = await self._http().post(self.endpoint, content=self.body(note),
+                                               headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise http_error(exc, what) from None
+        check_response(response, what)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()

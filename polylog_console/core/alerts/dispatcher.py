@@ -1,0 +1,678 @@
+"""Alert fan-out (SPEC §7): grouping, repeat, the durable outbox and one delivery task per sink.
+
+The dispatcher consumes the monitor's events (``submit``, called from ``Session.publish``) and
+decides what to announce; each announcement (a :class:`~.payload.Notification`) is written to the
+outbox for every external sink (webhook, email, Alertmanager) *before* anything is sent, then
+delivered by that sink's own asyncio task. Sinks are independent: a slow or dead sink only delays
+its own queue, never the monitor (``submit`` does no network I/O) nor the other sinks.
+
+Grouping (one group per alert code and ``dedup_key``, i.e. per distinct drift):
+
+* the first ``firing`` event of a group is announced at once;
+* while it fires, a reminder is sent every ``repeat_interval`` (with the current consecutive
+  mismatch count); Alertmanager additionally gets the alert re-posted every ``resend_interval``
+  (much shorter), as it expects of clients, so it never times the alert out while it lasts;
+* a resolution is held for ``resolve_hold`` seconds: if the same drift fires again meanwhile
+  (flapping: alternating match/mismatch checkpoints) nothing is sent, so receivers hear one
+  alert, not a storm. A drift that returns after its resolution was announced is announced again
+  only once ``repeat_interval`` has passed since its last announcement: at most one firing
+  notification per drift per ``repeat_interval``;
+* what receivers last heard about each group is kept in ``memory/outbox/groups.json``, so a
+  restarted watcher neither repeats an announced alert early nor forgets to resolve one
+  (:meth:`AlertDispatcher.reconcile`, called once the feed history has been read).
+
+Delivery: in creation order per sink; retried with exponential backoff and jitter
+(:class:`~.delivery.Backoff`) on 5xx, 408/429, timeouts and connection errors, also across
+restarts (the outbox is replayed by :meth:`start`); a permanent refusal (other 4xx, SMTP 5xx) is
+audited as ``alert_failed`` and kept in ``memory/outbox/failed/``. Every attempt's outcome is a
+:class:`~.delivery.DeliveryEvent` (handed to ``emit``) and an audit entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from polylog_console.core import events as ev
+from polylog_console.core.alerts.delivery import (
+    DELIVERED,
+    FAILED,
+    RETRY,
+    Backoff,
+    DeliveryError,
+    DeliveryEvent,
+    Sink,
+)
+from polylog_console.core.alerts.outbox import Outbox, OutboxError, Pending
+from polylog_console.core.alerts.payload import Notification, from_alert, hostname
+from polylog_console.core.atomic import write_bytes
+from polylog_console.core.audit import AuditLog
+from polylog_console.core.config import Config
+from polylog_console.core.events import AlertEvent, CheckpointEvent
+from polylog_console.core.text import safe_text
+
+GROUPS_FILE = "groups.json"
+DEFAULT_RESOLVE_HOLD = 30.0
+DEFAULT_MAX_PENDING = 1000
+LOCK_RETRY = 5.0  # seconds between attempts to take an outbox another process holds
+FIRING = "firing"
+RESOLVED = "resolved"
+
+Emit = Callable[[list[Any]], None]
+
+
+# --- one sink's delivery task -----------------------------------------------------------------
+
+class SinkWorker:
+    """Delivers one sink's pending deliveries, oldest first, one at a time.
+
+    The head of the queue is retried until accepted or refused for good, so a notification is
+    never overtaken by a later one about the same alert (a resolution by its alert).
+    """
+
+    def __init__(self, sink: Sink, outbox: Outbox, backoff: Backoff, report: Callable[[DeliveryEvent], None],
+                 *, max_pending: int = DEFAULT_MAX_PENDING, clock: Callable[[], float] = time.time,
+                 send_timeout: float | None = None) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.outbox = outbox
+        self.backoff = backoff
+        self.report = report
+        self.max_pending = max_pending
+        self.clock = clock
+        self.send_timeout = send_timeout
+        self.queue: deque[Pending] = deque()
+        self.overflow = False  # deliveries on disk that are not in memory (queue was full)
+        self.sending = False
+        self.delivered = 0
+        self.failed = 0
+        self.retries = 0
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # queue ------------------------------------------------------------------------------------
+
+    def add(self, pending: Pending) -> None:
+        if len(self.queue) >= self.max_pending:
+            self.overflow = True  # stays on disk; read back when the queue drains
+        else:
+            self.queue.append(pending)
+        self._wake.set()
+
+    def load(self, pendings: Iterable[Pending]) -> int:
+        count = 0
+        for pending in pendings:
+            self.add(pending)
+            count += 1
+        return count
+
+    @property
+    def pending(self) -> int:
+        return self.outbox.count(self.name) if self.overflow else len(self.queue)
+
+    def has_pending(self, group: tuple[str, str]) -> bool:
+        return any(p.note.group == group for p in self.queue)
+
+    # task -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"polylog-sink-{self.name}")
+
+    def quiet(self, *, due_only: bool = False) -> bool:
+        """Nothing being sent and nothing left (or, with ``due_only``, nothing due now)."""
+        if self.sending:
+            return False
+        if not self.queue:
+            return not self.overflow
+        return due_only and self.queue[0].next_attempt_at > self.clock()
+
+    async def wait_idle(self, timeout: float | None = None, *, due_only: bool = False) -> bool:
+        """Wait until :meth:`quiet`; False if ``timeout`` passed first. (Checks at least every
+        50 ms while waiting: only used when flushing or stopping, never while idle.)"""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.quiet(due_only=due_only):
+            remaining = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+        return True
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.sink.aclose()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _run(self) -> None:
+        while True:
+            if not self.queue:
+                if self.overflow:
+                    self.overflow = False
+                    loaded, _ = self.outbox.load(self.name)
+                    self.load(loaded)
+                    continue
+                self._changed.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            head = self.queue[0]
+            wait = head.next_attempt_at - self.clock()
+            if wait > 0:
+                self._changed.set()
+                await self._sleep(wait)
+                continue
+            await self._attempt(head)
+            self._changed.set()
+
+    async def _attempt(self, head: Pending) -> None:
+        attempt = head.attempts + 1
+        self.sending = True
+        started = time.perf_counter()
+        try:
+            if self.send_timeout is not None:
+                await asyncio.wait_for(self.sink.send(head.note), timeout=self.send_timeout)
+            else:
+                await self.sink.send(head.note)
+        except DeliveryError as exc:
+            error, retryable, retry_after = exc.reason, exc.retryable, exc.retry_after
+        except TimeoutError:
+            error, retryable, retry_after = f"{self.name}: no answer within {self.send_timeout:g}s", True, None
+        except asyncio.CancelledError:
+            self.sending = False
+            raise
+        except Exception as exc:  # a bug in a sink must not stop deliveries: retry, say what happened
+            error = f"{self.name}: {type(exc).__name__}: {safe_text(str(exc), 160)}"
+            retryable, retry_after = True, None
+        else:
+            latency = (time.perf_counter() - started) * 1000
+            self.outbox.remove(head)
+            self.queue.popleft()
+            self.sending = False
+            self.delivered += 1
+            self.report(_event(head, DELIVERED, attempt, latency_ms=latency, at=self.clock()))
+            return
+        self.sending = False
+        if retryable:
+            delay = self.backoff.delay(attempt, retry_after)
+            updated = self.outbox.update(head, attempts=attempt, next_attempt_at=self.clock() + delay, error=error)
+            if self.queue and self.queue[0] is head:
+                self.queue[0] = updated
+            self.retries += 1
+            self.report(_event(head, RETRY, attempt, error=error, retry_in=delay, at=self.clock()))
+        else:
+            self.outbox.dead_letter(head, error)
+            if self.queue and self.queue[0] is head:
+                self.queue.popleft()
+            self.failed += 1
+            self.report(_event(head, FAILED, attempt, error=error, at=self.clock()))
+
+
+def _event(pending: Pending, outcome: str, attempt: int, **kwargs: Any) -> DeliveryEvent:
+    note = pending.note
+    return DeliveryEvent(pending.sink, outcome, note.id, note.code, note.status, note.dedup_key, attempt, **kwargs)
+
+
+# --- grouping -----------------------------------------------------------------------------------
+
+@dataclass
+class Group:
+    """What is known and what was announced about one alert condition (code, dedup_key)."""
+
+    code: str
+    dedup_key: str
+    firing: bool = False  # the monitor's current view (since this process started)
+    seen: bool = False  # a firing event arrived since this process started
+    heard: str | None = None  # what receivers were last told: firing | resolved | None
+    last_announced: float | None = None  # when a firing notification was last sent (first or reminder)
+    last_posted: float | None = None  # when the alert was last posted to Alertmanager
+    note: Notification | None = None  # the latest firing notification (for reminders and re-posts)
+    resolution: Notification | None = None  # a resolution being held (flap damping)
+    resolve_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "dedup_key": self.dedup_key, "heard": self.heard,
+                "last_announced": self.last_announced, "note": self.note.to_json() if self.note else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Group:
+        note = data.get("note")
+        heard = data.get("heard")
+        last = data.get("last_announced")
+        return cls(str(data["code"]), str(data["dedup_key"]),
+                   heard=heard if heard in (FIRING, RESOLVED) else None,
+                   last_announced=float(last) if isinstance(last, int | float) else None,
+                   note=Notification.from_json(note) if isinstance(note, dict) else None)
+
+
+@dataclass
+class DispatcherStats:
+    notifications: int = 0
+    suppressed: int = 0
+    replayed: int = 0
+    by_code: dict[str, int] = field(default_factory=dict)
+
+
+class AlertDispatcher:
+    def __init__(
+        self,
+        outbox_dir: Path,
+        sinks: Iterable[Sink],
+        *,
+        workspace: str,
+        runbook_url: str,
+        repeat_interval: float = 4 * 3600.0,
+        resolve_hold: float = DEFAULT_RESOLVE_HOLD,
+        resend_interval: float | None = None,
+        backoff: Backoff | None = None,
+        audit: AuditLog | None = None,
+        emit: Emit | None = None,
+        clock: Callable[[], float] = time.time,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        durable: bool = True,
+        host: str | None = None,
+    ) -> None:
+        self.outbox = Outbox(outbox_dir, durable=durable)
+        self.sinks = list(sinks)
+        self.workspace = workspace
+        self.runbook_url = runbook_url
+        self.repeat_interval = repeat_interval
+        self.resolve_hold = resolve_hold
+        am = next((s for s in self.sinks if s.name == "alertmanager"), None)
+        self.resend_interval = resend_interval or getattr(am, "resend_interval", 60.0)
+        self.backoff = backoff or Backoff()
+        self.audit = audit
+        self.emit = emit
+        self.clock = clock
+        self.host = host or hostname()
+        self.workers = {s.name: SinkWorker(s, self.outbox, self.backoff, self._report, max_pending=max_pending,
+                                           clock=clock, send_timeout=_send_timeout(s)) for s in self.sinks}
+        self.groups: dict[tuple[str, str], Group] = {}
+        self.stats = DispatcherStats()
+        self.standby = False  # another process holds the outbox and delivers
+        self.started = False
+        self.closed = False
+        self._consecutive: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_lock_try = 0.0
+        self._groups_dirty = False
+
+    @classmethod
+    def from_config(cls, outbox_dir: Path, config: Config, *, workspace: str, audit: AuditLog | None = None,
+                    emit: Emit | None = None, sinks: Iterable[Sink] | None = None, **kwargs: Any) -> AlertDispatcher:
+        """A dispatcher with the sinks ``config`` configures (``sinks`` overrides them)."""
+        if sinks is None:
+            sinks = build_sinks(config)
+        return cls(outbox_dir, sinks, workspace=workspace, runbook_url=config.alerts.runbook_url,
+                   repeat_interval=config.alerts.repeat_interval, audit=audit, emit=emit, **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take the outbox, replay what is pending, start the delivery tasks and the timer."""
+        if self.started:
+            return
+        self.started = True
+        self._loop = asyncio.get_running_loop()
+        self._load_groups()
+        if self.sinks:
+            self._take_outbox()
+        for worker in self.workers.values():
+            worker.start()
+        self._timer = asyncio.create_task(self._maintain(), name="polylog-alert-timer")
+
+    def _take_outbox(self) -> bool:
+        try:
+            owned = self.outbox.acquire()
+        except OSError as exc:
+            self._audit("alerts_outbox_error", error=f"outbox {self.outbox.root}: {exc.strerror or exc}")
+            owned = False
+        if not owned:
+            if not self.standby:
+                self.standby = True
+                self._audit("alerts_standby", holder_pid=self.outbox.holder(),
+                            message="another process delivers this workspace's alerts")
+            self._next_lock_try = self.clock() + LOCK_RETRY
+            return False
+        if self.standby:
+            self.standby = False
+            self._audit("alerts_active", message="this process now delivers the workspace's alerts")
+        replayed = 0
+        for name, worker in self.workers.items():
+            pendings, bad = self.outbox.load(name)
+            replayed += worker.load(pendings)
+            for path, reason in bad:
+                self._audit("alert_outbox_bad", sink=name, path=str(path), error=reason)
+            for pending in pendings:  # what is still pending was announced: receivers will hear it
+                self._note_replayed(pending.note)
+        if replayed:
+            self.stats.replayed += replayed
+            self._audit("alert_replayed", deliveries=replayed)
+        return True
+
+    async def close(self, grace: float = 5.0) -> bool:
+        """Stop: announce held resolutions, give due deliveries up to ``grace`` seconds, then stop
+        the tasks. What is not delivered stays in the outbox for the next start. True when
+        nothing was left pending."""
+        if self.closed:
+            return True
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        if not self.standby:
+            for group in list(self.groups.values()):
+                if group.resolution is not None:
+                    self._send_resolution(group)
+        self._save_groups()
+        deadline = time.monotonic() + grace
+        for worker in self.workers.values():
+            await worker.wait_idle(max(0.0, deadline - time.monotonic()), due_only=True)
+        left = 0
+        for worker in self.workers.values():
+            left += len(worker.queue)
+            await worker.stop()
+        self.outbox.release()
+        if left:
+            self._audit("alerts_persisted", deliveries=left, message="left in the outbox for the next start")
+        return left == 0
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every sink has delivered (or refused) everything queued. For tests/tools."""
+        deadline = time.monotonic() + timeout
+        for worker in self.workers.values():
+            if not await worker.wait_idle(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    # -- events in ---------------------------------------------------------------------------------
+
+    def submit(self, events: Iterable[Any]) -> None:
+        """Consume a batch of monitor events (on the event loop; no network I/O here)."""
+        now = self.clock()
+        changed = False
+        for event in events:
+            cls = event.__class__
+            if cls is CheckpointEvent:
+                if event.registry_match is False and event.stored_digest and not event.scheme_mismatch:
+                    if len(self._consecutive) > 1000:
+                        self._consecutive.clear()
+                    self._consecutive[ev.dedup_key(event.stored_digest, event.checkpoint.digest)] = \
+                        event.consecutive_mismatches
+            elif cls is AlertEvent:
+                self._on_alert(event.alert, now)
+                changed = True
+        if changed:
+            self._wake.set()
+
+    def _group(self, code: str, key: str) -> Group:
+        group = self.groups.get((code, key))
+        if group is None:
+            group = self.groups[(code, key)] = Group(code, key)
+        return group
+
+    def _on_alert(self, alert: ev.Alert, now: float) -> None:
+        note = from_alert(alert, workspace=self.workspace, runbook_url=self.runbook_url, now=now, host=self.host)
+        if alert.status == FIRING:
+            group = self._group(alert.code, alert.dedup_key)
+            group.firing = True
+            group.seen = True
+            if group.resolution is not None:  # flapping: the resolution was never announced
+                group.resolution = None
+                group.resolve_at = None
+                self.stats.suppressed += 1
+                return
+            if group.heard == FIRING:
+                group.note = note  # already announced (e.g. replayed); reminders go on from here
+                self.stats.suppressed += 1
+                return
+            if group.last_announced is not None and now - group.last_announced < self.repeat_interval:
+                group.note = note  # returned within repeat_interval: announced when it is over (timer)
+                self.stats.suppressed += 1
+                return
+            self._announce(group, note, now)
+            return
+        # resolved: hold it (flap damping) for every group it ends that receivers heard firing
+        codes = dict.fromkeys((alert.code, *alert.resolves))
+        heard = False
+        for code in codes:
+            group = self.groups.get((code, alert.dedup_key))
+            if group is None:
+                continue
+            group.firing = False
+            if group.heard == FIRING:
+                heard = True
+        if not heard:
+            return
+        # the resolution is attached to the group that first fired (its announcement's group)
+        for code in codes:
+            group = self.groups.get((code, alert.dedup_key))
+            if group is not None and group.heard == FIRING:
+                group.resolution = note
+                group.resolve_at = now + self.resolve_hold
+                if self.resolve_hold <= 0:
+                    self._send_resolution(group)
+                break
+
+    def _note_replayed(self, note: Notification) -> None:
+        group = self._group(note.code, note.dedup_key)
+        if note.status == FIRING:
+            group.heard = FIRING
+            group.note = note
+            group.last_announced = max(group.last_announced or 0.0, note.created_at)
+        else:
+            for code in dict.fromkeys((note.code, *note.resolves)):
+                g = self.groups.get((code, note.dedup_key))
+                if g is not None:
+                    g.heard = RESOLVED
+
+    # -- announcing ------------------------------------------------------------------------------
+
+    def _announce(self, group: Group, note: Notification, now: float) -> None:
+        group.heard = FIRING
+        group.note = note
+        group.last_announced = now
+        group.last_posted = now
+        self._enqueue(note)
+
+    def _send_resolution(self, group: Group) -> None:
+        note = group.resolution
+        group.resolution = None
+        group.resolve_at = None
+        if note is None:
+            return
+        for code in dict.fromkeys((note.code, *note.resolves)):
+            g = self.groups.get((code, note.dedup_key))
+            if g is not None and not g.firing:
+                g.heard = RESOLVED
+                g.last_posted = None
+        group.heard = RESOLVED
+        group.last_posted = None
+        self._enqueue(note)
+
+    def _enqueue(self, note: Notification, sinks: Iterable[str] | None = None) -> None:
+        self.stats.notifications += 1
+        self.stats.by_code[note.code] = self.stats.by_code.get(note.code, 0) + 1
+        self._groups_dirty = True
+        if self.standby:
+            return  # the process holding the outbox announces it
+        for name in sinks or self.workers:
+            worker = self.workers[name]
+            try:
+                pending = self.outbox.put(name, note)
+            except OutboxError as exc:
+                # Not durable, but not lost while this process runs: deliver from memory.
+                self._audit("alert_outbox_error", sink=name, code=note.code, error=str(exc))
+                pending = Pending(name, note, self.outbox.sink_dir(name) / f"unsaved-{note.id}.json")
+            worker.add(pending)
+
+    # -- time ------------------------------------------------------------------------------------
+
+    def due(self, now: float) -> float | None:
+        """Do what is due at ``now`` (held resolutions, reminders, Alertmanager re-posts);
+        return the time of the next thing due, or None."""
+        upcoming: list[float] = []
+        am = self.workers.get("alertmanager")
+        for group in list(self.groups.values()):
+            if group.resolution is not None and group.resolve_at is not None:
+                if now >= group.resolve_at:
+                    self._send_resolution(group)
+                else:
+                    upcoming.append(group.resolve_at)
+                    continue
+            if not group.firing or group.note is None:
+                continue
+            last = group.last_announced
+            if last is None or now - last >= self.repeat_interval:
+                consecutive = self._consecutive.get(group.dedup_key)
+                note = group.note.again(now, consecutive) if group.heard == FIRING else \
+                    replace(group.note, created_at=now, consecutive_mismatches=consecutive
+                            if consecutive is not None else group.note.consecutive_mismatches)
+                self._announce(group, note, now)
+                last = now
+            upcoming.append(last + self.repeat_interval)
+            if am is not None and group.heard == FIRING and not self.standby:
+                posted = group.last_posted or 0.0
+                if now - posted >= self.resend_interval:
+                    if not am.has_pending(group.note.group):
+                        consecutive = self._consecutive.get(group.dedup_key)
+                        self._enqueue_repost(group.note.again(now, consecutive))
+                    group.last_posted = now
+                    posted = now
+                upcoming.append(posted + self.resend_interval)
+        if self._groups_dirty:
+            self._save_groups()
+        return min(upcoming) if upcoming else None
+
+    def _enqueue_repost(self, note: Notification) -> None:
+        try:
+            pending = self.outbox.put("alertmanager", note)
+        except OutboxError:
+            pending = Pending("alertmanager", note, self.outbox.sink_dir("alertmanager") / f"unsaved-{note.id}.json")
+        self.workers["alertmanager"].add(pending)
+
+    async def _maintain(self) -> None:
+        while True:
+            now = self.clock()
+            if self.standby and now >= self._next_lock_try:
+                self._take_outbox()
+            nxt = self.due(now)
+            if self.standby:
+                nxt = min(nxt or self._next_lock_try, self._next_lock_try)
+            self._wake.clear()
+            timeout = None if nxt is None else max(0.0, nxt - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    def reconcile(self) -> list[Notification]:
+        """After the feed's history was read: a condition that receivers last heard as firing
+        (before a restart) and that the monitor no longer reports is resolved now."""
+        now = self.clock()
+        sent = []
+        for group in list(self.groups.values()):
+            if group.heard == FIRING and not group.seen and group.note is not None and group.resolution is None:
+                base = group.note
+                drift = base.code in (ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT)
+                note = replace(base.again(now), code=ev.REGISTRY_RESOLVED if drift else base.code, status=RESOLVED,
+                               severity=str(ev.Severity.INFO) if drift else base.severity,
+                               summary=f"no longer reported after a restart: {base.summary}",
+                               resolves=(ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT) if drift else (),
+                               reason="cleared while the monitor was not running", repeat=0)
+                group.resolution = note
+                self._send_resolution(group)
+                sent.append(note)
+        if sent:
+            self._save_groups()
+        return sent
+
+    # -- persistence of what receivers heard -------------------------------------------------------
+
+    @property
+    def groups_path(self) -> Path:
+        return self.outbox.root / GROUPS_FILE
+
+    def _load_groups(self) -> None:
+        try:
+            data = orjson.loads(self.groups_path.read_bytes())
+        except FileNotFoundError:
+            return
+        except (OSError, orjson.JSONDecodeError) as exc:
+            self._audit("alert_outbox_bad", path=str(self.groups_path), error=str(exc))
+            return
+        for item in data.get("groups", []) if isinstance(data, dict) else []:
+            try:
+                group = Group.from_json(item)
+            except (KeyError, TypeError, ValueError):
+                continue
+            self.groups[(group.code, group.dedup_key)] = group
+
+    def _save_groups(self) -> None:
+        if self.standby:
+            return
+        self._groups_dirty = False
+        keep = [g.to_json() for g in self.groups.values() if g.heard is not None]
+        try:
+            self.groups_path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(self.groups_path, orjson.dumps({"version": 1, "groups": keep}), durable=self.outbox.durable)
+        except OSError as exc:
+            self._audit("alert_outbox_error", path=str(self.groups_path), error=exc.strerror or str(exc))
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _report(self, event: DeliveryEvent) -> None:
+        name = event.audit_name
+        if name is not None:
+            self._audit(name, **event.details())
+        if self.emit is not None:
+            self.emit([event])
+
+    def _audit(self, name: str, **details: Any) -> None:
+        if self.audit is not None:
+            self.audit.append(name, **details)
+
+    def pending(self) -> dict[str, int]:
+        return {name: worker.pending for name, worker in self.workers.items()}
+
+
+def _send_timeout(sink: Sink) -> float | None:
+    """A safety net above the sink's own timeouts (a connect plus a response)."""
+    timeout = getattr(sink, "timeout", None)
+    return None if timeout is None else 3 * float(timeout) + 5.0
+
+
+def build_sinks(config: Config) -> list[Sink]:
+    """The external sinks ``config`` configures, in a fixed order."""
+    from polylog_console.core.alerts.alertmanager import AlertmanagerSink
+    from polylog_console.core.alerts.email import EmailSink
+    from polylog_console.core.alerts.webhook import WebhookSink
+
+    sinks: list[Sink] = []
+    alerts = config.alerts
+    if alerts.webhook is not None:
+        sinks.append(WebhookSink.from_config(alerts.webhook))
+    if alerts.email is not None:
+        sinks.append(EmailSink.from_config(alerts.email))
+    if alerts.alertmanager is not None:
+        sinks.append(AlertmanagerSink.from_config(alerts.alertmanager))
+    return sinks

@@ -1,0 +1,109 @@
+"""The ``webhook`` sink (SPEC §7): a JSON POST of :func:`~.payload.webhook_body`, signed when a
+secret is configured.
+
+The body is rendered at send time (``sent_at`` is the attempt's time) and signed over its exact
+bytes: ``X-Polylog-Signature: sha256=<hex HMAC-SHA256>``. The secret stays in this object (a
+:class:`~polylog_console.core.config.Secret`), never in the outbox, events or audit entries.
+``X-Polylog-Delivery`` carries the notification id, the same on every retry, so a receiver can
+drop the duplicates that at-least-once delivery may cause.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+from polylog_console.core.alerts.delivery import DeliveryError, http_retryable, parse_retry_after
+from polylog_console.core.alerts.payload import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    Notification,
+    encode_body,
+    signature,
+    webhook_body,
+)
+from polylog_console.core.config import Secret, WebhookConfig
+from polylog_console.core.text import safe_text
+
+USER_AGENT = "polylog-console-alerts/1"
+
+
+def display_url(url: str) -> str:
+    """``url`` without user info, query or fragment (they may hold tokens): for messages."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def http_error(exc: httpx.HTTPError, what: str) -> DeliveryError:
+    """A transport failure (timeout, refused, reset): always worth retrying."""
+    if isinstance(exc, httpx.TimeoutException):
+        reason = f"{what}: timed out ({type(exc).__name__})"
+    else:
+        reason = f"{what}: {type(exc).__name__}: {safe_text(str(exc) or 'connection failed', 160)}"
+    return DeliveryError(reason, retryable=True)
+
+
+def check_response(response: httpx.Response, what: str) -> None:
+    """Return on 2xx; raise :class:`DeliveryError` (retryable or not) otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    text = safe_text(response.text.strip().replace("\n", " "), 120) if response.content else ""
+    reason = f"{what}: HTTP {status} {response.reason_phrase}" + (f": {text}" if text else "")
+    if 300 <= status < 400:
+        reason += " (redirects are not followed: configure the final URL)"
+    retryable = http_retryable(status)
+    retry_after = parse_retry_after(response.headers.get("retry-after"), time.time()) if retryable else None
+    raise DeliveryError(reason, retryable=retryable, retry_after=retry_after, status=status)
+
+
+class WebhookSink:
+    name = "webhook"
+
+    def __init__(self, url: str, *, secret: Secret | None = None, timeout: float = 5.0) -> None:
+        self.url = url
+        self.secret = secret
+        self.timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_config(cls, config: WebhookConfig) -> WebhookSink:
+        return cls(config.url, secret=config.secret, timeout=config.timeout)
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({display_url(self.url)}, signed={self.secret is not None})"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
+                                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+        return self._client
+
+    def request(self, note: Notification, now: float | None = None) -> tuple[bytes, dict[str, str]]:
+        """The exact body bytes and headers an attempt sends."""
+        body = encode_body(webhook_body(note, time.time() if now is None else now))
+        headers = {"Content-Type": "application/json", DELIVERY_HEADER: note.id}
+        if self.secret is not None:
+            headers[SIGNATURE_HEADER] = signature(body, self.secret.reveal())
+        return body, headers
+
+    async def send(self, note: Notification) -> None:
+        body, headers = self.request(note)
+        what = f"POST {display_url(self.url)}"
+        try:
+            response = await self._http().post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise http_error(exc, what) from None
+        check_response(response, what)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
