@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -201,6 +203,13 @@ def describe_transport_error(exc: BaseException) -> str:
 
 class _TooLarge(Exception):
     pass
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The verifying TLS context, built once per process: loading the CA bundle costs tens of
+    milliseconds, which repeated checks from the console need not pay again."""
+    return httpx.create_ssl_context()
 
 
 @dataclass
@@ -460,6 +469,7 @@ async def check_replicas(ws: Workspace, config: Config, *, stored: StoredView | 
     try:
         if http_count:
             checker.client = httpx.AsyncClient(
+                verify=tls_context(),
                 follow_redirects=True,
                 headers={"Accept": "application/json", "User-Agent": f"polylog-console/{__version__}"},
                 limits=httpx.Limits(max_connections=http_count, max_keepalive_connections=0),
