@@ -1,0 +1,98 @@
+"""The console's activity log: what happened, one line each (actions, alerts, feed events, audit).
+
+:func:`describe` turns a monitor or action event into an :class:`Activity` (or None for events the
+log does not show: individual checkpoints, action progress); :func:`from_audit` does the same for an
+audit-log record written before the console started. Messages may contain untrusted text (labels,
+error messages): the screen passes them through its safe-text helper like everything else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from polylog_console.core.events import (
+    ActionEvent,
+    AlertEvent,
+    EntryEvent,
+    FeedEvent,
+    IngestErrorEvent,
+    StatusEvent,
+    StoredEvent,
+)
+
+LEVELS = ("info", "ok", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    at: float
+    kind: str  # "action", "alert", "feed", "status", "stored", "entry", "audit", "ui"
+    message: str
+    level: str = "info"
+
+
+def describe(event: Any, now: float | None = None) -> Activity | None:
+    now = time.time() if now is None else now
+    if isinstance(event, ActionEvent):
+        if event.phase == "progress":
+            return None
+        level = {"started": "info", "cancelled": "warning", "failed": "error"}.get(event.phase, "ok")
+        if event.phase == "finished" and event.outcome == "problem":
+            level = "warning"
+        text = f"{event.action} {event.phase}"
+        if event.message:
+            text += f": {event.message}"
+        return Activity(now, "action", text, level)
+    if isinstance(event, AlertEvent):
+        a = event.alert
+        firing = a.status == "firing"
+        level = ("error" if a.severity == "critical" else "warning") if firing else "ok"
+        return Activity(a.raised_at, "alert", f"{a.code} {a.status}: {a.summary}", level)
+    if isinstance(event, StatusEvent):
+        level = {"IN SYNC": "ok", "DRIFT": "error", "STALE": "warning"}.get(str(event.status), "info")
+        reason = f" ({event.reason})" if event.reason else ""
+        return Activity(event.at, "status", f"{event.previous} → {event.status}{reason}", level)
+    if isinstance(event, FeedEvent):
+        level = "error" if event.kind in ("error", "deleted", "missing") else "info"
+        if event.kind in ("rotated", "truncated"):
+            level = "warning"
+        detail = f": {event.detail}" if event.detail else ""
+        return Activity(now, "feed", f"feed {event.kind}{detail}", level)
+    if isinstance(event, StoredEvent):
+        if event.error:
+            return Activity(now, "stored", f"stored registry unreadable: {event.error}", "error")
+        symbols = f", {event.symbols:,} symbols" if event.symbols is not None else ""
+        return Activity(now, "stored", f"stored registry loaded: digest {(event.digest or '')[:12]}{symbols}")
+    if isinstance(event, EntryEvent):
+        entry = event.entry
+        return Activity(now, "entry", f"line {entry.line}: {entry.entry_kind}")
+    if isinstance(event, IngestErrorEvent):
+        err = event.error
+        return Activity(now, "feed", f"ingest error at line {err.line}: {err.reason}", "warning")
+    return None
+
+
+def _parse_ts(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return 0.0
+
+
+def from_audit(record: dict[str, Any]) -> Activity:
+    """An audit-log record (SPEC §8) as an activity line: ``event by actor: details``."""
+    event = str(record.get("event", "?"))
+    actor = record.get("actor")
+    details = []
+    for key in ("action", "code", "outcome", "message", "summary", "checkpoint"):
+        value = record.get(key)
+        if value not in (None, ""):
+            details.append(str(value))
+    text = event + (f" by {actor}" if actor else "") + (f": {' · '.join(details)}" if details else "")
+    level = "error" if "failed" in event else "warning" if event in ("escalation", "alert_raised") else "info"
+    return Activity(_parse_ts(record.get("ts")), "audit", text, level)

@@ -1,0 +1,54 @@
+"""A checkpoint's raw JSON, as the feed holds it (made safe to show), with a key to copy it."""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from polylog_console.ui.safe import clean, literal
+
+
+def pretty(raw: bytes) -> str:
+    """The line pretty-printed when it is JSON, else as text (undecodable bytes replaced)."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return text
+
+
+def safe_lines(text: str) -> Content:
+    """Multi-line untrusted text: every line through the safe-text helper, newlines kept."""
+    return Content("\n".join(clean(line) for line in text.split("\n")))
+
+
+class DetailScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    DetailScreen { align: center middle; }
+    DetailScreen > VerticalScroll { width: 100; max-width: 98%; height: 90%; border: thick $primary;
+                                    background: $surface; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss(None)", "Close")]
+
+    def __init__(self, title: str, raw: bytes, copy_key: str | None) -> None:
+        super().__init__()
+        self._title = title
+        self.raw = raw
+        self.copy_key = copy_key
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as box:
+            box.border_title = literal(self._title, limit=60)
+            box.border_subtitle = (f"{self.copy_key} copy · " if self.copy_key else "") + "esc close"
+            yield Static(safe_lines(pretty(self.raw)), id="detail-json")
+
+    @property
+    def raw_text(self) -> str:
+        return self.raw.decode("utf-8", errors="replace")

@@ -1,0 +1,60 @@
+"""Replica parity: one row per configured replica, from the last ``verify replicas`` report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from polylog_console.core.monitor import format_age
+from polylog_console.ui.widgets.checkpoints import latency
+from polylog_console.ui.widgets.linetable import Cell, Column, LineTable
+
+STATUS = {
+    "match": ("✔ match", "ok"),
+    "drift": ("✘ drift", "drift"),
+    "scheme mismatch": ("≈ scheme", "stale"),
+    "inconsistent": ("✘ inconsistent", "drift"),
+    "unreachable": ("✘ unreachable", "drift"),
+    "error": ("✘ error", "drift"),
+}
+
+
+class ReplicaTable(LineTable):
+    COLUMNS = (
+        Column("name", 10, flex=1),
+        Column("digest", 12),
+        Column("match", 14),
+        Column("latency", 9, "right"),
+        Column("checked", 8, "right"),
+        Column("error", 12, flex=3),
+    )
+    EMPTY = "not checked yet: press the verify-replicas key"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.results: Sequence[Any] = ()
+        self.checked_at: float | None = None  # by the console's clock, when the report arrived
+        self.now: float = 0.0
+
+    def row_count(self) -> int:
+        return len(self.results)
+
+    def row_cells(self, index: int) -> Sequence[Cell]:
+        r = self.results[index]
+        badge, style = STATUS.get(r.status, (f"? {r.status}", "none"))
+        checked = f"{format_age(self.now - self.checked_at)} ago" if self.checked_at is not None else "—"
+        return ((r.name, "bold"), ((r.digest or "—")[:12], "dim"), (badge, style), (latency(r.latency_ms), "dim"),
+                (checked, "dim"), (r.error or "", "error" if r.error else ""))
+
+    def show(self, results: Sequence[Any], checked_at: float | None, now: float, note: str | None = None) -> None:
+        self.results = results
+        self.checked_at = checked_at
+        self.now = now
+        if note:
+            self.empty_message = note
+        self.reset()
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        if self.results:
+            self.refresh()
