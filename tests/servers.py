@@ -199,7 +199,7 @@ class SmtpServer:
     """aiosmtpd on 127.0.0.1. ``tls``: ``none``, ``starttls`` (required) or ``ssl``."""
 
     def __init__(self, tmp: Path, *, tls: str = "none", users: dict[str, str] | None = None,
-                 script: list[str] | None = None) -> None:
+                 script: list[str] | None = None, port: int | None = None) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -208,7 +208,7 @@ class SmtpServer:
         self.messages: list[Any] = []
         self.logins: list[str] = []
         self.lock = threading.Condition()
-        self.port = free_port()
+        self.port = port or free_port()
         self.cert: Path | None = None
         kwargs: dict[str, Any] = {}
         if tls != "none":
@@ -225,7 +225,7 @@ class SmtpServer:
                       and users.get(data.login.decode()) == data.password.decode())
                 if ok:
                     self.logins.append(data.login.decode())
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, handled=False) if not ok else AuthResult(success=True)
 
             kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=tls != "none")
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
@@ -290,13 +290,13 @@ receivers:
 class Alertmanager:
     """A real Alertmanager on 127.0.0.1:<free port>, clustering off, storage in ``tmp``."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
         binary = alertmanager_binary()
         self.dir = tmp / "alertmanager"
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
         config = self.dir / "alertmanager.yml"
         config.write_text(AM_CONFIG)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(self.dir / "log.txt", "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
