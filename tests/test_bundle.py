@@ -240,3 +240,36 @@ def test_cli_unwritable_escalations_exit_2(sample_ws, cli):
     assert result.err.count("\n") == 1
     events = (sample_ws.root / "memory/audit/events.jsonl").read_text()
     assert '"event":"action_failed","actor"' in events.replace(" ", "")
+
+
+def test_cli_copy_on_a_terminal_sends_osc52(sample_ws):
+    """Over SSH there is no local clipboard: with stdout on a (real pseudo-)terminal the bundle goes
+    to the operator's terminal clipboard as OSC 52."""
+    import os
+    import subprocess
+    import sys
+
+    from polylog_console.core.clipboard import osc52_sequence
+
+    master, slave = os.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "TMUX")}
+    proc = subprocess.Popen([sys.executable, "-m", "polylog_console", "bundle", "--copy", "--workspace",
+                             str(sample_ws.root)], stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                            env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    output = b"".join(chunks).decode("utf-8")
+    path = next((sample_ws.root / "memory" / "escalations").iterdir())
+    assert osc52_sequence(path.read_text(encoding="utf-8"), tmux=False) in output
+    assert "clipboard: no local clipboard on this machine" in output
+    assert "clipboard: sent " in output and "to the terminal's clipboard (OSC 52)" in output

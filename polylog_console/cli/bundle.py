@@ -46,13 +46,13 @@ def run(args: argparse.Namespace) -> int:
     copied: bool | None = None
     copy_messages: list[str] = []
     if args.copy:
-        ok, message = clipboard.copy_local(bundle.markdown)
-        copied = ok
+        copied, message = clipboard.copy_local(bundle.markdown)
         copy_messages.append(message)
-        if not ok and not ctx.json and sys.stdout.isatty():
-            copy_messages = clipboard.copy(bundle.markdown, write_terminal=_write_terminal)[1:]
-            copy_messages.insert(0, message)
-            copied = None  # sent to the terminal: whether it honoured OSC 52 cannot be known
+        if not copied and not ctx.json and sys.stdout.isatty():
+            # No clipboard here (typically over SSH): the operator's terminal may take OSC 52.
+            sent, message = clipboard.copy_terminal(bundle.markdown, _write_terminal)
+            copy_messages.append(message)
+            copied = None if sent else False  # whether the terminal honoured it cannot be known
     audit.append("action_finished", action="bundle", outcome="ok", path=ws.relative(bundle.path),
                  size=bundle.size, message=f"escalation bundle written to {ws.relative(bundle.path)}",
                  **({"copied": copied} if args.copy else {}))

@@ -71,24 +71,28 @@ def copy_local(text: str) -> tuple[bool, str]:
     return True, f"copied {len(text):,} characters to the local clipboard ({mechanism})"
 
 
+def copy_terminal(text: str, write_terminal: Callable[[str], None]) -> tuple[bool, str]:
+    """Send ``text`` to the operator's terminal clipboard with OSC 52 (tmux-wrapped inside tmux).
+    Returns ``(sent, message)``; whether the terminal honours OSC 52 cannot be known."""
+    tmux = bool(os.environ.get("TMUX"))
+    sequence = osc52_sequence(text, tmux=tmux)
+    try:
+        write_terminal(sequence)
+    except OSError as exc:
+        return False, f"terminal clipboard (OSC 52) failed: {exc.strerror or exc}"
+    note = f"sent {len(text):,} characters to the terminal's clipboard (OSC 52{', via tmux' if tmux else ''})"
+    if len(sequence) > OSC52_SOFT_LIMIT:
+        note += f"; {len(sequence):,} bytes is more than some terminals accept"
+    return True, note
+
+
 def copy(text: str, *, write_terminal: Callable[[str], None] | None = None) -> list[str]:
     """Copy ``text`` every way available: the local clipboard, and OSC 52 through the terminal when
     ``write_terminal`` is given. Returns one message per way tried, for the operator's notification."""
-    done: list[str] = []
     ok, message = copy_local(text)
-    done.append(message)
+    done = [message]
     if write_terminal is not None:
-        tmux = bool(os.environ.get("TMUX"))
-        sequence = osc52_sequence(text, tmux=tmux)
-        try:
-            write_terminal(sequence)
-        except OSError as exc:
-            done.append(f"terminal clipboard (OSC 52) failed: {exc.strerror or exc}")
-        else:
-            note = f"sent {len(text):,} characters to the terminal's clipboard (OSC 52{', via tmux' if tmux else ''})"
-            if len(sequence) > OSC52_SOFT_LIMIT:
-                note += f"; {len(sequence):,} bytes is more than some terminals accept"
-            done.append(note)
+        done.append(copy_terminal(text, write_terminal)[1])
     elif not ok:
         done.append("no terminal to send OSC 52 to: the text was not copied")
     return done
