@@ -273,3 +273,23 @@ def test_cli_copy_on_a_terminal_sends_osc52(sample_ws):
     assert osc52_sequence(path.read_text(encoding="utf-8"), tmux=False) in output
     assert "clipboard: no local clipboard on this machine" in output
     assert "clipboard: sent " in output and "to the terminal's clipboard (OSC 52)" in output
+
+
+@pytest.mark.parametrize("lines", [
+    [],
+    [b"only one"],
+    [b"a", b"", b"b", b"   ", b"c"],  # blank lines are not entries
+    [b"x" * 100_000 + str(i).encode() for i in range(25)],  # lines longer than the first read block
+    [f"line {i}".encode() for i in range(5000)],
+])
+def test_tail_lines_matches_a_full_read(tmp_path, lines):
+    from polylog_console.core.bundle import tail_lines
+
+    path = tmp_path / "feed.jsonl"
+    data = b"".join(line + b"\n" for line in lines)
+    path.write_bytes(data + b'{"partial')
+    tail = tail_lines(path, FEED_ENTRIES, block=4096)
+    assert tail.lines == [ln for ln in lines if ln.strip()][-FEED_ENTRIES:]
+    assert tail.partial == len(b'{"partial') and tail.size == len(data) + tail.partial
+    if tail.lines:
+        assert data[tail.start:].startswith(tail.lines[0] + b"\n")
