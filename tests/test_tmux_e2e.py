@@ -12,6 +12,7 @@ hardcoded. Without tmux the tests skip, except under ``CI=true`` where they fail
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import secrets
@@ -22,7 +23,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
+
+from polylog_console.core.sample import checkpoint, write_workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -189,20 +193,6 @@ def terminal(tmp_path: Path):
         term.close()
 
 
-def _descendants(pid: int) -> list[int]:
-    children: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            children.append(int(entry.name))
-    return children
-
-
 # --- the demo, headless, in a real terminal ---------------------------------------------------------------
 
 def test_headless_demo_in_tmux_ends_and_cleans_up_when_the_session_is_killed(terminal: Terminal, tmp_path: Path):
@@ -213,6 +203,92 @@ def test_headless_demo_in_tmux_ends_and_cleans_up_when_the_session_is_killed(ter
     terminal.kill_session()
     wait_gone(pid, EXIT_DEADLINE)
     # The demo's finally block ran: engine stopped, scratch workspace removed.
+    deadline = time.monotonic() + EXIT_DEADLINE
+    while scratch.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not scratch.exists()
+
+
+# --- the console on a generated workspace -------------------------------------------------------------------
+
+OSC52_TMUX = re.compile(rb"\x1bPtmux;\x1b\x1b\]52;c;([A-Za-z0-9+/=]*)\x07\x1b\\")
+
+
+def action_title(action_id: str) -> str:
+    from polylog_console.core.actions import BY_ID
+
+    return BY_ID[action_id].title
+
+
+def header(screen: str) -> str:
+    return screen.splitlines()[0] if screen else ""
+
+
+def test_console_in_tmux_shows_drift_runs_actions_copies_the_bundle_and_dies_with_its_session(
+        terminal: Terminal, tmp_path: Path):
+    root = tmp_path / "ws"
+    incident = write_workspace(root, polyforms=200, checkpoints=20, drift_from=15)
+    pid = terminal.start([*console_command(), "--workspace", str(root)])
+
+    # Drift shown: the header's status badge and the banner with the alert code.
+    screen = terminal.wait_screen(lambda s: "DRIFT" in header(s) and "registry_mismatch" in s, what="the drift")
+    assert "checkpoint-0020" in screen
+    lines = screen.splitlines()
+    assert len(lines) <= ROWS and all(len(line) <= COLUMNS for line in lines)
+
+    # A checkpoint appended by another process appears live.
+    feed = root / "memory" / "coordination" / "context-brief.jsonl"
+    record = checkpoint(21, incident.live_digest, time.time())
+    with open(feed, "ab") as handle:
+        handle.write(orjson.dumps(record) + b"\n")
+    terminal.wait_screen("checkpoint-0021", what="the appended checkpoint")
+
+    # An action: recompute the digest; its result appears and is audited.
+    terminal.send(registry_key("recompute"))
+    terminal.wait_screen(f"{action_title('recompute')}: finished", what="the recompute result")
+    audit = [orjson.loads(line) for line in (root / "memory" / "audit" / "events.jsonl").read_bytes().splitlines()]
+    assert any(event["event"] == "action_finished" and event.get("action") == "recompute" and event.get("actor")
+               for event in audit)
+
+    # The escalation bundle: written to a file and copied with OSC 52, wrapped for tmux passthrough.
+    terminal.send(registry_key("bundle"))
+    output = terminal.wait_output(lambda data: OSC52_TMUX.search(data) is not None, what="the OSC 52 sequence")
+    assert b"\x1bPtmux;\x1b\x1b]52;c;" in output
+    bundles = sorted((root / "memory" / "escalations").glob("*.md"))
+    assert len(bundles) == 1
+    copied = base64.b64decode(OSC52_TMUX.search(output).group(1)).decode("utf-8")
+    assert copied == bundles[0].read_text(encoding="utf-8")
+    terminal.wait_screen(f"{action_title('bundle')}: finished", what="the bundle result")
+
+    # Killing the tmux session (the terminal goes away) ends the console within 5 s.
+    assert not process_gone(pid)
+    terminal.kill_session()
+    wait_gone(pid, EXIT_DEADLINE)
+
+
+# --- the demo in the console ------------------------------------------------------------------------------
+
+def test_demo_in_tmux_drifts_then_rehydrate_restores_parity(terminal: Terminal, tmp_path: Path):
+    scratch = tmp_path / "scratch"
+    pid = terminal.start([*console_command(), "demo", "--speed", "2", "--workspace", str(scratch)])
+    terminal.wait_screen(lambda s: "IN SYNC" in header(s), what="the demo in sync")
+    terminal.wait_screen(lambda s: "DRIFT" in header(s) and "registry_mismatch" in s, timeout=30,
+                         what="the demo's drift")
+
+    # Replica parity: the engine-fed replica is the drifted one.
+    terminal.send(registry_key("replicas"))
+    terminal.wait_screen("1 drift, 1 match", what="the replicas result")
+
+    # Rehydrate (confirmed with the key the dialog shows): parity returns.
+    terminal.send(registry_key("rehydrate"))
+    dialog = terminal.wait_screen(lambda s: re.search(r"Yes \((\w)\)", s) is not None, what="the confirmation")
+    terminal.send(re.search(r"Yes \((\w)\)", dialog).group(1))
+    terminal.wait_screen(lambda s: "IN SYNC" in header(s), timeout=30, what="parity after the rehydrate")
+    terminal.wait_screen(f"{action_title('rehydrate')}: finished", what="the rehydrate result")
+
+    # Quit: the console closes, the engine and replicas stop and the scratch workspace goes.
+    terminal.send(registry_key("quit"))
+    wait_gone(pid, EXIT_DEADLINE)
     deadline = time.monotonic() + EXIT_DEADLINE
     while scratch.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
