@@ -23,6 +23,10 @@ from polylog_console.core.config import Config
 from polylog_console.core.progress import Progress
 from polylog_console.core.workspace import Workspace
 
+# Operations whose core function appends its own action_* audit events (the console must not
+# audit them a second time).
+SELF_AUDITED = frozenset({"rehydrate"})
+
 RECHECK = "recheck"
 RECHECK_AFTER_REHYDRATE = "recheck_after_rehydrate"
 
@@ -76,19 +80,7 @@ def _validate(ctx: OperationContext, progress: Progress) -> Outcome:
     from polylog_console.core.validate import validate_file
 
     report = validate_file(ctx.ws.source, progress=progress)
-    doc = report.to_json()
-    source = ctx.ws.relative(ctx.ws.source)
-    if report.valid:
-        lines = doc.get("lines")
-        return Outcome("ok", f"{source} is valid" + (f" ({lines:,} lines)" if isinstance(lines, int) else ""),
-                       doc, report)
-    errors = doc.get("errors") or []
-    count = doc.get("error_count", len(errors))
-    message = f"{source}: {count} problem{'s' if count != 1 else ''}"
-    if errors:
-        first = errors[0]
-        message += f"; first: line {first.get('line')} {first.get('field') or ''}: {first.get('message')}"
-    return Outcome("problem", message, doc, report)
+    return Outcome("ok" if report.valid else "problem", report.summary(), report.to_json(), report)
 
 
 def _rehydrate(ctx: OperationContext, progress: Progress) -> Outcome:
@@ -144,7 +136,8 @@ def _bundle(ctx: OperationContext, progress: Progress) -> Outcome:
     from polylog_console.core.clipboard import copy_local
 
     progress.update(0, None, "writing the escalation bundle")
-    bundle = write_bundle(ctx.ws, ctx.config, parity=ctx.parity, monitor_view=ctx.monitor_view)
+    bundle = write_bundle(ctx.ws, ctx.config, parity=ctx.parity, monitor_view=ctx.monitor_view, progress=progress,
+                          user=ctx.actor)
     progress.check()
     copied, how = copy_local(bundle.markdown)
     path = ctx.ws.relative(bundle.path)

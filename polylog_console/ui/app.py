@@ -48,6 +48,7 @@ from polylog_console.core.operations import (
     OPERATIONS,
     RECHECK,
     RECHECK_AFTER_REHYDRATE,
+    SELF_AUDITED,
     OperationContext,
     unavailable_reason,
 )
@@ -142,7 +143,7 @@ class ConsoleApp(App[int]):
         self.active_panel = "checkpoints"
         self._unavailable: dict[str, str | None] = {}
         self._paging = False
-        self.runner = ActionRunner(self, self.session.publish, self._on_progress, self._on_done)
+        self.runner = ActionRunner(self, self._publish_action, self._on_progress, self._on_done)
         for spec in ACTIONS:
             keys = self.keymap.keys.get(spec.id, ())
             if not keys or (self.read_only and spec.mutates):
@@ -176,7 +177,7 @@ class ConsoleApp(App[int]):
                 box.border_title = "Ingest errors"
                 yield ErrorTable(id="error-table")
         yield ActionBar(id="actionbar")
-        yield Footer()
+        yield Footer(compact=True)
 
     # -- startup ------------------------------------------------------------------------------------
 
@@ -195,7 +196,9 @@ class ConsoleApp(App[int]):
             replicas.empty_message = "no replicas configured ([[replicas]] in monitoring.toml)"
         self.update_layout()
         self.refresh_status()
-        self.query_one(CheckpointTable).focus()
+        table = self.query_one(CheckpointTable)
+        table.stick_to_end = self.following
+        table.focus()
         self.run_worker(self._run_session(), name="session", group="session", exit_on_error=False)
         self.set_interval(1.0, self._tick)
         if self.watch_terminal and not self.is_headless:
@@ -258,6 +261,9 @@ class ConsoleApp(App[int]):
                 feed_batch = True
                 if kind is FeedEvent:
                     self._feed_event(event)
+                    if event.kind == "lines_indexed":  # line numbers of the history rows are known now
+                        self.query_one(CheckpointTable).refresh()
+                        continue
             item = describe(event, now)
             if item is not None:
                 activity.append(item)
@@ -564,6 +570,14 @@ class ConsoleApp(App[int]):
 
         self.push_screen(ConfirmScreen(spec.title, spec.confirm or "Continue?"), answered)
 
+    def _publish_action(self, events: list[Any]) -> None:
+        """Action lifecycle events go through the session (audited with the actor), except for
+        actions whose core function writes its own audit events: those only reach the screen."""
+        if events and all(getattr(e, "action", None) in SELF_AUDITED for e in events):
+            self.on_session_events(events)
+        else:
+            self.session.publish(events)
+
     def _on_progress(self, action_id: str, update: ProgressUpdate) -> None:
         row = self.query_one(ActionBar).row(action_id)
         if row is not None:
@@ -622,8 +636,10 @@ class ConsoleApp(App[int]):
 
     def do_follow(self, spec: ActionSpec) -> None:
         self.following = not self.following
+        table = self.query_one(CheckpointTable)
+        table.stick_to_end = self.following
         if self.following:
-            self.query_one(CheckpointTable).rows_changed(follow=True)
+            table.rows_changed(follow=True)
         self.refresh_status()
 
     def do_filter(self, spec: ActionSpec) -> None:
@@ -642,7 +658,8 @@ class ConsoleApp(App[int]):
             self.notify("no checkpoint to show yet", markup=False)
             return
         key = self.keymap.key_for("copy")
-        self.push_screen(DetailScreen(f"{cp.display_label} (line {cp.line})", cp.raw,
+        where = f"line {cp.line:,}" if cp.line is not None else f"offset {cp.offset:,}"
+        self.push_screen(DetailScreen(f"{cp.display_label} ({where})", cp.raw, key,
                                       key_display(key) if key else None))
 
     def do_copy(self, spec: ActionSpec) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -37,16 +38,22 @@ class DetailScreen(ModalScreen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss(None)", "Close")]
 
-    def __init__(self, title: str, raw: bytes, copy_key: str | None) -> None:
+    def __init__(self, title: str, raw: bytes, copy_key: str | None, copy_display: str | None = None) -> None:
         super().__init__()
         self._title = title
         self.raw = raw
-        self.copy_key = copy_key
+        self.copy_key = copy_key  # the registry's key for "copy" (it may be remapped)
+        self.copy_display = copy_display
+
+    def on_key(self, event: events.Key) -> None:
+        if self.copy_key is not None and event.key == self.copy_key:
+            event.stop()
+            self.app.action_run("copy")  # type: ignore[attr-defined]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as box:
             box.border_title = literal(self._title, limit=60)
-            box.border_subtitle = (f"{self.copy_key} copy · " if self.copy_key else "") + "esc close"
+            box.border_subtitle = (f"{self.copy_display} copy · " if self.copy_display else "") + "esc close"
             yield Static(safe_lines(pretty(self.raw)), id="detail-json")
 
     @property

@@ -36,9 +36,9 @@ class DiffTable(LineTable):
     COLUMNS = (
         Column("kind", 12),
         Column("namespace", 10),
-        Column("signature", 32, flex=2, min_width=0),
-        Column("stored", 8, flex=1),
-        Column("live", 8, flex=1),
+        Column("signature", 12, flex=4),
+        Column("stored", 6, flex=1),
+        Column("live", 6, flex=1),
     )
     EMPTY = "no differences"
 

@@ -77,6 +77,7 @@ class LineTable(ScrollView, can_focus=True):
         self._layout: list[tuple[int, int, Column]] = []  # (column index, width, column)
         self._layout_width = -1
         self._count = 0
+        self.stick_to_end = False  # keep the newest row in view (and selected) as rows arrive
 
     # -- subclass interface ---------------------------------------------------------------------
 
@@ -95,8 +96,8 @@ class LineTable(ScrollView, can_focus=True):
         self.virtual_size = Size(self.size.width, self._count + 1)
         shift = added_front - removed_front
         if follow:
-            self.cursor = self._count - 1
-            self.scroll_to(y=max(0, self._count + 1 - self.size.height), animate=False, immediate=True)
+            self.stick_to_end = True
+            self._to_end()
         elif shift:
             if self.cursor >= 0:
                 self.cursor = min(max(0, self.cursor + shift), self._count - 1)
@@ -104,6 +105,11 @@ class LineTable(ScrollView, can_focus=True):
         elif self.cursor >= self._count:
             self.cursor = self._count - 1
         self.refresh()
+
+    def _to_end(self) -> None:
+        self.cursor = self._count - 1
+        if self.size.height:
+            self.scroll_to(y=max(0, self._count + 1 - self.size.height), animate=False, immediate=True)
 
     def reset(self) -> None:
         self._count = self.row_count()
@@ -159,6 +165,8 @@ class LineTable(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._count = self.row_count()
         self.virtual_size = Size(event.size.width, self._count + 1)
+        if self.stick_to_end:
+            self.call_after_refresh(self._to_end)
 
     def _columns(self, width: int) -> list[tuple[int, int, Column]]:
         if width == self._layout_width:

@@ -42,6 +42,8 @@ class ActivityTable(LineTable):
         self.items.extend(items)
         removed = before + len(items) - len(self.items)
         self.rows_changed(removed_front=removed, follow=at_end)
+        if not at_end:
+            self.stick_to_end = False
 
 
 class ErrorTable(LineTable):
@@ -49,7 +51,7 @@ class ErrorTable(LineTable):
 
     COLUMNS = (
         Column("line", 8, "right"),
-        Column("kind", 8),
+        Column("kind", 9),
         Column("field", 12),
         Column("reason", 20, flex=1),
     )
@@ -79,3 +81,5 @@ class ErrorTable(LineTable):
         self.total += len(items)
         removed = before + len(items) - len(self.items)
         self.rows_changed(removed_front=removed, follow=at_end)
+        if not at_end:
+            self.stick_to_end = False

@@ -22,11 +22,11 @@ STATUS = {
 class ReplicaTable(LineTable):
     COLUMNS = (
         Column("name", 10, flex=1),
-        Column("digest", 12),
+        Column("digest", 12, min_width=76),
         Column("match", 14),
-        Column("latency", 9, "right"),
+        Column("latency", 8, "right"),
         Column("checked", 8, "right"),
-        Column("error", 12, flex=3),
+        Column("error", 10, flex=3),
     )
     EMPTY = "not checked yet: press the verify-replicas key"
 
