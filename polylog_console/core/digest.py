@@ -39,7 +39,10 @@ def engine_bytes_reference(state: Any) -> bytes:
 
 
 def canonical_bytes_reference(state: Any) -> bytes:
-    return json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # "surrogatepass": a lone surrogate (impossible in parsed JSON, possible in a Python str) still
+    # digests, deterministically, instead of failing.
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _joined_values(state: Any) -> dict[str, str] | None:
