@@ -312,7 +312,10 @@ def test_headless_story_runs_the_runbook(tmp_path: Path):
     assert result.statuses[:2] == ["IN SYNC", "DRIFT"]
     assert ("registry_mismatch", "firing") in result.alerts
     assert ("drift_persistent", "firing") in result.alerts
-    assert [s.command for s in result.steps][:3] == ["validate", "replicas", "rehydrate"]
+    assert [s.command for s in result.steps] == ["validate", "replicas", "rehydrate", "digest", "replicas"]
+    # Exit codes of the real commands: the first parity check finds replica-us drifted (1).
+    assert [s.code for s in result.steps] == [0, 1, 0, 0, 0], result.steps
+    assert result.resolved and result.statuses[-1] == "IN SYNC"
     assert any(line.startswith("operator    drift escalated") for line in lines)
     assert not (tmp_path / "demo").exists()
 
@@ -334,8 +337,24 @@ def test_cli_headless_plays_the_story_and_cleans_up(tmp_path: Path, cli):
     assert "operator    drift escalated" in result.out
     # The real `replicas` command against the demo's HTTP replicas: replica-us is the drifted one.
     assert "operator    replicas: replica-eu match, replica-us DRIFTED" in result.out
+    assert "operator    rehydrate: 240 polyforms" in result.out
+    assert "alert       registry_resolved resolved" in result.out
+    assert "operator    replicas: replica-eu match, replica-us match" in result.out
     assert result.out.rstrip().splitlines()[-1].startswith("done")
+    assert result.out.rstrip().endswith("final status IN SYNC")
+    assert result.code == 0
     assert not target.exists()
+
+
+def test_cli_headless_persistent_scenario_escalates_after_rehydrate(tmp_path: Path, cli):
+    result = cli("demo", "--headless", "--scenario", "persistent", "--speed", str(FAST),
+                 "--workspace", str(tmp_path / "scratch"), timeout=180)
+    assert result.code == 0, result.err
+    assert "alert       drift_persistent firing: escalate: drift remains after rehydrate" in result.out
+    assert "(missing 3, unexpected 0, mismatched 4)" in result.out  # what the rehydrate could not fix
+    assert "operator    bundle: " in result.out and "memory/escalations/escalation-" in result.out
+    assert result.out.rstrip().endswith("final status DRIFT")
+    assert not (tmp_path / "scratch").exists()
 
 
 def test_cli_rejects_bad_arguments(tmp_path: Path, cli):

@@ -761,8 +761,10 @@ def run_headless(demo: Demo, say: Callable[[str], None], *, stop: threading.Even
                 outcome = run_command(demo.root, command)
                 result.steps.append(outcome)
                 say(f"operator    {_describe(outcome)}")
-            show(watch.read())
+            # As the console does after its rehydrate action: compare again now, so that a drift
+            # that survives the rehydrate escalates as such ("drift remains after rehydrate").
             show(watch.recheck(after_rehydrate=True))
+            show(watch.read())
             for command in ("digest", "replicas"):
                 outcome = run_command(demo.root, command)
                 result.steps.append(outcome)
