@@ -293,3 +293,17 @@ def test_demo_in_tmux_drifts_then_rehydrate_restores_parity(terminal: Terminal, 
     while scratch.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not scratch.exists()
+
+
+def test_demo_console_killed_with_its_session_stops_and_removes_the_scratch_workspace(terminal: Terminal,
+                                                                                        tmp_path: Path):
+    scratch = tmp_path / "scratch"
+    pid = terminal.start([*console_command(), "demo", "--workspace", str(scratch)])
+    terminal.wait_screen(lambda s: "IN SYNC" in header(s), what="the demo in sync")
+    assert (scratch / "monitoring.toml").exists()
+    terminal.kill_session()
+    wait_gone(pid, EXIT_DEADLINE)
+    deadline = time.monotonic() + EXIT_DEADLINE
+    while scratch.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not scratch.exists()
