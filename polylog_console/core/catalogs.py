@@ -134,6 +134,28 @@ def build_scaler_tables(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, dic
     return tables
 
 
+def scaler_entry(p: Mapping[str, Any]) -> bytes:
+    """One polyform's ``scaler_tables.json`` entry, serialised (keys sorted)."""
+    return orjson.dumps({"O": p.get("O"), "I": p.get("I"), "composition": p.get("composition")},
+                        option=orjson.OPT_SORT_KEYS)
+
+
+def scaler_pieces(tables: Mapping[str, Mapping[str, bytes]]) -> Iterable[bytes]:
+    """The bytes of ``scaler_tables.json`` (as :func:`dump` would write them) from pre-serialised
+    entries ``{namespace: {symbol: entry}}`` (namespaces without entries are left out)."""
+    yield b"{"
+    first_ns = True
+    for ns in sorted(tables):
+        table = tables[ns]
+        if not table:
+            continue
+        yield (b"" if first_ns else b",") + orjson.dumps(ns) + b":{"
+        first_ns = False
+        yield b",".join(orjson.dumps(symbol) + b":" + table[symbol] for symbol in sorted(table))
+        yield b"}"
+    yield b"}\n"
+
+
 def registry_document(state: State, *, label: str, scheme: Scheme = "engine",
                       generated_at: str | None = None) -> dict[str, Any]:
     return {"label": label, "digest": digest(state, scheme), "scheme": scheme,

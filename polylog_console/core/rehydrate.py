@@ -41,7 +41,7 @@ from polylog_console.core.errors import PolylogError
 from polylog_console.core.events import iso
 from polylog_console.core.lock import LockHeld, WorkspaceLock
 from polylog_console.core.progress import Cancelled, Progress
-from polylog_console.core.registry import NAMESPACES, DigestCache, State, symbol_count
+from polylog_console.core.registry import DEFAULT_NAMESPACE, NAMESPACES, DigestCache, State, symbol_count
 from polylog_console.core.validate import (
     ChunkResult,
     ValidationFailed,
@@ -113,28 +113,42 @@ class RehydrateResult:
 
 
 def build_chunk(data: bytes, first_line: int) -> ChunkResult:
-    """Worker entry point: validate a byte range and, if it is clean, serialise its graph entries."""
+    """Worker entry point: validate a byte range and, if it is clean, build its part of the catalogs:
+    ``(graph fragments, {ns: {uuid: symbol}}, {ns: {symbol: scaler entry bytes}})``."""
     result, kept = check_chunk(data, first_line, keep=True)
     if result.error_count == 0:
-        result.extra = catalogs.attachment_fragments(kept)
+        with gc_paused():
+            state: State = {}
+            tables: dict[str, dict[str, bytes]] = {}
+            for p in kept:
+                symbol = p.get("unicode_char")
+                if symbol is None:
+                    continue
+                ns = p.get("namespace", DEFAULT_NAMESPACE)
+                part = state.get(ns)
+                if part is None:
+                    part = state[ns] = {}
+                    tables[ns] = {}
+                part[p["uuid"]] = symbol
+                tables[ns][symbol] = catalogs.scaler_entry(p)
+            result.extra = (catalogs.attachment_fragments(kept), state, tables)
     return result
 
 
-def assemble(chunks: list[ChunkResult]) -> tuple[State, dict[str, dict[str, Any]]]:
-    """The registry state and the scaler tables from the chunks' records (valid source only),
-    equal to :func:`catalogs.state_from_polyforms` / :func:`catalogs.build_scaler_tables`."""
+def assemble(chunks: list[ChunkResult]) -> tuple[State, dict[str, dict[str, bytes]], list[dict[str, bytes]]]:
+    """The registry state, the scaler entries and the graph fragments of a valid source, from the
+    chunks' parts in file order (equal to what the single-pass builders of :mod:`catalogs` make)."""
     state: State = {ns: {} for ns in NAMESPACES}
-    tables: dict[str, dict[str, Any]] = {}
+    tables: dict[str, dict[str, bytes]] = {}
+    fragments = []
     for chunk in chunks:
-        for _line, uuid, ns, symbol, o, i, composition in chunk.records:
-            if symbol is None:
-                continue
-            state[ns][uuid] = symbol  # type: ignore[index]
-            table = tables.get(ns)  # type: ignore[arg-type]
-            if table is None:
-                table = tables[ns] = {}  # type: ignore[index]
-            table[symbol] = {"O": o, "I": i, "composition": composition}
-    return state, tables
+        chunk_fragments, chunk_state, chunk_tables = chunk.extra
+        fragments.append(chunk_fragments)
+        for ns, part in chunk_state.items():
+            state.setdefault(ns, {}).update(part)
+        for ns, part in chunk_tables.items():
+            tables.setdefault(ns, {}).update(part)
+    return state, tables, fragments
 
 
 # -- files and directories -------------------------------------------------------------------
@@ -360,13 +374,14 @@ def _build_and_swap(ws: Workspace, config: Config, workers: int | str, progress:
     scheme = config.scheme
     generated_at = iso()
     with gc_paused():
-        state, tables = assemble(chunks)
+        state, tables, fragments = assemble(chunks)
+        del chunks
         registry = catalogs.registry_document(state, label=f"hydration-{generated_at}", scheme=scheme,  # type: ignore[arg-type]
                                               generated_at=generated_at)
         pieces: dict[str, Iterable[bytes]] = {
             catalogs.ARTIFACTS["registry"]: [catalogs.dump(registry)],
-            catalogs.ARTIFACTS["scaler_tables"]: [catalogs.dump(tables)],
-            catalogs.ARTIFACTS["attachment_graph"]: catalogs.graph_pieces([c.extra or {} for c in chunks]),
+            catalogs.ARTIFACTS["scaler_tables"]: catalogs.scaler_pieces(tables),
+            catalogs.ARTIFACTS["attachment_graph"]: catalogs.graph_pieces(fragments),
         }
     progress.check()
 

@@ -25,7 +25,9 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import select
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -161,22 +163,25 @@ class ValidationFailed(PolylogError):
 
 # -- checking a chunk of lines ---------------------------------------------------------------
 
-# A polyform line as the merge step needs it: (line, uuid, namespace, symbol, O, I, composition);
-# uuid / namespace / symbol are None when absent or invalid (so they take no part in duplicates).
-Record = tuple[int, str | None, str | None, str | None, Any, Any, Any]
+SYMBOL_SEP = "\x00"  # joins namespace and symbol into one key for the duplicate check
 
 
 @dataclass
 class ChunkResult:
-    """What a worker sends back for one byte range: counts, problems, and per-polyform records."""
+    """What a worker sends back for one byte range: counts, problems, and, per polyform line, the
+    columns the duplicate check needs (``record_lines[i]`` is the line of ``uuids[i]`` and
+    ``symbols[i]``; a symbol key is ``namespace + "\\x00" + symbol``). A value that breaks the
+    schema is None there: it is reported once, not again as a duplicate."""
 
     first_line: int
     lines: int = 0
     polyforms: int = 0
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     error_count: int = 0
-    records: list[Record] = field(default_factory=list)
-    extra: Any = None  # whatever a builder adds (rehydrate: attachment-graph fragments)
+    record_lines: list[int] = field(default_factory=list)
+    uuids: list[str | None] = field(default_factory=list)
+    symbols: list[str | None] = field(default_factory=list)
+    extra: Any = None  # whatever a builder adds (rehydrate: its part of the catalogs)
 
 
 @contextlib.contextmanager
@@ -192,6 +197,9 @@ def gc_paused() -> Iterator[None]:
 
 
 def _shown(value: Any, limit: int = 60) -> str:
+    """``string "abc"``, ``integer 0``, ``null``: a value in a message, cut and made safe."""
+    if value is None:
+        return "null"
     try:
         text = orjson.dumps(value).decode("utf-8")
     except TypeError:
@@ -206,7 +214,10 @@ def _line_count(data: bytes) -> int:
 
 
 def schema_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every schema violation of one object, as (field, message); [] when it is valid."""
+    """Every schema violation of one object, as (field, message); [] when it is valid.
+
+    One problem per field, the first the schema finds (a field of the wrong type would otherwise
+    also be reported as out of range or not in the enum)."""
     _fast, full = _validators()
     try:
         full(obj)
@@ -216,9 +227,13 @@ def schema_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:
     except fastjsonschema.JsonSchemaValueException as exc:
         found = [exc]
     problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for err in found:
         name = err.name or "data"
         fld = name[4:].lstrip(".") if name.startswith("data") else name
+        if fld in seen:
+            continue
+        seen.add(fld)
         if err.rule == "required" and not fld:
             for missing in SCHEMA["required"]:
                 if missing not in obj:
@@ -238,7 +253,9 @@ def check_chunk(data: bytes, first_line: int, *, keep: bool = False) -> tuple[Ch
     fast, _full = _validators()
     result = ChunkResult(first_line, _line_count(data))
     errors = result.errors
-    records = result.records
+    record_lines = result.record_lines
+    uuids = result.uuids
+    symbols = result.symbols
     kept: list[dict[str, Any]] = []
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
@@ -265,25 +282,25 @@ def check_chunk(data: bytes, first_line: int, *, keep: bool = False) -> tuple[Ch
                 problem(line, LINE, f"expected a JSON object, got {type_name(obj)}")
                 continue
             result.polyforms += 1
-            ok = True
+            uuid = obj.get("uuid")
+            symbol = obj.get("unicode_char")
             try:
                 fast(obj)
             except schema_error:
+                bad = set()
                 for fld, message in schema_problems(obj):
                     problem(line, fld, message)
-                ok = False
-            uuid = obj.get("uuid")
-            ns = obj.get("namespace", DEFAULT_NAMESPACE)
-            symbol = obj.get("unicode_char")
-            records.append((
-                line,
-                uuid if type(uuid) is str else None,
-                ns if ns in NAMESPACES else None,
-                symbol if type(symbol) is str and 1 <= len(symbol) <= 2 else None,
-                obj.get("O"), obj.get("I"), obj.get("composition"),
-            ))
-            if keep and ok:
-                kept.append(obj)
+                    bad.add(fld)
+                if "uuid" in bad:
+                    uuid = None
+                if "unicode_char" in bad or "namespace" in bad:
+                    symbol = None
+            else:
+                if keep:
+                    kept.append(obj)
+            record_lines.append(line)
+            uuids.append(uuid)
+            symbols.append(None if symbol is None else obj.get("namespace", DEFAULT_NAMESPACE) + SYMBOL_SEP + symbol)
     result.error_count = count
     return result, kept
 
@@ -339,17 +356,37 @@ def split_chunks(data: bytes, chunk_size: int) -> list[tuple[int, int, int]]:
     return ranges
 
 
-def _worker_init() -> None:
-    """In each worker: die with the parent, leave Ctrl-C to the parent, no cyclic GC."""
+def _exit_with(parent: int) -> None:
+    """Block until process ``parent`` ends, then end this worker at once.
+
+    A forkserver child cannot rely on its parent's death: its parent is the forkserver, and the
+    forkserver itself waits for a pipe that every child holds open. So each worker watches the
+    process that asked for it (a pidfd becomes readable when that process exits: no polling)."""
+    try:
+        fd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(70)
+    except (AttributeError, OSError):  # no pidfd (old kernel): check once a second instead
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(70)
+            except OSError:
+                pass
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while not poller.poll():
+        pass
+    os._exit(70)
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: end with the requesting process, leave Ctrl-C to it, no cyclic GC."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
-    try:  # Linux: SIGKILL this worker when its parent (the forkserver) dies
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    threading.Thread(target=_exit_with, args=(parent,), name="exit-with-parent", daemon=True).start()
 
 
 def _pool_context() -> Any:
@@ -385,7 +422,7 @@ def run_chunks(data: bytes, fn: Callable[[bytes, int], Any], *, workers: int, ch
         progress.check()
         return results
     executor = ProcessPoolExecutor(max_workers=min(workers, len(ranges)), mp_context=_pool_context(),
-                                   initializer=_worker_init)
+                                   initializer=_worker_init, initargs=(os.getpid(),))
     try:
         futures: dict[Future[Any], int] = {}
         for i, (start, end, first) in enumerate(ranges):
@@ -412,36 +449,47 @@ def run_chunks(data: bytes, fn: Callable[[bytes, int], Any], *, workers: int, ch
 # -- merging ---------------------------------------------------------------------------------
 
 
+def _duplicates(chunks: list[ChunkResult], column: str) -> list[tuple[int, str, int]]:
+    """``(line, value, first line)`` for every repeated value of a column, in file order.
+
+    The common case, no duplicate at all, is decided by comparing a set's size with the list's
+    (native speed); only then are values matched to lines."""
+    values = [v for chunk in chunks for v in getattr(chunk, column) if v is not None]
+    if len(set(values)) == len(values):
+        return []
+    first: dict[str, int] = {}
+    found = []
+    for chunk in chunks:
+        for line, value in zip(chunk.record_lines, getattr(chunk, column)):
+            if value is None:
+                continue
+            seen = first.setdefault(value, line)
+            if seen != line:
+                found.append((line, value, seen))
+    return found
+
+
 def merge(chunks: list[ChunkResult], *, source: str = "stable_polyforms.jsonl") -> ValidationReport:
     """One report from the chunks' results, adding duplicate uuids and duplicate symbols per
     namespace across the whole file (each reported on the later line, naming the first)."""
     errors: list[tuple[int, str, str]] = []
     count = 0
-    lines = 0
-    polyforms = 0
-    uuids: dict[str, int] = {}
-    symbols: dict[tuple[str, str], int] = {}
+    for chunk in chunks:
+        count += chunk.error_count
+        errors.extend(chunk.errors)
     with gc_paused():
-        for chunk in chunks:
-            lines += chunk.lines
-            polyforms += chunk.polyforms
-            count += chunk.error_count
-            errors.extend(chunk.errors)
-            for line, uuid, ns, symbol, *_rest in chunk.records:
-                if uuid is not None:
-                    first = uuids.setdefault(uuid, line)
-                    if first != line:
-                        count += 1
-                        errors.append((line, "uuid", f"duplicate uuid {safe_text(uuid, 40)}, first on line {first}"))
-                if symbol is not None and ns is not None:
-                    first = symbols.setdefault((ns, symbol), line)
-                    if first != line:
-                        count += 1
-                        errors.append((line, "unicode_char", f"duplicate symbol {_shown(symbol)} in namespace "
-                                                             f"{ns}, first on line {first}"))
+        for line, uuid, first in _duplicates(chunks, "uuids"):
+            errors.append((line, "uuid", f"duplicate uuid {safe_text(uuid, 40)}, first on line {first}"))
+            count += 1
+        for line, key, first in _duplicates(chunks, "symbols"):
+            ns, symbol = key.split(SYMBOL_SEP, 1)
+            errors.append((line, "unicode_char", f"duplicate symbol {_shown(symbol)} in namespace {ns}, "
+                                                 f"first on line {first}"))
+            count += 1
         errors.sort(key=lambda e: e[0])  # stable: a line's schema problems stay before its duplicates
         kept = [ValidationError(*e) for e in errors[:MAX_ERRORS]]
-    return ValidationReport(count == 0, lines, polyforms, kept, count, source)
+    return ValidationReport(count == 0, sum(c.lines for c in chunks), sum(c.polyforms for c in chunks), kept, count,
+                            source)
 
 
 def validate_bytes(data: bytes, *, source: str = "stable_polyforms.jsonl", progress: Progress | None = None,
