@@ -90,7 +90,7 @@ class GatedReplica:
         gate = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 gate.requests += 1
                 gate.started.set()
                 gate.release.wait(60)

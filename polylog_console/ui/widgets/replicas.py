@@ -25,7 +25,7 @@ class ReplicaTable(LineTable):
         Column("digest", 12, min_width=76),
         Column("match", 14),
         Column("latency", 8, "right"),
-        Column("checked", 8, "right"),
+        Column("checked", 8, "right", min_width=90),
         Column("error", 10, flex=3),
     )
     EMPTY = "not checked yet: press the verify-replicas key"
