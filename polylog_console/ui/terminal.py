@@ -53,10 +53,12 @@ def terminal_gone(fds: list[int]) -> bool:
 class HangupWatch:
     """Calls ``on_hangup`` once (from any thread) when the terminal goes away."""
 
-    def __init__(self, on_hangup: Callable[[str], None], *, grace: float = 3.0) -> None:
+    def __init__(self, on_hangup: Callable[[str], None], *, grace: float = 3.0, fds: list[int] | None = None,
+                 hard_exit: bool = True) -> None:
         self.on_hangup = on_hangup
         self.grace = grace
-        self.fds = terminal_fds()
+        self.fds = terminal_fds() if fds is None else fds
+        self.hard_exit = hard_exit
         self._fired = threading.Event()
         self._stop_r, self._stop_w = os.pipe()
         self._previous_sighup: object = None
@@ -106,9 +108,10 @@ class HangupWatch:
         if self._fired.is_set():
             return
         self._fired.set()
-        watchdog = threading.Timer(self.grace, os._exit, args=(EXIT_HANGUP,))
-        watchdog.daemon = True
-        watchdog.start()
+        if self.hard_exit:
+            watchdog = threading.Timer(self.grace, os._exit, args=(EXIT_HANGUP,))
+            watchdog.daemon = True
+            watchdog.start()
         with contextlib.suppress(Exception):
             self.on_hangup(reason)
 
