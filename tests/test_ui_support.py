@@ -75,7 +75,10 @@ def checkpoint_lines(first: int, count: int, digest: str, start: float = START) 
             range(first, first + count)]
 
 
-def in_sync_workspace(root: Path, checkpoints: int = 20, **kwargs: Any):
+def in_sync_workspace(root: Path, checkpoints: int = 20, *, fresh: bool = False, **kwargs: Any):
+    """All checkpoints match; ``fresh``: the last one was written a minute ago (not stale by the real clock)."""
+    if fresh:
+        kwargs["start"] = time.time() - checkpoints * INTERVAL
     return write_workspace(root, polyforms=200, checkpoints=checkpoints, drift_from=checkpoints + 1, **kwargs)
 
 

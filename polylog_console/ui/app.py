@@ -27,6 +27,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import SimpleCommand
 from textual.containers import Container, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Tab, Tabs
 
@@ -241,6 +242,12 @@ class ConsoleApp(App[int]):
 
     def on_session_events(self, events: list[Any]) -> None:
         """One batch of monitor/action events: update the models, then the widgets that show them."""
+        try:
+            self._apply_events(events)
+        except NoMatches:  # the screen is being torn down (the session's last events): nothing to show
+            pass
+
+    def _apply_events(self, events: list[Any]) -> None:
         rows: list[Row] = []
         problems: list[Any] = []
         activity: list[Activity] = []
@@ -317,6 +324,8 @@ class ConsoleApp(App[int]):
         now = self.clock()
         if self.hangup is not None:
             self.hangup.check()
+        if not self.query(StatusHeader):
+            return
         view = self.session.monitor.snapshot()
         header = self.query_one(StatusHeader)
         header.show(replace(header.state, age=view.age))
@@ -579,11 +588,14 @@ class ConsoleApp(App[int]):
             self.session.publish(events)
 
     def _on_progress(self, action_id: str, update: ProgressUpdate) -> None:
-        row = self.query_one(ActionBar).row(action_id)
+        bars = self.query(ActionBar)
+        row = bars.first().row(action_id) if bars else None
         if row is not None:
             row.set_progress(update.done, update.total, safe_text(update.message, 120))
 
     def _on_done(self, done: Finished) -> None:
+        if not self.query(ActionBar):  # finished while the console was closing: audited, nothing to show
+            return
         self.query_one(ActionBar).finish(done.action_id)
         spec = BY_ID[done.action_id]
         outcome = done.outcome

@@ -43,7 +43,7 @@ class ActionRow(Horizontal):
 
 class ActionBar(Vertical):
     DEFAULT_CSS = """
-    ActionBar { height: auto; max-height: 4; dock: bottom; background: $boost; display: none; }
+    ActionBar { height: auto; max-height: 4; background: $boost; display: none; }
     ActionBar.-busy { display: block; }
     """
 

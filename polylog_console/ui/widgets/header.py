@@ -53,6 +53,8 @@ class StatusHeader(Widget):
         parts: list[Content | str | tuple[str, str]] = [badge]
         if s.status is Status.DRIFT and s.stale:
             parts.append(badge_content(f"◷ stale {format_age(s.age or 0)}", "stale"))
+        if s.read_only:
+            parts += [" ", ("READ-ONLY", "bold reverse")]
         if s.stored_error:
             parts += [" stored ", literal("unreadable", "bold $error")]
         else:
@@ -64,8 +66,6 @@ class StatusHeader(Widget):
             parts += [("  │ ", "$text-muted"), literal(s.latest_label, limit=28), (age, "$text-muted")]
         if s.feed_note:
             parts += [("  │ ", "$text-muted"), literal(s.feed_note, "bold $warning", limit=40)]
-        if s.read_only:
-            parts += [("  │ ", "$text-muted"), ("READ-ONLY", "bold reverse")]
         left = Content.assemble(*parts)
         room = width - left.cell_length - 3
         ws = clean(s.workspace)
