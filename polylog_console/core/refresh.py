@@ -90,6 +90,7 @@ class AutoRefresh:
         self.running: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._serial = asyncio.Lock()
+        self._rechecking = False
         self.results: list[RefreshEvent] = []
 
     def submit(self, events: Iterable[Any]) -> None:
@@ -99,7 +100,11 @@ class AutoRefresh:
                 continue
             alert = event.alert
             if alert.code == ev.REGISTRY_MISMATCH and alert.status == "firing":
-                if self.enabled and alert.dedup_key not in self.attempted:
+                if self._rechecking:
+                    # The drift our own rehydrate left (new stored digest): escalated by the monitor,
+                    # not refreshed again.
+                    self.attempted.add(alert.dedup_key)
+                elif self.enabled and alert.dedup_key not in self.attempted:
                     if len(self.attempted) >= self.MAX_REMEMBERED:
                         self.attempted.clear()
                     self.attempted.add(alert.dedup_key)
@@ -150,7 +155,11 @@ class AutoRefresh:
             except Exception as exc:  # a bug must still be reported, not swallowed by the task
                 self._fail(alert, f"{type(exc).__name__}: {safe_text(str(exc), 300)}", started)
                 return
-            self.session.recheck(after_rehydrate=True)
+            self._rechecking = True
+            try:
+                self.session.recheck(after_rehydrate=True)
+            finally:
+                self._rechecking = False
             match = self.session.monitor.latest_match
             outcome = PARITY if match is True else DRIFT_REMAINS
             digest = getattr(result, "registry_digest", None)

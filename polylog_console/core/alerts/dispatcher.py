@@ -69,6 +69,21 @@ RESOLVED = "resolved"
 Emit = Callable[[list[Any]], None]
 
 
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait until ``event`` is set or ``timeout`` passes.
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation arriving as the event is set is
+    never swallowed, so a task stopped while being woken really stops.
+    """
+    if event.is_set():
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
 # --- one sink's delivery task -----------------------------------------------------------------
 
 class SinkWorker:
@@ -92,6 +107,7 @@ class SinkWorker:
         self.queue: deque[Pending] = deque()
         self.overflow = False  # deliveries on disk that are not in memory (queue was full)
         self.sending = False
+        self.stopping = False
         self.delivered = 0
         self.failed = 0
         self.retries = 0
@@ -145,11 +161,11 @@ class SinkWorker:
             if remaining <= 0:
                 return False
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+            await wait_event(self._changed, remaining)
         return True
 
     async def stop(self) -> None:
+        self.stopping = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -157,13 +173,12 @@ class SinkWorker:
                 await task
         await self.sink.aclose()
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float | None) -> None:
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        await wait_event(self._wake, seconds)
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             if not self.queue:
                 if self.overflow:
                     self.overflow = False
@@ -171,8 +186,7 @@ class SinkWorker:
                     self.load(loaded)
                     continue
                 self._changed.set()
-                self._wake.clear()
-                await self._wake.wait()
+                await self._sleep(None)
                 continue
             head = self.queue[0]
             wait = head.next_attempt_at - self.clock()
@@ -183,15 +197,27 @@ class SinkWorker:
             await self._attempt(head)
             self._changed.set()
 
+    async def _send(self, note: Notification) -> None:
+        """``sink.send`` bounded by :attr:`send_timeout` (a safety net over the sink's own)."""
+        if self.send_timeout is None:
+            await self.sink.send(note)
+            return
+        task = asyncio.ensure_future(self.sink.send(note))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.send_timeout)
+        finally:
+            if not task.done():
+                task.cancel()
+        if not done:
+            raise TimeoutError
+        task.result()
+
     async def _attempt(self, head: Pending) -> None:
         attempt = head.attempts + 1
         self.sending = True
         started = time.perf_counter()
         try:
-            if self.send_timeout is not None:
-                await asyncio.wait_for(self.sink.send(head.note), timeout=self.send_timeout)
-            else:
-                await self.sink.send(head.note)
+            await self._send(head.note)
         except DeliveryError as exc:
             error, retryable, retry_after = exc.reason, exc.retryable, exc.retry_after
         except TimeoutError:
@@ -573,7 +599,7 @@ class AlertDispatcher:
         self.workers["alertmanager"].add(pending)
 
     async def _maintain(self) -> None:
-        while True:
+        while not self.closed:
             now = self.clock()
             if self.standby and now >= self._next_lock_try:
                 self._take_outbox()
@@ -582,8 +608,7 @@ class AlertDispatcher:
                 nxt = min(nxt or self._next_lock_try, self._next_lock_try)
             self._wake.clear()
             timeout = None if nxt is None else max(0.0, nxt - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            await wait_event(self._wake, timeout)
 
     def reconcile(self) -> list[Notification]:
         """After the feed's history was read: a condition that receivers last heard as firing
