@@ -157,7 +157,14 @@ class ValidationFailed(PolylogError):
     """The source is invalid; nothing was written. ``report`` lists the problems."""
 
     def __init__(self, report: ValidationReport) -> None:
-        super().__init__(f"{report.summary()}: nothing written")
+        noun = "error" if report.error_count == 1 else "errors"
+        first = ""
+        if report.errors:
+            e = report.errors[0]
+            where = f"{safe_text(e.field, 30)}: " if e.field else ""
+            first = f", first on line {e.line} ({where}{safe_text(e.message, 100)})"
+        super().__init__(f"{safe_text(report.source, 80)} is invalid: {report.error_count:,} {noun}{first}; "
+                         f"nothing written")
         self.report = report
 
 
