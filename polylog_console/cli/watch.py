@@ -44,8 +44,10 @@ def run_once(ctx) -> int:
     started = time.perf_counter()
     errors: list[IngestErrorEvent] = []
     alerts: list[AlertEvent] = []
+    fanout: list[AlertEvent] = []  # what the alert sinks are told (issue 5)
 
     def handle(events) -> None:
+        fanout.extend(e for e in events if isinstance(e, AlertEvent))
         if ctx.json:
             for event in events:
                 write_json_line(event.to_json())
@@ -84,11 +86,26 @@ def run_once(ctx) -> int:
     else:
         alerts.extend(e for e in tail if isinstance(e, AlertEvent))
         print_summary(ctx, monitor, errors, alerts, elapsed)
+    fanout.extend(e for e in tail if isinstance(e, AlertEvent))
+    deliver(ctx, fanout)
     if monitor.stored_error is not None:
         if not ctx.json:
             return fail(monitor.stored_error)
         return EXIT_ERROR
     return EXIT_PROBLEM if monitor.status in (Status.DRIFT, Status.STALE) else EXIT_OK
+
+
+def deliver(ctx, alerts: list[AlertEvent]) -> None:
+    """Fan the run's alerts out to the configured sinks (webhook, email, Alertmanager) through the
+    durable outbox; print each delivery's outcome. Undelivered ones wait in the outbox."""
+    from polylog_console.core.alerts.dispatcher import deliver_once
+
+    for event in deliver_once(ctx.workspace, ctx.config, alerts):
+        if ctx.json:
+            write_json_line(event.to_json())
+        else:
+            error = f": {safe_text(event.error, 160)}" if event.error else ""
+            say(f"delivery        {event.sink} {event.outcome}: {event.code} {event.alert_status}{error}")
 
 
 PENDING_LIMIT = 200_000  # items (records or runs) buffered while the stored digest is computed

@@ -407,10 +407,7 @@ class AlertDispatcher:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
-        if not self.standby:
-            for group in list(self.groups.values()):
-                if group.resolution is not None:
-                    self._send_resolution(group)
+        self.announce_held()
         self._save_groups()
         deadline = time.monotonic() + grace
         for worker in self.workers.values():
@@ -423,6 +420,15 @@ class AlertDispatcher:
         if left:
             self._audit("alerts_persisted", deliveries=left, message="left in the outbox for the next start")
         return left == 0
+
+    def announce_held(self) -> int:
+        """Send the resolutions being held for flap damping now (stopping, or a one-shot run)."""
+        if self.standby:
+            return 0
+        held = [g for g in self.groups.values() if g.resolution is not None]
+        for group in held:
+            self._send_resolution(group)
+        return len(held)
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every sink has delivered (or refused) everything queued. For tests/tools."""
@@ -659,7 +665,9 @@ class AlertDispatcher:
         keep = [g.to_json() for g in self.groups.values() if g.heard is not None]
         try:
             self.groups_path.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes(self.groups_path, orjson.dumps({"version": 1, "groups": keep}), durable=self.outbox.durable)
+            # Not fsynced: it is a hint (losing it to a power cut costs at most a repeated
+            # notification), and it is written after each announcement, on the event loop.
+            write_bytes(self.groups_path, orjson.dumps({"version": 1, "groups": keep}), durable=False)
         except OSError as exc:
             self._audit("alert_outbox_error", path=str(self.groups_path), error=exc.strerror or str(exc))
 
@@ -678,6 +686,36 @@ class AlertDispatcher:
 
     def pending(self) -> dict[str, int]:
         return {name: worker.pending for name, worker in self.workers.items()}
+
+
+def deliver_once(ws: Any, config: Config, events: list[Any], *, grace: float = 10.0, audit: AuditLog | None = None,
+                 sinks: Iterable[Sink] | None = None, **options: Any) -> list[DeliveryEvent]:
+    """The fan-out of a one-shot run (``watch --once``): announce what ``events`` call for,
+    resolve what receivers heard firing and the run no longer sees, then try to deliver for up to
+    ``grace`` seconds (retries included). What is left stays in the outbox for the next run.
+    Returns the delivery events. Nothing happens (and nothing is written) without external sinks.
+    """
+    chosen = list(build_sinks(config) if sinks is None else sinks)
+    if not chosen:
+        return []
+    out: list[DeliveryEvent] = []
+
+    async def run() -> None:
+        dispatcher = AlertDispatcher.from_config(ws.outbox, config, workspace=str(ws.root),
+                                                 audit=audit or AuditLog(ws.audit), emit=out.extend, sinks=chosen,
+                                                 **options)
+        await dispatcher.start()
+        try:
+            dispatcher.submit(events)
+            dispatcher.reconcile()
+            dispatcher.announce_held()
+            dispatcher.due(dispatcher.clock())
+            await dispatcher.flush(grace)
+        finally:
+            await dispatcher.close(grace=0.0)
+
+    asyncio.run(run())
+    return out
 
 
 def _send_timeout(sink: Sink) -> float | None:
