@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from polylog_console.core.events import AlertEvent, Severity, iso
+from polylog_console.core.events import AlertEvent, CheckpointEvent, Severity, dedup_key, iso
 
 # What the banner proposes, per alert code (keys name console actions).
 HINTS = {
@@ -57,6 +57,9 @@ class Dashboard:
         """Update from a batch of events; True when the banners changed."""
         changed = False
         for event in events:
+            if isinstance(event, CheckpointEvent):
+                changed |= self._count(event)
+                continue
             if not isinstance(event, AlertEvent):
                 continue
             a = event.alert
@@ -73,7 +76,19 @@ class Dashboard:
                 for code in (a.code, *a.resolves):
                     if self._banners.pop((code, a.dedup_key), None) is not None:
                         changed = True
-            # a drift's consecutive count grows with every mismatching checkpoint
+        return changed
+
+    def _count(self, event: CheckpointEvent) -> bool:
+        """A mismatching checkpoint of an active drift: its banners show the new consecutive count."""
+        if event.registry_match is not False or event.scheme_mismatch or not event.stored_digest or not self._banners:
+            return False
+        key = dedup_key(event.stored_digest, event.checkpoint.digest)
+        changed = False
+        for code in ("registry_mismatch", "drift_persistent"):
+            banner = self._banners.get((code, key))
+            if banner is not None and banner.consecutive_mismatches != event.consecutive_mismatches:
+                self._banners[(code, key)] = replace(banner, consecutive_mismatches=event.consecutive_mismatches)
+                changed = True
         return changed
 
     def update_consecutive(self, count: int) -> None:
