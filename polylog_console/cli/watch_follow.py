@@ -1,9 +1,178 @@
-"""``watch`` without ``--once``: not built yet."""
+"""``polylog-console watch`` without ``--once``: follow the feed headless until SIGTERM/SIGINT.
+
+A :class:`~polylog_console.core.session.Session` follows the feed (the feed follower), runs the
+monitor and the alert fan-out and writes the audit log; this module only prints what it
+publishes:
+
+* ``--json``: one JSON line per event (``event.to_json()``), flushed as it happens, so that it can
+  be piped (JSON escapes every control character, so nothing from the feed reaches a terminal raw).
+* otherwise one short line per checkpoint, alert, status change, feed event and ingest error,
+  everything from the feed passed through :func:`~polylog_console.core.text.safe_text`. The
+  feed's recent history (the first batch) shows its last :data:`HISTORY_SHOWN` checkpoints, like
+  ``tail -f``, with a line saying how many earlier ones were read.
+
+``--poll`` overrides ``feed.poll``. SIGTERM and SIGINT stop it cleanly (exit 0): the session
+stops following, gives due alert deliveries a few seconds and leaves the rest in the outbox. A
+second signal while stopping falls back to the default action. A reader that goes away (``| head``)
+stops it quietly.
+"""
 
 from __future__ import annotations
 
-from polylog_console.cli.common import fail
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from typing import Any, TextIO
+
+import orjson
+
+from polylog_console.cli.common import EXIT_OK
+from polylog_console.core.events import (
+    AlertEvent,
+    CheckpointEvent,
+    FeedEvent,
+    IngestErrorEvent,
+    StatusEvent,
+    StoredEvent,
+)
+from polylog_console.core.session import Session
+from polylog_console.core.text import safe_text, short_digest
+
+HISTORY_SHOWN = 10  # checkpoints of the start-up history printed in human mode
+
+
+class JsonPrinter:
+    """One JSON line per event, flushed per batch (a batch is what one append produced)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out.buffer  # type: ignore[attr-defined]
+
+    def __call__(self, events: list[Any]) -> None:
+        option = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+        self.out.write(b"".join(orjson.dumps(event.to_json(), option=option) for event in events))
+        self.out.flush()
+
+
+class HumanPrinter:
+    """Short lines for an operator watching a terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.started = False
+
+    def __call__(self, events: list[Any]) -> None:
+        lines: list[str] = []
+        shown = None
+        if not self.started and any(isinstance(e, FeedEvent) and e.kind == "started" for e in events):
+            self.started = True
+            checkpoints = [e for e in events if isinstance(e, CheckpointEvent)]
+            if len(checkpoints) > HISTORY_SHOWN:
+                shown = {id(e) for e in checkpoints[-HISTORY_SHOWN:]}
+                lines.append(self._line("history", f"{len(checkpoints)} recent checkpoints read; "
+                                                   f"the last {HISTORY_SHOWN} follow"))
+        for event in events:
+            if shown is not None and isinstance(event, CheckpointEvent) and id(event) not in shown:
+                continue
+            text = self.format(event)
+            if text is not None:
+                lines.append(text)
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
+
+    @staticmethod
+    def _line(kind: str, text: str) -> str:
+        return f"{time.strftime('%H:%M:%S')}  {kind:<12} {text}"
+
+    def format(self, event: Any) -> str | None:
+        if isinstance(event, CheckpointEvent):
+            cp = event.checkpoint
+            where = f" (line {cp.line})" if cp.line is not None else ""
+            if event.registry_match is None:
+                verdict = "not compared (stored registry unreadable)"
+            elif event.registry_match:
+                verdict = "match"
+            elif event.scheme_mismatch:
+                verdict = "scheme mismatch"
+            else:
+                verdict = f"DRIFT: {short_digest(cp.digest)} vs stored {short_digest(event.stored_digest)}"
+            latency = f"  {event.latency_ms:.1f} ms" if event.latency_ms is not None else ""
+            warn = f"  {len(cp.warnings)} warning(s)" if cp.warnings else ""
+            return self._line("checkpoint", f"{safe_text(cp.display_label, 60)}{where}  {verdict}  "
+                                            f"[{event.status}]{warn}{latency}")
+        if isinstance(event, AlertEvent):
+            a = event.alert
+            return self._line("alert", f"{a.code} {a.status}: {safe_text(a.summary, 200)}")
+        if isinstance(event, StatusEvent):
+            reason = f" ({safe_text(event.reason, 80)})" if event.reason else ""
+            return self._line("status", f"{event.previous} -> {event.status}{reason}")
+        if isinstance(event, IngestErrorEvent):
+            e = event.error
+            where = f"line {e.line}" if e.line is not None else f"offset {e.offset}"
+            return self._line("ingest error", f"{where}: {safe_text(e.reason, 200)}")
+        if isinstance(event, FeedEvent):
+            if event.kind == "started":
+                return self._line("feed", f"following {safe_text(event.path)} ({event.data.get('mode', '')})")
+            return self._line("feed", f"{event.kind}: {safe_text(event.detail or event.path, 200)}")
+        if isinstance(event, StoredEvent):
+            if event.error:
+                return self._line("stored", f"cannot read the stored registry: {safe_text(event.error, 200)}")
+            return self._line("stored", f"stored registry digest {short_digest(event.digest)}")
+        return None  # coordination entries and action progress: not for this view
 
 
 def run_follow(ctx, args) -> int:
-    return fail("watch: following the feed is not available yet; use --once")
+    """Follow the feed until a signal; exit 0 after a clean stop."""
+    config = ctx.config
+    if getattr(args, "poll", False):
+        config = replace(config, feed=replace(config.feed, poll=True))
+    session = Session(ctx.workspace, config)
+    printer = JsonPrinter(sys.stdout) if ctx.json else HumanPrinter(sys.stdout)
+    reader_gone = False
+
+    def print_events(events: list[Any]) -> None:
+        nonlocal reader_gone
+        if reader_gone:
+            return
+        try:
+            printer(events)
+        except BrokenPipeError:
+            reader_gone = True
+            session.stop()
+
+    session.subscribe(print_events)
+    asyncio.run(_follow(session))
+    if reader_gone:
+        # Point stdout at devnull so that the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+async def _follow(session: Session) -> None:
+    loop = asyncio.get_running_loop()
+    requested = False
+
+    def on_signal(signum: int) -> None:
+        nonlocal requested
+        if requested:  # a second signal: do what it would do by default
+            loop.remove_signal_handler(signum)
+            signal.raise_signal(signum)
+            return
+        requested = True
+        session.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        task = asyncio.ensure_future(session.run())
+        await asyncio.sleep(0)  # run() has created its stop event: a stop now is not lost
+        if requested:
+            session.stop()
+        await task
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
