@@ -392,3 +392,22 @@ def test_cli_headless_stops_cleanly_on_signal(tmp_path: Path, signum: int):
             proc.kill()
             proc.wait()
     assert not target.exists()
+
+
+def test_an_engine_failure_is_reported_not_hung_on(tmp_path: Path):
+    lines: list[str] = []
+    with Demo(DemoSettings(speed=5), directory=tmp_path / "demo") as demo:
+        # The engine writes its live snapshot when it takes the source update (in_sync checkpoints
+        # from now, 1.6 s at this speed): make that write fail.
+        snapshots = demo.root / "memory" / "coordination" / "snapshots"
+        for child in snapshots.iterdir():
+            child.unlink()
+        snapshots.rmdir()
+        snapshots.write_text("not a directory")
+        assert not demo.engine.updated
+        result = run_headless(demo, lines.append, timeout=60)
+        assert not demo.running
+        assert isinstance(demo.error, OSError)
+    assert not result.finished
+    assert any(line.startswith("engine      stopped: ") for line in lines)
+    assert not (tmp_path / "demo").exists()

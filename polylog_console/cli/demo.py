@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
                     f"(open it with: polylog-console --workspace {safe_text(str(demo.root))})")
             elif not removed:
                 sys.stderr.write(f"polylog-console: demo workspace {safe_text(str(demo.root))} could not be removed\n")
+        if demo.error is not None:
+            sys.stderr.write(f"polylog-console: the demo's engine failed: {safe_text(demo.error, 200)}\n")
         if not stopped:
             sys.stderr.write("polylog-console: the demo's engine did not stop within 5 s\n")
     return code

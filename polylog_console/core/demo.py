@@ -750,6 +750,9 @@ def run_headless(demo: Demo, say: Callable[[str], None], *, stop: threading.Even
         try:
             step = steps.get(timeout=0.5)  # wakes on each append; the timeout only lets `stop` in
         except queue.Empty:
+            if not demo.running:  # the engine failed (e.g. the disk filled up): nothing more will come
+                say(f"engine      stopped: {safe_text(demo.error or 'unknown reason', 160)}")
+                break
             continue
         if step.kind == "source_update":
             say("engine      took the upstream source update (stable_polyforms.jsonl changed)")
@@ -783,7 +786,7 @@ def run_headless(demo: Demo, say: Callable[[str], None], *, stop: threading.Even
 
 
 def iter_feed(path: Path) -> Iterator[dict[str, Any]]:
-    """Every JSON object of a feed file (for tests and the narrator)."""
+    """Every JSON object of a feed file, in order (to inspect what the demo wrote)."""
     with open(path, "rb") as handle:
         for raw in handle:
             if raw.strip():
