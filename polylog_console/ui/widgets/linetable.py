@@ -110,6 +110,14 @@ class LineTable(ScrollView, can_focus=True):
         self.cursor = self._count - 1
         if self.size.height:
             self.scroll_to(y=max(0, self._count + 1 - self.size.height), animate=False, immediate=True)
+        # ...and again once the layout has settled (the panel may just have been resized).
+        self.call_after_refresh(self._scroll_end)
+
+    def _scroll_end(self) -> None:
+        if self.stick_to_end:
+            self.cursor = self._count - 1
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            self.refresh()
 
     def reset(self) -> None:
         self._count = self.row_count()
