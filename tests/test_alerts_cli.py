@@ -54,3 +54,43 @@ def test_watch_once_with_an_unreachable_sink_keeps_the_alert(small_ws, cli, tmp_
     assert result.code == 1
     assert "delivery        webhook retry: " in result.out and "ConnectError" in result.out
     assert len(list((small_ws.root / "memory" / "outbox" / "webhook").glob("*.json"))) == 3
+
+
+def test_watch_stops_on_sigterm_with_undelivered_alerts_persisted(small_ws):
+    """The headless monitor, a real process: its sink is down; SIGTERM stops it promptly (exit 0)
+    and every alert it could not deliver is in the outbox for the next run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.servers import refused_url
+
+    configure(small_ws.root, refused_url())
+    env = {**os.environ, "POLYLOG_WEBHOOK_SECRET": SECRET}
+    env.pop("POLYLOG_WORKSPACE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "polylog_console", "watch", "--json", "--workspace",
+                             str(small_ws.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        retried: set[str] = set()
+        for raw in proc.stdout:
+            event = json.loads(raw)
+            if event["event"] == "delivery" and event["outcome"] == "retry":
+                retried.add(event["code"])
+                break
+        assert retried, proc.stderr.read().decode()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    pending = sorted(json.loads(p.read_bytes())["notification"]["code"]
+                     for p in (small_ws.root / "memory" / "outbox" / "webhook").glob("*.json"))
+    assert pending == ["drift_persistent", "registry_mismatch", "stale_digest"]
+    log = small_ws.root / "memory" / "audit" / "events.jsonl"
+    audit = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(e["event"] == "alerts_persisted" and e["deliveries"] == 3 for e in audit)
+    assert all(SECRET not in json.dumps(e) for e in audit)
