@@ -94,3 +94,57 @@ def test_watch_stops_on_sigterm_with_undelivered_alerts_persisted(small_ws):
     audit = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(e["event"] == "alerts_persisted" and e["deliveries"] == 3 for e in audit)
     assert all(SECRET not in json.dumps(e) for e in audit)
+
+
+def test_watch_serves_prometheus_metrics_and_prints_deliveries(small_ws):
+    """``watch --metrics ADDR:PORT``: a real scrape of a real watcher that delivered its alerts."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.servers import free_port, wait_until
+
+    port = free_port()
+    with Receiver(secret=SECRET) as receiver:
+        configure(small_ws.root, receiver.url)
+        env = {**os.environ, "POLYLOG_WEBHOOK_SECRET": SECRET, "NO_COLOR": "1"}
+        env.pop("POLYLOG_WORKSPACE", None)
+        proc = subprocess.Popen([sys.executable, "-m", "polylog_console", "watch", "--metrics", f"127.0.0.1:{port}",
+                                 "--workspace", str(small_ws.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, text=True)
+        try:
+            receiver.wait_for(3, 30)
+            text = ""
+
+            def scraped() -> bool:
+                nonlocal text
+                try:
+                    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                except httpx.HTTPError:
+                    return False
+                return 'polylog_alerts_sent_total{sink="webhook"} 3.0' in text
+
+            assert wait_until(scraped, timeout=20), text
+            assert "polylog_registry_match 0.0" in text
+            assert 'polylog_status{polylog_status="DRIFT"} 1.0' in text
+            assert "polylog_consecutive_mismatches 6.0" in text
+            assert "polylog_checkpoints_total 20.0" in text
+            assert "polylog_ingest_errors_total 0.0" in text
+            assert 'polylog_replica_match{replica="replica-eu"} 1.0' in text
+            assert 'polylog_replica_match{replica="replica-us"} 0.0' in text
+            assert 'polylog_outbox_pending{sink="webhook"} 0.0' in text
+            assert "polylog_detection_latency_seconds_bucket" in text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"serving http://127.0.0.1:{port}/metrics" in out
+    assert "delivery     webhook delivered: registry_mismatch firing" in out
+
+
+def test_watch_metrics_address_errors_are_one_line(small_ws, cli):
+    bad = cli("watch", "--metrics", "nonsense", "--workspace", str(small_ws.root))
+    assert bad.code == 2 and bad.err.count("\n") == 1 and "ADDR:PORT" in bad.err

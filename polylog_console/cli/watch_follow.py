@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from polylog_console.cli.common import EXIT_OK
+from polylog_console.cli.common import EXIT_OK, fail
 from polylog_console.core.events import (
     AlertEvent,
     CheckpointEvent,
@@ -121,6 +121,16 @@ class HumanPrinter:
             if event.error:
                 return self._line("stored", f"cannot read the stored registry: {safe_text(event.error, 200)}")
             return self._line("stored", f"stored registry digest {short_digest(event.digest)}")
+        kind = getattr(event, "event", None)
+        if kind == "delivery":  # an alert delivery attempt (core/alerts/delivery.py)
+            error = f": {safe_text(event.error, 160)}" if event.error else ""
+            later = f" (next try in {event.retry_in:.1f}s)" if event.retry_in is not None else ""
+            return self._line("delivery", f"{event.sink} {event.outcome}: {event.code} {event.alert_status}"
+                                          f"{error}{later}")
+        if kind == "refresh":  # an automatic refresh attempt (core/refresh.py)
+            outcome = f": {event.outcome}" if event.outcome and event.outcome != "failed" else ""
+            error = f": {safe_text(event.error, 200)}" if event.error else ""
+            return self._line("refresh", f"{event.phase}{outcome}{error}")
         return None  # coordination entries and action progress: not for this view
 
 
@@ -130,6 +140,17 @@ def run_follow(ctx, args) -> int:
     if getattr(args, "poll", False):
         config = replace(config, feed=replace(config.feed, poll=True))
     session = Session(ctx.workspace, config)
+    if getattr(args, "metrics", None):  # Prometheus metrics (issue 5)
+        from polylog_console.core.metrics import parse_address
+
+        host, port = parse_address(args.metrics)
+        try:
+            session.enable_metrics(host, port)
+        except OSError as exc:
+            return fail(f"--metrics {args.metrics}: cannot listen: {exc.strerror or exc}")
+        if not ctx.json:
+            bound = session.metrics.address
+            sys.stdout.write(HumanPrinter._line("metrics", f"serving http://{bound[0]}:{bound[1]}/metrics") + "\n")
     printer = JsonPrinter(sys.stdout) if ctx.json else HumanPrinter(sys.stdout)
     reader_gone = False
 
