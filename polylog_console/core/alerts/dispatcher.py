@@ -63,6 +63,7 @@ GROUPS_FILE = "groups.json"
 DEFAULT_RESOLVE_HOLD = 30.0
 DEFAULT_MAX_PENDING = 1000
 LOCK_RETRY = 5.0  # seconds between attempts to take an outbox another process holds
+SAVE_EVERY = 1.0  # seconds between writes of groups.json (what receivers heard)
 FIRING = "firing"
 RESOLVED = "resolved"
 
@@ -342,6 +343,7 @@ class AlertDispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_lock_try = 0.0
         self._groups_dirty = False
+        self._next_save = 0.0
 
     @classmethod
     def from_config(cls, outbox_dir: Path, config: Config, *, workspace: str, audit: AuditLog | None = None,
@@ -594,7 +596,11 @@ class AlertDispatcher:
                     posted = now
                 upcoming.append(posted + self.resend_interval)
         if self._groups_dirty:
-            self._save_groups()
+            if now >= self._next_save:  # at most once per SAVE_EVERY: off the delivery path
+                self._save_groups(now)
+                self._next_save = now + SAVE_EVERY
+            else:
+                upcoming.append(self._next_save)
         return min(upcoming) if upcoming else None
 
     def _enqueue_repost(self, note: Notification) -> None:
@@ -658,10 +664,16 @@ class AlertDispatcher:
                 continue
             self.groups[(group.code, group.dedup_key)] = group
 
-    def _save_groups(self) -> None:
+    def _save_groups(self, now: float | None = None) -> None:
         if self.standby:
             return
         self._groups_dirty = False
+        now = self.clock() if now is None else now
+        for key, group in list(self.groups.items()):
+            # a group resolved longer than repeat_interval ago no longer limits anything: forget it
+            if (not group.firing and group.heard != FIRING and group.resolution is None
+                    and (group.last_announced is None or now - group.last_announced >= self.repeat_interval)):
+                del self.groups[key]
         keep = [g.to_json() for g in self.groups.values() if g.heard is not None]
         try:
             self.groups_path.parent.mkdir(parents=True, exist_ok=True)
