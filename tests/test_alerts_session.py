@@ -209,3 +209,21 @@ def test_metrics_registries_are_independent():
             assert re.search("--metrics", str(exc))
         else:
             raise AssertionError(bad)
+
+
+async def test_without_sinks_nothing_is_written_to_the_outbox(tmp_path):
+    ws, config, inc = in_sync_workspace(tmp_path / "ws", "http://127.0.0.1:9/unused")
+    from dataclasses import replace
+
+    config = replace(config, alerts=replace(config.alerts, webhook=None))
+    append(ws, checkpoint_line(11, inc.live_digest))
+    session = Session(ws, config)
+    task = asyncio.create_task(session.run())
+    for _ in range(500):
+        if session.dashboard.top is not None:
+            break
+        await asyncio.sleep(0.01)
+    session.stop()
+    await asyncio.wait_for(task, 15)
+    assert session.dashboard.top.code == "registry_mismatch"
+    assert not ws.outbox.exists()

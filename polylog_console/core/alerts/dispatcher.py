@@ -650,6 +650,8 @@ class AlertDispatcher:
         return self.outbox.root / GROUPS_FILE
 
     def _load_groups(self) -> None:
+        if not self.sinks:
+            return
         try:
             data = orjson.loads(self.groups_path.read_bytes())
         except FileNotFoundError:
@@ -665,7 +667,8 @@ class AlertDispatcher:
             self.groups[(group.code, group.dedup_key)] = group
 
     def _save_groups(self, now: float | None = None) -> None:
-        if self.standby:
+        if self.standby or not self.sinks:  # nothing is announced without sinks: write nothing
+            self._groups_dirty = False
             return
         self._groups_dirty = False
         now = self.clock() if now is None else now
