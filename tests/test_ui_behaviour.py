@@ -110,8 +110,9 @@ async def test_pause_keeps_the_view_while_rows_arrive_and_follow_jumps_to_the_ne
         await start(pilot)
         table = app.query_one(CheckpointTable)
         assert table.cursor == len(app.timeline) - 1  # following: the newest row is selected
-        await pilot.press("f")
-        await pilot.press("up", "up", "up")
+        await pilot.press("up", "up", "up")  # moving up pauses the table
+        assert app.following is False
+        await wait_for(pilot, lambda: "⏸ paused" in screen_text(app), what="paused")
         selected = app.selected_checkpoint().display_label
         top = table.scroll_y
         append(root / "memory" / "coordination" / "context-brief.jsonl",

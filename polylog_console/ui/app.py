@@ -45,6 +45,7 @@ from polylog_console.core.events import (
     FeedEvent,
     IngestErrorEvent,
 )
+from polylog_console.core.monitor import format_age
 from polylog_console.core.operations import (
     OPERATIONS,
     RECHECK,
@@ -98,6 +99,8 @@ def workspace_label(root: os.PathLike[str] | str) -> str:
 class MainScreen(Screen[None]):
     """The console's one screen (modal screens go over it)."""
 
+    AUTO_FOCUS = "#checkpoint-table"
+
     def on_resize(self, event: Any) -> None:
         self.app.update_layout()  # type: ignore[attr-defined]
 
@@ -127,6 +130,15 @@ class ConsoleApp(App[int]):
         self._own_dashboard = not isinstance(shared, Dashboard)
         self.themes = ThemeCatalog(ws.root)
         self.theme_request = theme or config.ui.theme or DEFAULT_THEME
+        self.theme_problem: str | None = None
+        # The theme is in place before the first styling pass (switching later restyles every widget).
+        start_theme = self._resolve_theme(self.theme_request)
+        self.register_theme(start_theme)
+        self.set_reactive(App.theme, start_theme.name)
+        self.stylesheet.set_variables(self.get_css_variables())
+        self.add_class(f"-theme-{start_theme.name}")
+        self.set_class(start_theme.dark, "-dark-mode")
+        self.set_class(not start_theme.dark, "-light-mode")
         self.following = True
         self.parity: Any = None
         self.parity_at: float | None = None
@@ -185,7 +197,8 @@ class ConsoleApp(App[int]):
     async def on_mount(self) -> None:
         self.ready_event = asyncio.Event()
         self.runner.bind_loop()
-        self.set_console_theme(self.theme_request, announce=False)
+        if self.theme_problem:
+            self.notify(self.theme_problem, title="Theme", severity="error", timeout=15, markup=False)
         for problem in self.keymap.problems:
             self.notify(safe_text(problem), title="monitoring.toml", severity="error", timeout=15, markup=False)
         if self._own_dashboard:
@@ -197,9 +210,7 @@ class ConsoleApp(App[int]):
             replicas.empty_message = "no replicas configured ([[replicas]] in monitoring.toml)"
         self.update_layout()
         self.refresh_status()
-        table = self.query_one(CheckpointTable)
-        table.stick_to_end = self.following
-        table.focus()
+        self.query_one(CheckpointTable).stick_to_end = self.following
         self.run_worker(self._run_session(), name="session", group="session", exit_on_error=False)
         self.set_interval(1.0, self._tick)
         if self.watch_terminal and not self.is_headless:
@@ -297,7 +308,7 @@ class ConsoleApp(App[int]):
         view = self.session.monitor.snapshot()
         latest = view.latest
         self.query_one(StatusHeader).show(HeaderState(
-            status=view.status, stale=view.stale, age=view.age, stored_digest=view.stored_digest,
+            status=view.status, stale=view.stale, age=_age(view.age), stored_digest=view.stored_digest,
             stored_error=view.stored_error, latest_label=latest.display_label if latest else None,
             checkpoints=view.checkpoints, following=self.following, workspace=self.workspace_name,
             read_only=self.read_only, loading=not self.loaded, feed_note=self.feed_note))
@@ -328,7 +339,7 @@ class ConsoleApp(App[int]):
             return
         view = self.session.monitor.snapshot()
         header = self.query_one(StatusHeader)
-        header.show(replace(header.state, age=view.age))
+        header.show(replace(header.state, age=_age(view.age)))
         self.query_one(AlertBanner).tick(now)
         self.query_one(ReplicaTable).tick(now)
 
@@ -445,6 +456,12 @@ class ConsoleApp(App[int]):
             self.show_panel(panel_id, focus=False)
 
     # -- paging older history ----------------------------------------------------------------------------
+
+    @on(LineTable.Unstuck, "#checkpoint-table")
+    def _table_unstuck(self) -> None:
+        if self.following:
+            self.following = False  # moving up the table pauses it (f follows again)
+            self.refresh_status()
 
     @on(CheckpointTable.NeedOlder)
     def _need_older(self) -> None:
@@ -713,6 +730,18 @@ class ConsoleApp(App[int]):
                                           f"themes/{theme_id}.toml"))
         self.search_commands(commands, placeholder="Choose a theme…")
 
+    def _resolve_theme(self, name: str) -> Any:
+        """The theme ``name``, or the default with :attr:`theme_problem` saying why."""
+        try:
+            return self.themes.get(name)
+        except ThemeError as exc:
+            fallback = FALLBACK
+            if name != DEFAULT_THEME:
+                with contextlib.suppress(ThemeError):
+                    fallback = self.themes.get(DEFAULT_THEME)
+            self.theme_problem = f"{exc}; using the {fallback.name} theme"
+            return fallback
+
     def set_console_theme(self, name: str, *, announce: bool = True) -> None:
         """Switch to theme ``name``; a missing or broken theme falls back to the default, said aloud."""
         try:
@@ -770,6 +799,10 @@ class ConsoleApp(App[int]):
         self.session.stop()
         if self.hangup is not None:
             self.hangup.stop()
+
+
+def _age(seconds: float | None) -> str | None:
+    return None if seconds is None else format_age(seconds)
 
 
 def _no_markup(text: str) -> str:

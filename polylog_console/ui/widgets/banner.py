@@ -53,9 +53,11 @@ class AlertBanner(Widget):
         self.refresh(layout=True)
 
     def tick(self, now: float) -> None:
-        self.now = now
-        if self.banners:
+        """Time passed: repaint only if the age shown changed."""
+        if self.banners and format_age(now - self.banners[0].since) != format_age(self.now - self.banners[0].since):
+            self.now = now
             self.refresh()
+        self.now = now
 
     def render(self) -> Content:
         if not self.banners:

@@ -9,7 +9,6 @@ from textual.content import Content
 from textual.widget import Widget
 
 from polylog_console.core.events import Status
-from polylog_console.core.monitor import format_age
 from polylog_console.ui.badges import status_badge
 from polylog_console.ui.safe import clean, literal
 
@@ -18,7 +17,8 @@ from polylog_console.ui.safe import clean, literal
 class HeaderState:
     status: Status = Status.NO_DATA
     stale: bool = False
-    age: float | None = None
+    age: str | None = None  # the latest checkpoint's age as shown ("45s", "12m"): the header
+    # repaints only when what it shows changes, so an idle console repaints it once a minute
     stored_digest: str | None = None
     stored_error: str | None = None
     latest_label: str | None = None
@@ -52,7 +52,7 @@ class StatusHeader(Widget):
         badge = badge_content("… LOADING", "none") if s.loading else badge_content(*status_badge(s.status))
         parts: list[Content | str | tuple[str, str]] = [badge]
         if s.status is Status.DRIFT and s.stale:
-            parts.append(badge_content(f"◷ stale {format_age(s.age or 0)}", "stale"))
+            parts.append(badge_content(f"◷ stale {s.age or '?'}", "stale"))
         if s.read_only:
             parts += [" ", ("READ-ONLY", "bold reverse")]
         if s.stored_error:
@@ -62,7 +62,7 @@ class StatusHeader(Widget):
         parts += [("  │ ", "$text-muted"), ("▶ following" if s.following else "⏸ paused",
                                              "bold $success" if s.following else "bold $warning")]
         if s.latest_label is not None:
-            age = f" {format_age(s.age)} ago" if s.age is not None else ""
+            age = f" {s.age} ago" if s.age is not None else ""
             parts += [("  │ ", "$text-muted"), literal(s.latest_label, limit=28), (age, "$text-muted")]
         if s.feed_note:
             parts += [("  │ ", "$text-muted"), literal(s.feed_note, "bold $warning", limit=40)]

@@ -70,6 +70,17 @@ class LineTable(ScrollView, can_focus=True):
             self.table = table
             self.index = index
 
+    class Unstuck(Message):
+        """The cursor left the newest row: the table no longer follows new rows."""
+
+        def __init__(self, table: LineTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> LineTable:
+            return self.table
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.cursor = -1  # row index; -1: none
@@ -140,6 +151,9 @@ class LineTable(ScrollView, can_focus=True):
         index = min(max(0, index), count - 1)
         if index == self.cursor:
             return
+        if index < count - 1 and self.stick_to_end:
+            self.stick_to_end = False  # the operator looks at something: stop jumping to the newest row
+            self.post_message(self.Unstuck(self))
         self.cursor = index
         top = int(self.scroll_y)
         if index < top:

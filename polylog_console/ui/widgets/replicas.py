@@ -55,6 +55,9 @@ class ReplicaTable(LineTable):
         self.reset()
 
     def tick(self, now: float) -> None:
+        """Time passed: repaint only if the "checked ... ago" shown changed."""
+        at = self.checked_at
+        changed = at is not None and self.results and format_age(now - at) != format_age(self.now - at)
         self.now = now
-        if self.results:
+        if changed:
             self.refresh()
