@@ -19,6 +19,11 @@ from polylog_console.ui.widgets.header import badge_content
 SEVERITY_BADGE = {"critical": "drift", "warning": "stale", "info": "none"}
 
 
+def since_age(seconds: float) -> str:
+    """How long an alert has been active, to the minute (the banner does not tick every second)."""
+    return "<1m" if seconds < 60 else format_age(seconds)
+
+
 def _since(ts: float) -> str:
     try:
         return datetime.fromtimestamp(ts, tz=UTC).strftime("%H:%M:%SZ")
@@ -54,7 +59,7 @@ class AlertBanner(Widget):
 
     def tick(self, now: float) -> None:
         """Time passed: repaint only if the age shown changed."""
-        if self.banners and format_age(now - self.banners[0].since) != format_age(self.now - self.banners[0].since):
+        if self.banners and since_age(now - self.banners[0].since) != since_age(self.now - self.banners[0].since):
             self.now = now
             self.refresh()
         self.now = now
@@ -67,7 +72,7 @@ class AlertBanner(Widget):
         first: list[Content | str | tuple[str, str]] = [
             badge_content(f"{SEVERITY_SYMBOL.get(severity, '!')} ALERT", SEVERITY_BADGE.get(severity, "none")),
             " ", literal(b.code, "bold"),
-            ("  since ", "$text-muted"), f"{_since(b.since)} ({format_age(self.now - b.since)})",
+            ("  since ", "$text-muted"), f"{_since(b.since)} ({since_age(self.now - b.since)})",
         ]
         if b.consecutive_mismatches:
             first += [("  ·  ", "$text-muted"), (f"{b.consecutive_mismatches} consecutive", "bold")]
