@@ -24,6 +24,12 @@ written by another process while the follower runs::
   carrying ``"t_ns"``: ``time.monotonic_ns()`` just before its ``write()`` (CLOCK_MONOTONIC is
   system-wide on Linux, so the reading process can compute the latency).
 * ``--size BYTES`` pads every checkpoint with a ``note`` field to about that many bytes.
+* ``--digest HEX`` gives every checkpoint that digest (e.g. the stored one: an in-sync stream).
+* ``--stamp`` (burst mode) puts ``"t_ns"`` in every checkpoint of a burst: the time just before
+  the burst was built and written (so a reader's figures err on the slow side).
+* ``--prebuild`` (burst mode, for throughput benchmarks) builds every burst before writing any, so
+  that building lines does not limit the write rate; with ``--stamp``, ``t_ns`` is then written
+  into space-padded room in each line just before the burst's ``write()`` (JSON allows the blanks).
 
 It prints ``DONE n`` when all ``n`` records are written.
 """
@@ -45,7 +51,7 @@ def digest_for(i: int, seed: int = 0) -> str:
     return hashlib.sha256(f"{seed}:{i // 100}".encode()).hexdigest()
 
 
-def record_line(i: int, seed: int = 0, size: int = 0, t_ns: int | None = None) -> bytes:
+def record_line(i: int, seed: int = 0, size: int = 0, t_ns: int | None = None, digest: str | None = None) -> bytes:
     """Record ``i`` of the stream, without its newline: 1 in 50 is an entry, 1 in 97 is invalid."""
     if i % 97 == 96:
         return b'{"label": "broken-%d", "registry_digest": ' % i  # cut short: an ingest error
@@ -53,7 +59,8 @@ def record_line(i: int, seed: int = 0, size: int = 0, t_ns: int | None = None) -
         return orjson.dumps({"kind": "handoff", "seq": i, "agent": f"engine-{i % 3}"})
     record: dict[str, object] = {"label": f"checkpoint-{i:07d}", "path": f"storage/chunks/checkpoint-{i:07d}",
                                  "polygons": 128 + i % 7, "chunk_count": 8, "module_refs": 3,
-                                 "registry_digest": digest_for(i, seed), "timestamp": 1762700000.0 + i, "seq": i}
+                                 "registry_digest": digest or digest_for(i, seed), "timestamp": 1762700000.0 + i,
+                                 "seq": i}
     if t_ns is not None:
         record["t_ns"] = t_ns
     line = orjson.dumps(record)
@@ -127,7 +134,36 @@ def do_op(writer: Writer, action: str, index: int) -> None:
         raise SystemExit(f"feedwriter: unknown action {action!r}")
 
 
+STAMP_ROOM = b"~" * 20  # where --prebuild --stamp puts t_ns (digits, then blanks)
+
+
+def stamp(data: bytes) -> bytes:
+    return data.replace(STAMP_ROOM, str(time.monotonic_ns()).encode().ljust(len(STAMP_ROOM)))
+
+
+def run_prebuilt(args: argparse.Namespace) -> int:
+    low, _, high = args.burst.partition(":")
+    size = int(high or low)
+    bursts = []
+    for i in range(0, args.records, size):
+        lines = (record_line(k, args.seed, args.size, 0 if args.stamp else None, args.digest)
+                 for k in range(i, min(i + size, args.records)))
+        data = b"".join(x + b"\n" for x in lines)
+        bursts.append(data.replace(b'"t_ns":0}', b'"t_ns":' + STAMP_ROOM + b"}") if args.stamp else data)
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    writer = Writer(args.feed)
+    for data in bursts:
+        writer.write(stamp(data) if args.stamp else data)
+    writer.close()
+    sys.stdout.write(f"DONE {args.records}\n")
+    sys.stdout.flush()
+    return 0
+
+
 def run_bursts(args: argparse.Namespace) -> int:
+    if args.prebuild:
+        return run_prebuilt(args)
     rng = random.Random(args.seed)
     writer = Writer(args.feed)
     ops = parse_ops(args.ops)
@@ -141,7 +177,8 @@ def run_bursts(args: argparse.Namespace) -> int:
         end = min(i + size, nxt)
         for action in ops.get(i, []):  # i only ever increases: each op runs once
             do_op(writer, action, i)
-        data = b"".join(record_line(k, args.seed, args.size) + b"\n" for k in range(i, end))
+        stamp = time.monotonic_ns() if args.stamp else None
+        data = b"".join(record_line(k, args.seed, args.size, stamp, args.digest) + b"\n" for k in range(i, end))
         if args.split:
             pos = 0
             while pos < len(data):
@@ -171,7 +208,7 @@ def run_rate(args: argparse.Namespace) -> int:
         delay = start + i * interval - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        writer.write(record_line(i, args.seed, args.size, time.monotonic_ns()) + b"\n")
+        writer.write(record_line(i, args.seed, args.size, time.monotonic_ns(), args.digest) + b"\n")
     writer.close()
     sys.stdout.write(f"DONE {args.records}\n")
     sys.stdout.flush()
@@ -234,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", default="", help="e.g. 2000:sync,2500:rotate")
     parser.add_argument("--rate", type=float, default=0.0, help="records per second, one per write")
     parser.add_argument("--size", type=int, default=0, help="pad checkpoints to about this many bytes")
+    parser.add_argument("--digest", help="the registry_digest of every checkpoint")
+    parser.add_argument("--stamp", action="store_true", help="t_ns in every checkpoint of a burst")
+    parser.add_argument("--prebuild", action="store_true", help="build all bursts before writing (benchmarks)")
     args = parser.parse_args(argv)
     return run_rate(args) if args.rate else run_bursts(args)
 

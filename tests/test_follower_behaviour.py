@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -169,9 +170,11 @@ async def test_truncate_and_regrow_between_two_looks_is_caught_by_the_fingerprin
     feed.write_bytes(b"".join(cp(i) for i in range(10)))
     collector = Collector(FeedFollower(feed, poll=True, poll_interval=0.5))
     await collector.wait_for(lambda: "started" in collector.kinds())
-    with open(feed, "r+b") as handle:  # right after a look: the next one is 0.5 s away
+    regrown = b"".join(cp(i) for i in range(100, 130))
+    await asyncio.sleep(0.1)  # past the look taken right after the start: the next one is ~0.4 s away
+    with open(feed, "r+b") as handle:
         handle.truncate(0)
-        handle.write(b"".join(cp(i) for i in range(100, 130)))
+        handle.write(regrown)
     await collector.wait_for(lambda: collector.received() == 40)
     await collector.stop()
     truncated = collector.events[-1]
@@ -186,8 +189,10 @@ async def test_a_burst_is_one_batch_and_a_flood_comes_in_bounded_batches(tmp_pat
     feed.write_bytes(b"")
     collector = Collector(FeedFollower(feed, poll=True, poll_interval=0.5))
     await collector.wait_for(lambda: "started" in collector.kinds())
-    for i in range(0, 3000, 100):  # 30 writes, between two looks
-        append(feed, b"".join(cp(k) for k in range(i, i + 100)))
+    pieces = [b"".join(cp(k) for k in range(i, i + 100)) for i in range(0, 3000, 100)]
+    await asyncio.sleep(0.1)  # past the look taken right after the start: the next one is ~0.4 s away
+    for piece in pieces:  # 30 writes, between two looks
+        append(feed, piece)
     await collector.wait_for(lambda: collector.received() == 3000)
     assert len(collector.batches) == 2 and len(collector.batches[1]) == 3000
     flood = b"".join(cp(k) for k in range(3000, 60_000))  # ~5.6 MB at once
@@ -250,6 +255,61 @@ async def test_a_directory_where_the_feed_should_be_is_an_error_not_a_crash(tmp_
     await collector.wait_for(lambda: collector.received() == 1)
     await collector.stop()
     assert collector.kinds() == ["error", "started", "created"]
+
+
+def inotify_only(follower: FeedFollower) -> FeedFollower:
+    """No periodic safety-net check: only inotify events can make this follower read."""
+    follower.ACTIVE_TIMEOUT_MS = follower.IDLE_TIMEOUT_MS = 600_000
+    return follower
+
+
+async def test_feed_directory_removed_and_recreated(tmp_path: Path) -> None:
+    """The re-created directory may even get the old one's inode number: the follower watches the
+    new directory (the old watch is dead) and reads the new feed from its start."""
+    directory = tmp_path / "coordination"
+    directory.mkdir()
+    feed = directory / "feed.jsonl"
+    feed.write_bytes(cp(0))
+    collector = Collector(inotify_only(FeedFollower(feed)))
+    await collector.wait_for(lambda: "started" in collector.kinds())
+    for round_ in range(1, 3):
+        shutil.rmtree(directory)
+        await collector.wait_for(lambda n=round_: collector.kinds().count("deleted") == n)
+        directory.mkdir()  # now it often gets the old directory's inode number
+        feed.write_bytes(cp(round_ * 10))
+        await collector.wait_for(lambda n=round_: collector.received() == 2 * n)
+        append(feed, cp(round_ * 10 + 1))  # and appends to the new file are heard
+        await collector.wait_for(lambda n=round_: collector.received() == 2 * n + 1)
+    await collector.stop()
+    assert [r.data["label"] for r in collector.records] == ["cp-0", "cp-10", "cp-11", "cp-20", "cp-21"]
+    assert collector.kinds() == ["started", "deleted", "created", "deleted", "created"]
+
+
+async def test_feed_that_is_a_symlink_into_another_directory(tmp_path: Path) -> None:
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "coordination").mkdir()
+    target = tmp_path / "engine" / "brief-1.jsonl"
+    target.write_bytes(cp(0))
+    feed = tmp_path / "coordination" / "context-brief.jsonl"
+    feed.symlink_to(target)
+    collector = Collector(inotify_only(FeedFollower(feed)))
+    await collector.wait_for(lambda: "started" in collector.kinds())
+    # Each pause lets the reader arm its watch; an append made before that would be read by the
+    # look it takes right after arming, and this test would not show that engine/ is watched.
+    await asyncio.sleep(0.3)
+    append(target, cp(1))  # an event in engine/, not in coordination/
+    await collector.wait_for(lambda: collector.received() == 2)
+    newer = tmp_path / "engine" / "brief-2.jsonl"
+    newer.write_bytes(cp(2))
+    (tmp_path / "coordination" / "next").symlink_to(newer)
+    os.replace(tmp_path / "coordination" / "next", feed)  # the link now points at a new file
+    await collector.wait_for(lambda: collector.received() == 3)
+    await asyncio.sleep(0.3)
+    append(newer, cp(3))
+    await collector.wait_for(lambda: collector.received() == 4)
+    await collector.stop()
+    assert [r.data["label"] for r in collector.records] == ["cp-0", "cp-1", "cp-2", "cp-3"]
+    assert collector.kinds() == ["started", "rotated", "created"]  # brief-1 is still there: rotated
 
 
 async def test_counters_and_bounded_ring(tmp_path: Path) -> None:

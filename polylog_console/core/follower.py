@@ -64,7 +64,7 @@ from typing import Any
 
 from polylog_console.core import records
 from polylog_console.core.events import FeedEvent
-from polylog_console.core.records import Checkpoint, Entry, IngestError, LineSplitter, Record, parse_lines
+from polylog_console.core.records import Checkpoint, Entry, LineSplitter, Record, parse_lines
 
 FINGERPRINT = 128  # bytes just before the read offset, re-checked to detect truncate-then-regrow
 READ_BYTES = 1 << 20  # one pread
@@ -293,7 +293,7 @@ class FeedFollower:
     DEBOUNCE_MS = 10  # upper bound on how long watchfiles groups a continuous stream of changes
     ACTIVE_TIMEOUT_MS = 250  # watch() returns this often when nothing happens (step re-evaluation)
     IDLE_TIMEOUT_MS = 1000  # ... and the safety-net check runs this often when idle
-    RETRY_SECONDS = 1.0  # re-arm interval when the parent directory is missing or inotify fails
+    RETRY_SECONDS = 0.25  # re-arm interval when the parent directory is missing or inotify fails
     SYNC_INDEX_BYTES = 16 << 20  # a skipped prefix up to this size is line-counted before the first batch
     MIN_POLL = 0.01
 
@@ -637,14 +637,16 @@ class FeedFollower:
         return True
 
     def _count(self, recs: list[Any]) -> None:
+        checkpoints = entries = 0
         for r in recs:
             cls = r.__class__
             if cls is Checkpoint:
-                self.checkpoints += 1
+                checkpoints += 1
             elif cls is Entry:
-                self.entries += 1
-            elif cls is IngestError:
-                self.ingest_errors += 1
+                entries += 1
+        self.checkpoints += checkpoints
+        self.entries += entries
+        self.ingest_errors += len(recs) - checkpoints - entries
 
     # -- line indexing --------------------------------------------------------------------------
 
@@ -862,12 +864,36 @@ class FeedFollower:
             self._check()
             self._wait(self.poll_interval)
 
-    def _make_watcher(self) -> tuple[Any, tuple[int, int]] | None:
+    def _watch_plan(self) -> tuple[list[str], tuple[Any, ...]]:
+        """The directories to watch, and a key that changes when they must be watched anew: the
+        feed's directory and, when the feed is a symlink into another directory, the target's
+        directory too (appends to the target are not events in the link's directory)."""
+        real = os.path.realpath(self._path_str)
+        dirs = [self._dir_str]
+        if os.path.dirname(real) != self._dir_str:
+            dirs.append(os.path.dirname(real))
+        key: list[Any] = [real]
+        existing = []
+        for directory in dirs:
+            try:
+                st = os.stat(directory)
+            except OSError:
+                key.append(None)
+                continue
+            key.append((st.st_dev, st.st_ino))
+            existing.append(directory)
+        return existing, tuple(key)
+
+    def _make_watcher(self) -> tuple[Any, tuple[Any, ...], frozenset[str], frozenset[str]] | None:
+        """A non-recursive inotify watch on the feed's directory (and its target's), or None when
+        the directory does not exist (yet) or inotify is unavailable (then: polling)."""
         from watchfiles._rust_notify import RustNotify
 
+        dirs, key = self._watch_plan()
+        if self._dir_str not in dirs:
+            return None
         try:
-            st = os.stat(self._dir_str)
-            watcher = RustNotify([self._dir_str], False, False, 0, False, False)
+            watcher = RustNotify(dirs, False, False, 0, False, False)
         except FileNotFoundError:
             return None
         except (OSError, RuntimeError) as exc:
@@ -877,20 +903,14 @@ class FeedFollower:
             self.mode = "poll"
             self._flush()
             return None
-        return watcher, (st.st_dev, st.st_ino)
-
-    def _dir_ident(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self._dir_str)
-        except OSError:
-            return None
-        return st.st_dev, st.st_ino
+        return watcher, key, frozenset([self._path_str, key[0], *dirs]), frozenset(dirs)
 
     def _notify_loop(self) -> None:
         watcher = None
-        dir_ident: tuple[int, int] | None = None
+        key: tuple[Any, ...] = ()
+        relevant: frozenset[str] = frozenset()
+        watched: frozenset[str] = frozenset()
         last_change = -self.ACTIVE_WINDOW  # start quiet: only appends make the follower "active"
-        path, parent, name = self._path_str, self._dir_str, self._name
         while not self._signal.stop:
             if self.mode == "poll":
                 self._poll_loop()
@@ -901,7 +921,7 @@ class FeedFollower:
                     self._check()
                     self._wait(self.RETRY_SECONDS)
                     continue
-                watcher, dir_ident = made
+                watcher, key, relevant, watched = made
                 self._check()  # whatever happened before the watch was in place
             active = time.monotonic() - last_change < self.ACTIVE_WINDOW
             try:
@@ -920,16 +940,22 @@ class FeedFollower:
                 self._handle_wake()
                 self._check()  # watch() dropped its pending changes when it returned
             elif result == "timeout" or result == "signal":
-                if self._dir_ident() != dir_ident:  # the directory was removed or replaced: watch again
+                if self._watch_plan()[1] != key:  # a directory was removed or replaced, a link repointed
                     watcher.close()
                     watcher = None
                     continue
                 self._check()
             else:
-                for _change, changed in result:
-                    if changed in (path, parent) or os.path.basename(changed) == name:
-                        last_change = time.monotonic()
-                        self._check()
-                        break
+                if any(changed in relevant for _change, changed in result):
+                    last_change = time.monotonic()
+                    self._check()
+                if any(changed in watched for _change, changed in result) or (
+                        key[0] != self._path_str and any(changed == self._path_str for _change, changed in result)
+                        and self._watch_plan()[1] != key):
+                    # A watched directory itself changed (removed, renamed): its watch may be dead
+                    # even if a new directory with the same inode number stands there now. Or the
+                    # feed is a symlink that now points elsewhere.
+                    watcher.close()
+                    watcher = None
         if watcher is not None:
             watcher.close()
