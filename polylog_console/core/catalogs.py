@@ -86,8 +86,12 @@ def attachment_fragments(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, by
 
     :func:`graph_pieces` turns the fragments of consecutive chunks into the graph file's bytes."""
     parts: dict[str, list[bytes]] = {}
+    pairs_of: dict[str, list[str]] = {}  # compositions repeat a lot: their pairs are computed once
     for p in polyforms:
-        keys = attachment_pairs(p.get("composition", ""))
+        composition = p.get("composition", "")
+        keys = pairs_of.get(composition)
+        if keys is None:
+            keys = pairs_of[composition] = attachment_pairs(composition)
         if not keys:
             continue
         entry = orjson.dumps(_attachment_entry(p), option=orjson.OPT_SORT_KEYS)

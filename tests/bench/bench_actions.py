@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -75,7 +76,8 @@ def main() -> int:
         source = root / "stable_polyforms.jsonl"
         source.write_bytes(data)
         print(f"source: {POLYFORMS:,} polyforms, {len(data) / 1e6:.1f} MB, generated in "
-              f"{time.perf_counter() - started:.1f}s; {available_cpus()} CPUs available")
+              f"{time.perf_counter() - started:.1f}s; {available_cpus()} CPUs available, load average "
+              f"{os.getloadavg()[0]:.2f} (other processes competing for the CPUs slow every figure)")
         del data
 
         print("\nvalidate (target <= 2 s):")
@@ -116,6 +118,7 @@ def main() -> int:
              elapsed <= REHYDRATE_TARGET)
         sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in doc["artifacts"].items())
         print(f"  catalogs written: {sizes}")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
