@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -295,13 +296,17 @@ def test_demo_in_tmux_drifts_then_rehydrate_restores_parity(terminal: Terminal, 
     assert not scratch.exists()
 
 
-def test_demo_console_killed_with_its_session_stops_and_removes_the_scratch_workspace(terminal: Terminal,
-                                                                                        tmp_path: Path):
+@pytest.mark.parametrize("how", ["kill-session", "SIGTERM"])
+def test_demo_console_ended_from_outside_stops_and_removes_the_scratch_workspace(terminal: Terminal,
+                                                                                 tmp_path: Path, how: str):
     scratch = tmp_path / "scratch"
     pid = terminal.start([*console_command(), "demo", "--workspace", str(scratch)])
     terminal.wait_screen(lambda s: "IN SYNC" in header(s), what="the demo in sync")
     assert (scratch / "monitoring.toml").exists()
-    terminal.kill_session()
+    if how == "kill-session":
+        terminal.kill_session()
+    else:
+        os.kill(pid, signal.SIGTERM)
     wait_gone(pid, EXIT_DEADLINE)
     deadline = time.monotonic() + EXIT_DEADLINE
     while scratch.exists() and time.monotonic() < deadline:

@@ -57,13 +57,13 @@ def _console() -> Callable[..., int] | None:
 
 
 @contextlib.contextmanager
-def _ending_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
+def _ending_signals(on_signal: Callable[[int, Any], None]) -> Iterator[None]:
     """Route SIGTERM and SIGHUP (terminal gone) to ``on_signal`` so that the demo always stops its
     engine and removes its scratch workspace; restores the previous handlers afterwards."""
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGHUP):
-            previous[signum] = signal.signal(signum, lambda s, _f: on_signal(s))
+            previous[signum] = signal.signal(signum, on_signal)
     try:
         yield
     finally:
@@ -71,9 +71,18 @@ def _ending_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _exit_on_signal(signum: int) -> None:
-    # The console has no handler of its own for these: leave it (and its event loop) through an
-    # exception so that the ``finally`` below still stops the engine and cleans up.
+def _leave_console(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP while the console demo runs.
+
+    Once the console is up it handles SIGHUP itself (a graceful exit, see
+    :mod:`polylog_console.ui.terminal`); SIGTERM is treated the same way by handing it to that
+    handler. Raising out of Textual's event loop instead would leave its threads running. Before
+    the console is up (or after it), leave through an exception so that ``finally`` cleans up.
+    """
+    hangup = signal.getsignal(signal.SIGHUP)
+    if callable(hangup) and hangup is not _leave_console:
+        hangup(signal.SIGHUP, frame)
+        return
     raise SystemExit(128 + signum)
 
 
@@ -91,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         if run_console is not None:
-            with _ending_signals(_exit_on_signal):
+            with _ending_signals(_leave_console):
                 demo.start()
                 code = run_console(demo.workspace, demo.config(), theme=getattr(args, "theme", None),
                                    read_only=bool(getattr(args, "read_only", False)),
                                    poll=bool(getattr(args, "poll", False)))
         else:
-            with _ending_signals(lambda _s: stop.set()):
+            with _ending_signals(lambda _signum, _frame: stop.set()):
                 demo.start()
                 try:
                     result = run_headless(demo, lambda line: say(line), stop=stop)
