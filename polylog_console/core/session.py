@@ -50,6 +50,7 @@ class Session:
         self.follower: Any = None
         self._subscribers: list[Subscriber] = []
         self._stop: asyncio.Event | None = None
+        self._stop_requested = False  # stop() before run() has made its event: not lost
         # The alert fan-out (SPEC §7) and what rides on the event stream with it.
         self.dashboard = Dashboard(config.alerts.runbook_url)
         self.metrics: Metrics | None = None
@@ -142,6 +143,8 @@ class Session:
     async def run(self) -> None:
         """Follow the feed until :meth:`stop`. The first batch is the feed's recent history."""
         self._stop = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
         self.follower = self.make_follower()
         await self.start_alerts()
         ticker = asyncio.create_task(self._tick())
@@ -176,6 +179,7 @@ class Session:
             self.publish(self.monitor.tick())
 
     def stop(self) -> None:
+        self._stop_requested = True
         if self._stop is not None:
             self._stop.set()
         if self.follower is not None:
