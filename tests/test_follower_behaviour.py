@@ -147,6 +147,24 @@ async def test_over_long_line_is_an_ingest_error_and_is_not_kept(tmp_path: Path)
     assert follower.ingest_errors == 1
 
 
+async def test_no_paging_back_into_another_file(tmp_path: Path) -> None:
+    """After a rotation the caller's oldest offset belongs to the old file: paging back in the new
+    one would show its records as older history. The new file was read from its start anyway."""
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"".join(cp(i) for i in range(100)))
+    follower = FeedFollower(feed, history=10)
+    collector = Collector(follower)
+    await collector.wait_for(lambda: "started" in collector.kinds())
+    oldest = collector.records[0]
+    assert [r.data["label"] for r in follower.page_back(oldest.offset, 2)] == ["cp-88", "cp-89"]
+    os.rename(feed, tmp_path / "feed.jsonl.1")
+    feed.write_bytes(b"".join(cp(i) for i in range(100, 200)))
+    await collector.wait_for(lambda: collector.received() == 110)
+    assert follower.page_back(oldest.offset, 2) == []
+    assert follower.page_back(collector.records[-1].offset, 2) == []
+    await collector.stop()
+
+
 async def test_incomplete_line_of_a_rotated_file_is_delivered_not_lost(tmp_path: Path) -> None:
     feed = tmp_path / "feed.jsonl"
     feed.write_bytes(cp(0))

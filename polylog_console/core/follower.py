@@ -335,7 +335,8 @@ class FeedFollower:
         self._line: int | None = 1  # line number of the next line, None while unknown
         self._rel = 0  # index of the next line counted from _start_offset
         self._start_offset = 0
-        self._generation = 0
+        self._generation = 0  # +1 per file opened and per truncation (changed under _lock)
+        self._history_generation = -1  # the generation the start-up history was read from
         self._anchors: dict[int, int] = {}  # offset -> line number (current file)
         self._out: list[Any] = []
         self._out_rels: list[int] = []
@@ -411,12 +412,18 @@ class FeedFollower:
 
     def page_back(self, before_offset: int, count: int) -> list[Record]:
         """Up to ``count`` records that end before ``before_offset`` in the current file, in file
-        order (older history, read on demand; nothing is kept). Line numbers are set when known."""
+        order (older history, read on demand; nothing is kept). Line numbers are set when known.
+        Callable from any thread.
+
+        Only the file the start-up history came from has older history: a file that replaced it
+        (rotation, re-creation) or a truncated file was read from its start, and an offset the
+        caller holds may belong to the previous file; then the answer is ``[]``."""
         if count <= 0:
             return []
         with self._lock:
             fd = self._fd
-            if fd is None:
+            generation = self._generation
+            if fd is None or generation != self._history_generation:
                 return []
             fd = os.dup(fd)  # the reader may swap files meanwhile; this copy stays valid
         try:
@@ -439,6 +446,8 @@ class FeedFollower:
             line_at_boundary = self._line_at(fd, boundary)
             for r in out:
                 r.line = None if line_at_boundary is None else line_at_boundary + r.line  # type: ignore[operator]
+            if self._generation != generation:  # truncated while we read: what we read may be anything
+                return []
             if out and line_at_boundary is not None:
                 with self._lock:
                     if len(self._anchors) > 256:
@@ -538,7 +547,7 @@ class FeedFollower:
             self._fd = fd
             self._ident = (st.st_dev, st.st_ino)
             self._anchors = {0: 1}
-        self._generation += 1
+            self._generation += 1
         self._pos = 0
         self._splitter.reset(0)
         self._fp = b""
@@ -626,6 +635,7 @@ class FeedFollower:
         self._live = (boundary, self._line)
         with self._lock:
             self._anchors = {start: base} if base is not None else {}
+            self._history_generation = self._generation
         self._out.extend(recs)
         self._out_rels.extend(rels)
         self._out_bytes += size - start
@@ -809,7 +819,9 @@ class FeedFollower:
         self._flush()
         self._event("truncated", "the feed was truncated; reading it again from its start",
                     previous_offset=self._pos, size=size, discarded_partial=self._splitter.partial)
-        self._generation += 1
+        with self._lock:
+            self._generation += 1
+            self._anchors = {0: 1}
         self._pos = 0
         self._splitter.reset(0)
         self._fp = b""
@@ -817,8 +829,6 @@ class FeedFollower:
         self._rel = 0
         self._start_offset = 0
         self._live = (0, 1)
-        with self._lock:
-            self._anchors = {0: 1}
 
     def _check(self) -> None:
         """Compare the path with what has been read and read whatever is new."""
