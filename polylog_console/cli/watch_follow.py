@@ -189,11 +189,7 @@ async def _follow(session: Session) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        task = asyncio.ensure_future(session.run())
-        await asyncio.sleep(0)  # run() has created its stop event: a stop now is not lost
-        if requested:
-            session.stop()
-        await task
+        await session.run()  # a stop requested even before run() starts is remembered
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
