@@ -112,6 +112,21 @@ async def test_small_file_history_with_entries_and_errors_and_known_lines(tmp_pa
     await collector.stop()
 
 
+async def test_history_starts_at_its_oldest_checkpoint(tmp_path: Path) -> None:
+    """The backwards scan finds exactly ``history`` checkpoints in its first block, after many
+    entries: the history starts at the oldest of them (entries before it are older history)."""
+    feed = tmp_path / "feed.jsonl"
+    notes = b"".join(b'{"kind": "note", "n": %d}\n' % i for i in range(4000))  # ~100 KB of entries
+    tail = cp(1) + b'{"kind": "between"}\n' + cp(2) + cp(3)
+    feed.write_bytes(b"".join(cp(i) for i in range(100, 1100)) + notes + tail)
+    follower = FeedFollower(feed, history=3)
+    collector = Collector(follower)
+    await collector.wait_for(lambda: "started" in collector.kinds())
+    await collector.stop()
+    assert [r.raw + b"\n" for r in collector.batches[0][:-1]] == tail.splitlines(keepends=True)
+    assert collector.batches[0][-1].data["offset"] == len(feed.read_bytes()) - len(tail)
+
+
 async def test_incomplete_last_line_is_held_until_its_newline(tmp_path: Path) -> None:
     feed = tmp_path / "feed.jsonl"
     feed.write_bytes(cp(0) + cp(1)[:20])  # the engine is in the middle of writing line 2
