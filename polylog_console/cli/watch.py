@@ -87,7 +87,7 @@ def run_once(ctx) -> int:
         alerts.extend(e for e in tail if isinstance(e, AlertEvent))
         print_summary(ctx, monitor, errors, alerts, elapsed)
     fanout.extend(e for e in tail if isinstance(e, AlertEvent))
-    deliver(ctx, fanout)
+    deliver(ctx, fanout, reconcile=monitor.latest is not None)
     if monitor.stored_error is not None:
         if not ctx.json:
             return fail(monitor.stored_error)
@@ -95,12 +95,12 @@ def run_once(ctx) -> int:
     return EXIT_PROBLEM if monitor.status in (Status.DRIFT, Status.STALE) else EXIT_OK
 
 
-def deliver(ctx, alerts: list[AlertEvent]) -> None:
+def deliver(ctx, alerts: list[AlertEvent], *, reconcile: bool = True) -> None:
     """Fan the run's alerts out to the configured sinks (webhook, email, Alertmanager) through the
     durable outbox; print each delivery's outcome. Undelivered ones wait in the outbox."""
     from polylog_console.core.alerts.dispatcher import deliver_once
 
-    for event in deliver_once(ctx.workspace, ctx.config, alerts):
+    for event in deliver_once(ctx.workspace, ctx.config, alerts, reconcile=reconcile):
         if ctx.json:
             write_json_line(event.to_json())
         else:

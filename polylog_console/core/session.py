@@ -106,7 +106,7 @@ class Session:
     def history_read(self) -> None:
         """The feed's history has been compared: resolve what receivers heard firing before a
         restart and the monitor no longer reports (once)."""
-        if not self._history_read:
+        if not self._history_read and self.monitor.latest is not None:  # an empty feed proves nothing
             self._history_read = True
             if self.alerts is not None and self.alerts.started:
                 self.alerts.reconcile()

@@ -704,10 +704,11 @@ class AlertDispatcher:
 
 
 def deliver_once(ws: Any, config: Config, events: list[Any], *, grace: float = 10.0, audit: AuditLog | None = None,
-                 sinks: Iterable[Sink] | None = None, **options: Any) -> list[DeliveryEvent]:
+                 sinks: Iterable[Sink] | None = None, reconcile: bool = True, **options: Any) -> list[DeliveryEvent]:
     """The fan-out of a one-shot run (``watch --once``): announce what ``events`` call for,
     resolve what receivers heard firing and the run no longer sees, then try to deliver for up to
     ``grace`` seconds (retries included). What is left stays in the outbox for the next run.
+    ``reconcile`` should be False when the run compared no checkpoint (an empty feed).
     Returns the delivery events. Nothing happens (and nothing is written) without external sinks.
     """
     chosen = list(build_sinks(config) if sinks is None else sinks)
@@ -722,7 +723,8 @@ def deliver_once(ws: Any, config: Config, events: list[Any], *, grace: float = 1
         await dispatcher.start()
         try:
             dispatcher.submit(events)
-            dispatcher.reconcile()
+            if reconcile:  # the run saw checkpoints: what it does not report has ended
+                dispatcher.reconcile()
             dispatcher.announce_held()
             dispatcher.due(dispatcher.clock())
             await dispatcher.flush(grace)
