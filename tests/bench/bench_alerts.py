@@ -111,7 +111,8 @@ async def submit_cost(root: Path) -> list[float]:
 
 
 def main() -> int:
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load} (other work on the machine)")
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp, Receiver(secret=SECRET) as receiver:
         active, idle = asyncio.run(measure(Path(tmp) / "ws", receiver))
         costs = asyncio.run(submit_cost(Path(tmp) / "ws"))
