@@ -104,7 +104,7 @@ class AutoRefresh:
                     # The drift our own rehydrate left (new stored digest): escalated by the monitor,
                     # not refreshed again.
                     self.attempted.add(alert.dedup_key)
-                elif self.enabled and alert.dedup_key not in self.attempted:
+                elif self.enabled and alert.dedup_key not in self.attempted and not self._standby():
                     if len(self.attempted) >= self.MAX_REMEMBERED:
                         self.attempted.clear()
                     self.attempted.add(alert.dedup_key)
@@ -116,6 +116,12 @@ class AutoRefresh:
                         ev.REGISTRY_PROVIDER_ERROR, "resolved", raised.dedup_key,
                         "the drift the failed refresh was for has ended", time.time(), alert.checkpoint,
                         raised.stored_digest, raised.live_digest, reason="drift ended"))])
+
+    def _standby(self) -> bool:
+        """Another process (e.g. the host's ``watch``) holds the workspace's outbox: it acts for
+        the workspace, this one (e.g. a console) only shows."""
+        alerts = getattr(self.session, "alerts", None)
+        return bool(alerts is not None and alerts.standby)
 
     def _later(self, events: list[Any]) -> None:
         """Publish after the batch being handled (``submit`` runs inside ``publish``)."""
