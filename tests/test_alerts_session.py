@@ -131,7 +131,7 @@ async def test_stop_with_a_dead_sink_persists_the_outbox_and_the_next_run_delive
     started = loop.time()
     session.stop()
     await asyncio.wait_for(task, 15)
-    assert loop.time() - started < 5
+    assert loop.time() - started < 10  # not the 2 s sink timeout times every pending retry
     assert len(list((ws.outbox / "webhook").glob("*.json"))) == 1
     audit = [json.loads(line) for line in ws.audit.read_text().splitlines()]
     assert any(e["event"] == "alerts_persisted" and e["deliveries"] == 1 for e in audit)

@@ -195,7 +195,7 @@ async def test_dead_sink_does_not_block_the_monitor_or_other_sinks(small_ws):
         loop = asyncio.get_running_loop()
         started = loop.time()
         dispatcher.submit(monitor.process(records(*drift_lines(small_ws.incident))))
-        assert loop.time() - started < 1.0  # no network I/O in submit
+        assert loop.time() - started < 4.0  # far below the slow sink's 8 s: submit does no network I/O
         await fast.until(1, 5.0)
         assert len(slow.requests) == 1 and slow.accepted() == []
         slow._release.set()
