@@ -122,3 +122,20 @@ async def test_held_resolution_is_announced_when_stopping(small_ws):
         assert await feed.dispatcher.flush(5) and len(receiver.requests) == 1  # held
         assert await feed.dispatcher.close(grace=5.0)
     assert summary(receiver.requests) == [("registry_mismatch", "firing"), ("registry_resolved", "resolved")]
+
+
+async def test_bounded_queue_overflows_to_disk_and_keeps_order(small_ws):
+    """More pending deliveries than the in-memory bound: the rest wait on disk, nothing is lost
+    and the order is kept."""
+    digests = [f"{i:064x}" for i in range(1, 8)]
+    with Receiver(script=[503]) as receiver:  # the first attempt fails: the queue fills up behind it
+        feed = Feed(small_ws.root, receiver.url, resolve_hold=3600.0, max_pending=2)
+        await feed.dispatcher.start()
+        for digest in digests:
+            feed.checkpoint(digest)
+        worker = feed.dispatcher.workers["webhook"]
+        assert len(worker.queue) <= 2 and worker.pending == 7
+        got = await receiver.until(7, 10.0)
+        assert await feed.dispatcher.flush(5)
+        await feed.dispatcher.close(grace=0.0)
+    assert [r.json["checkpoint"]["registry_digest"] for r in got] == digests

@@ -119,8 +119,9 @@ class SinkWorker:
     # queue ------------------------------------------------------------------------------------
 
     def add(self, pending: Pending) -> None:
-        if len(self.queue) >= self.max_pending:
-            self.overflow = True  # stays on disk; read back when the queue drains
+        if self.overflow or len(self.queue) >= self.max_pending:
+            # Stays on disk, read back (in order, after the older ones) when the queue drains.
+            self.overflow = True
         else:
             self.queue.append(pending)
         self._wake.set()
