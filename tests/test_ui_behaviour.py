@@ -53,7 +53,7 @@ async def test_table_keeps_updating_while_an_action_runs_and_it_runs_once(tmp_pa
             before = len(app.timeline)
             await in_thread(lambda: append(feed, checkpoint_lines(21, 5, incident.live_digest)))
             await wait_for(pilot, lambda: len(app.timeline) == before + 5, what="the new checkpoints")
-            assert "checkpoint-0025" in screen_text(app)
+            await wait_for(pilot, lambda: "checkpoint-0025" in screen_text(app), what="the new rows on screen")
             assert app.runner.is_running("replicas")  # still waiting for the replica
             replica.release.set()
             await wait_for(pilot, lambda: not app.runner.is_running("replicas"), what="the check to finish")

@@ -82,6 +82,7 @@ COMPACT_WIDTH = 120  # below this (or COMPACT_HEIGHT) panels become tabs
 COMPACT_HEIGHT = 32
 INLINE_FILTER_LIMIT = 50_000  # diffs larger than this are filtered in a worker thread
 PAGE_BACK = 200  # checkpoints paged in per request
+FRAME = 0.05  # seconds: the widgets show new events at most this often
 FOOTER_TITLES = {"validate": "Validate", "rehydrate": "Rehydrate", "recompute": "Recompute", "replicas": "Replicas",
                  "bundle": "Bundle", "acknowledge": "Ack", "follow": "Follow", "filter": "Filter",
                  "theme": "Theme", "help": "Help", "quit": "Quit"}
@@ -156,6 +157,11 @@ class ConsoleApp(App[int]):
         self.active_panel = "checkpoints"
         self._unavailable: dict[str, str | None] = {}
         self._paging = False
+        self._flush_pending = False
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._banner_signature: Any = None
+        self._rows_pending = False
+        self._dropped = 0
         self.runner = ActionRunner(self, self._publish_action, self._on_progress, self._on_done)
         for spec in ACTIONS:
             keys = self.keymap.keys.get(spec.id, ())
@@ -286,16 +292,36 @@ class ConsoleApp(App[int]):
             if item is not None:
                 activity.append(item)
         if rows:
-            dropped = self.timeline.extend(rows)
-            table = self.query_one(CheckpointTable)
-            table.rows_changed(removed_front=dropped, follow=self.following)
+            self._dropped += self.timeline.extend(rows)
+            self._rows_pending = True
         if problems:
             self.query_one(ErrorTable).add(problems)
         if activity:
             self.query_one(ActivityTable).add(activity)
+        first = feed_batch and not self.loaded
         if feed_batch:
             self._mark_loaded()
-        self.refresh_status()
+        # The models are up to date; the widgets follow at most every FRAME seconds, so that a fast
+        # feed (hundreds of checkpoints a second, one small batch each) cannot swamp the event loop
+        # and keys stay answered. The first batch (the feed's history) is shown at once.
+        if first or not self.loaded:
+            self._flush()
+        elif not self._flush_pending:
+            # A plain event-loop timer: Textual timers cannot be made while the app is closing,
+            # which is when the session hands over its last events.
+            self._flush_pending = True
+            self._flush_handle = asyncio.get_running_loop().call_later(FRAME, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        try:
+            if self._rows_pending:
+                self._rows_pending = False
+                dropped, self._dropped = self._dropped, 0
+                self.query_one(CheckpointTable).rows_changed(removed_front=dropped, follow=self.following)
+            self.refresh_status()
+        except NoMatches:  # closing
+            pass
 
     def _feed_event(self, event: FeedEvent) -> None:
         if event.kind in ("missing", "deleted", "error"):
@@ -328,7 +354,12 @@ class ConsoleApp(App[int]):
                     continue
                 hints.append((key_display(key), action_id))
         ack = None if self.read_only else self.keymap.key_for("acknowledge")
-        self.query_one(AlertBanner).show(active, hints, self.clock(), key_display(ack) if ack else None)
+        ack_display = key_display(ack) if ack else None
+        signature = (tuple(active), tuple(hints), ack_display)
+        if signature == self._banner_signature:
+            return
+        self._banner_signature = signature
+        self.query_one(AlertBanner).show(active, hints, self.clock(), ack_display)
 
     def _tick(self) -> None:
         """Once a second: ages move on. Nothing else is refreshed on a timer."""
@@ -795,6 +826,8 @@ class ConsoleApp(App[int]):
         self.exit(EXIT_HANGUP)
 
     async def on_unmount(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
         self.runner.cancel()
         self.session.stop()
         if self.hangup is not None:

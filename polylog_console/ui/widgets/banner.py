@@ -55,7 +55,7 @@ class AlertBanner(Widget):
         top = self.banners[0] if self.banners else None
         self.set_class(top is not None, "-active")
         self.set_class(top is not None and str(top.severity) != "critical", "-warning")
-        self.refresh(layout=True)
+        self.refresh(layout=True)  # its height follows its lines
 
     def tick(self, now: float) -> None:
         """Time passed: repaint only if the age shown changed."""
