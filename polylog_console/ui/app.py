@@ -82,7 +82,7 @@ COMPACT_WIDTH = 120  # below this (or COMPACT_HEIGHT) panels become tabs
 COMPACT_HEIGHT = 32
 INLINE_FILTER_LIMIT = 50_000  # diffs larger than this are filtered in a worker thread
 PAGE_BACK = 200  # checkpoints paged in per request
-FRAME = 0.05  # seconds: the widgets show new events at most this often
+FRAME = 0.1  # seconds: the widgets show new events at most this often
 FOOTER_TITLES = {"validate": "Validate", "rehydrate": "Rehydrate", "recompute": "Recompute", "replicas": "Replicas",
                  "bundle": "Bundle", "acknowledge": "Ack", "follow": "Follow", "filter": "Filter",
                  "theme": "Theme", "help": "Help", "quit": "Quit"}
@@ -286,7 +286,7 @@ class ConsoleApp(App[int]):
                 if kind is FeedEvent:
                     self._feed_event(event)
                     if event.kind == "lines_indexed":  # line numbers of the history rows are known now
-                        self.query_one(CheckpointTable).refresh()
+                        self.query_one(CheckpointTable).invalidate_rows()
                         continue
             item = describe(event, now)
             if item is not None:

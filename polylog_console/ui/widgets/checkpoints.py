@@ -77,6 +77,9 @@ class CheckpointTable(LineTable):
             (latency(row.latency_ms), "dim"),
         )
 
+    def row_key(self, index: int) -> object:
+        return self.timeline.first_seq + index  # a seq names the same checkpoint for as long as it is held
+
     def selected_seq(self) -> int | None:
         if self.cursor < 0 or self.cursor >= len(self.timeline):
             return None

@@ -49,6 +49,9 @@ class DiffTable(LineTable):
     def row_count(self) -> int:
         return len(self.rows)
 
+    def row_key(self, index: int) -> object:
+        return index  # the rows are replaced as a whole (reset() forgets the cached lines)
+
     def row_cells(self, index: int) -> Sequence[Cell]:
         kind, ns, sig, stored, live = self.rows[index]
         label, style = KIND_STYLE.get(kind, (kind, ""))

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -89,6 +88,8 @@ class LineTable(ScrollView, can_focus=True):
         self._layout_width = -1
         self._count = 0
         self.stick_to_end = False  # keep the newest row in view (and selected) as rows arrive
+        self._lines: dict[object, Strip] = {}  # built lines, by (row key, width, cursor, focus, style)
+        self._frame: tuple[Any, ...] | None = None
 
     # -- subclass interface ---------------------------------------------------------------------
 
@@ -131,6 +132,7 @@ class LineTable(ScrollView, can_focus=True):
             self.refresh()
 
     def reset(self) -> None:
+        self._lines.clear()
         self._count = self.row_count()
         self.cursor = min(self.cursor, self._count - 1)
         self.virtual_size = Size(self.size.width, self._count + 1)
@@ -205,15 +207,44 @@ class LineTable(ScrollView, can_focus=True):
         self._layout_width = width
         return layout
 
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"linetable--{name}", partial=True)
+    def row_key(self, index: int) -> object:
+        """A key that names row ``index``'s content for the line cache (None: do not cache)."""
+        return None
+
+    def invalidate_rows(self) -> None:
+        """Row contents changed in place: forget the cached lines."""
+        self._lines.clear()
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()  # the theme or the styles changed
+
+    def _on_focus(self, event: events.Focus) -> None:
+        super()._on_focus(event)
+        self.refresh()
+
+    def _on_blur(self, event: events.Blur) -> None:
+        super()._on_blur(event)
+        self.refresh()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Styles are looked up once per frame, not once per cell (that lookup walks the DOM).
+        base = self.rich_style
+        names = {name: self.get_component_rich_style(f"linetable--{name}", partial=True) for name in STYLE_NAMES}
+        self._frame = (base, self.get_component_rich_style("linetable--header"),
+                       self.get_component_rich_style("linetable--cursor", partial=True),
+                       self.get_component_rich_style("linetable--empty"), names, self.has_focus)
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
+        frame = self._frame
+        if frame is None:
+            return Strip.blank(width)
+        base, header, cursor_style, empty, names, focused = frame
         layout = self._columns(width)
         if y == 0:
-            header = self.get_component_rich_style("linetable--header")
             segments = []
             for n, (_, w, col) in enumerate(layout):
                 if n:
@@ -224,18 +255,29 @@ class LineTable(ScrollView, can_focus=True):
         count = self._count
         if index >= count:
             if count == 0 and y == 1:
-                empty = self.get_component_rich_style("linetable--empty")
                 return Strip([Segment(fit(self.empty_message, width), empty)]).adjust_cell_length(width, base)
             return Strip.blank(width, base)
+        is_cursor = index == self.cursor
+        key = self.row_key(index)
+        cache_key = (key, width, is_cursor, focused, base)
+        if key is not None:
+            cached = self._lines.get(cache_key)
+            if cached is not None:
+                return cached
         cells = self.row_cells(index)
-        row_style = base + self._style("cursor") if index == self.cursor else base
+        row_style = base + cursor_style if is_cursor else base
         segments = []
         for n, (i, w, col) in enumerate(layout):
             if n:
                 segments.append(Segment(" ", row_style))
             value, style_name = cells[i] if i < len(cells) else ("", "")
-            style = row_style + self._style(style_name) if style_name else row_style
-            if index == self.cursor:
-                style = style + self._style("cursor")
+            style = row_style + names[style_name] if style_name else row_style
+            if is_cursor and style_name:
+                style = style + cursor_style
             segments.append(Segment(fit(value, w, col.align), style))
-        return Strip(segments).adjust_cell_length(width, row_style)
+        strip = Strip(segments).adjust_cell_length(width, row_style)
+        if key is not None:
+            if len(self._lines) > 4000:
+                self._lines.clear()
+            self._lines[cache_key] = strip
+        return strip

@@ -24,6 +24,10 @@ class ActivityTable(LineTable):
     def __init__(self, limit: int = 2000, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.items: deque[Activity] = deque(maxlen=limit)
+        self.added = 0
+
+    def row_key(self, index: int) -> object:
+        return self.added - len(self.items) + index
 
     def row_count(self) -> int:
         return len(self.items)
@@ -40,6 +44,7 @@ class ActivityTable(LineTable):
         at_end = self.cursor < 0 or self.cursor >= len(self.items) - 1
         before = len(self.items)
         self.items.extend(items)
+        self.added += len(items)
         removed = before + len(items) - len(self.items)
         self.rows_changed(removed_front=removed, follow=at_end)
         if not at_end:
@@ -64,6 +69,9 @@ class ErrorTable(LineTable):
 
     def row_count(self) -> int:
         return len(self.items)
+
+    def row_key(self, index: int) -> object:
+        return self.total - len(self.items) + index
 
     def row_cells(self, index: int) -> Sequence[Cell]:
         item = self.items[index]
