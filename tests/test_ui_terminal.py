@@ -174,3 +174,23 @@ def test_hangup_watch_sees_the_other_end_close_without_polling():
     finally:
         watch.stop()
         os.close(slave)
+
+
+def test_cli_options_reach_the_console(hostile_ws):
+    console = Console(hostile_ws, 100, 30, "--read-only", "--theme", "high-contrast")
+    try:
+        console.read_until(b"READ-ONLY")
+        console.read_until(b"DRIFT")
+        console.send(b"r")  # rehydrate is not bound in read-only mode: nothing asks for confirmation
+        console.drain(0.5)
+        assert b"Continue?" not in console.output
+        console.send(b"q")
+        assert console.wait(10.0) == 0
+    finally:
+        console.close()
+
+
+def test_console_refuses_to_run_without_a_terminal(hostile_ws, cli):
+    result = cli("--workspace", str(hostile_ws))
+    assert result.code == 2
+    assert "needs a terminal" in result.err
