@@ -229,3 +229,23 @@ async def test_history_rows_have_no_latency_and_live_rows_do(tmp_path):
                checkpoint_lines(21, 1, incident.stored_digest, start=START))
         await wait_for(pilot, lambda: len(app.timeline) == 21, what="the live row")
         assert app.timeline.latest.live and app.timeline.latest.latency_ms is not None
+
+
+async def test_activity_shows_what_other_processes_audit_and_its_own_events_once(small_ws, cli):
+    app = make_app(small_ws.root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(pilot)
+        await pilot.press("v")
+        await wait_for(pilot, lambda: app.runner.history, what="validate")
+        # Another operator rehydrates from another terminal: its audit records reach the activity log.
+        result = await in_thread(lambda: cli("rehydrate", "--workspace", str(small_ws.root)))
+        assert result.code in (0, 1), result.err
+
+        def lines():
+            return [a.message for a in app.query_one("#activity-table").items]
+
+        await wait_for(pilot, lambda: any("action_finished" in m and "rehydrate" in m for m in lines()),
+                       what="the other process's rehydrate")
+        await pilot.pause(1.2)  # another clock tick: nothing of our own comes back from the audit log
+        mine = [m for m in lines() if "validate" in m]
+        assert mine == ["validate started", mine[1]] and mine[1].startswith("validate finished")

@@ -96,3 +96,56 @@ def from_audit(record: dict[str, Any]) -> Activity:
     text = event + (f" by {actor}" if actor else "") + (f": {' · '.join(details)}" if details else "")
     level = "error" if "failed" in event else "warning" if event in ("escalation", "alert_raised") else "info"
     return Activity(_parse_ts(record.get("ts")), "audit", text, level)
+
+
+class AuditTail:
+    """New records of the audit log since the last look (other processes append to it too: a CLI
+    rehydrate in another terminal, ``watch`` delivering alerts). One ``stat`` per look when nothing
+    changed; a truncated or replaced file is read again from its start. Only complete lines count."""
+
+    def __init__(self, path: Any, *, from_end: bool = True) -> None:
+        import os
+        from pathlib import Path
+
+        self.path = Path(path)
+        self._os = os
+        self.offset = 0
+        self.ident: tuple[int, int] | None = None
+        if from_end:
+            try:
+                st = os.stat(self.path)
+                self.offset, self.ident = st.st_size, (st.st_dev, st.st_ino)
+            except OSError:
+                pass
+
+    def read_new(self, limit: int = 64 * 1024 * 1024) -> list[dict[str, Any]]:
+        import orjson
+
+        try:
+            st = self._os.stat(self.path)
+        except OSError:
+            return []
+        ident = (st.st_dev, st.st_ino)
+        if ident != self.ident or st.st_size < self.offset:
+            self.ident, self.offset = ident, 0
+        if st.st_size == self.offset:
+            return []
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(min(limit, st.st_size - self.offset))
+        except OSError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        out = []
+        for line in data[:end].split(b"\n"):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out

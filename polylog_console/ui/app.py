@@ -32,7 +32,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Tab, Tabs
 
 from polylog_console.core.actions import ACTIONS, BY_ID, ActionSpec
-from polylog_console.core.activity import Activity, describe, from_audit
+from polylog_console.core.activity import Activity, AuditTail, describe, from_audit
 from polylog_console.core.alerts.dashboard import Dashboard
 from polylog_console.core.audit import read_tail
 from polylog_console.core.config import Config
@@ -163,6 +163,9 @@ class ConsoleApp(App[int]):
         self._rows_pending = False
         self._dropped = 0
         self.runner = ActionRunner(self, self._publish_action, self._on_progress, self._on_done)
+        self.audit_tail: AuditTail | None = None
+        self._own_audit: set[tuple[Any, Any]] = set()
+        self._record_own_audit()
         for spec in ACTIONS:
             keys = self.keymap.keys.get(spec.id, ())
             if not keys or (self.read_only and spec.mutates):
@@ -211,6 +214,7 @@ class ConsoleApp(App[int]):
             self.session.subscribe(self.dashboard.apply)
         self.session.subscribe(self.on_session_events)
         self.query_one(ActivityTable).add([from_audit(r) for r in read_tail(self.ws.audit, 20)])
+        self.audit_tail = AuditTail(self.ws.audit)  # what other processes audit from now on
         replicas = self.query_one(ReplicaTable)
         if not self.config.replicas:
             replicas.empty_message = "no replicas configured ([[replicas]] in monitoring.toml)"
@@ -368,11 +372,42 @@ class ConsoleApp(App[int]):
             self.hangup.check()
         if not self.query(StatusHeader):
             return
+        self._foreign_audit()
         view = self.session.monitor.snapshot()
         header = self.query_one(StatusHeader)
         header.show(replace(header.state, age=_age(view.age)))
         self.query_one(AlertBanner).tick(now)
         self.query_one(ReplicaTable).tick(now)
+
+    def _record_own_audit(self) -> None:
+        """Remember what this console writes to the audit log, so that the activity log shows the
+        audit records of *other* processes (their own events this console shows directly)."""
+        audit = self.session.audit
+        original = audit.append
+
+        def append(event: str, **details: Any) -> dict[str, Any]:
+            record = original(event, **details)
+            if event in SHOWN_DIRECTLY:
+                if len(self._own_audit) > 10_000:
+                    self._own_audit.clear()
+                self._own_audit.add((record.get("ts"), event))
+            return record
+
+        audit.append = append  # type: ignore[method-assign]
+
+    def _foreign_audit(self) -> None:
+        tail = self.audit_tail
+        if tail is None:
+            return
+        records = []
+        for record in tail.read_new():
+            key = (record.get("ts"), record.get("event"))
+            if key in self._own_audit:
+                self._own_audit.discard(key)
+            else:
+                records.append(record)
+        if records:
+            self.query_one(ActivityTable).add([from_audit(r) for r in records])
 
     # -- the symbol diff ---------------------------------------------------------------------------------
 
@@ -629,10 +664,9 @@ class ConsoleApp(App[int]):
 
     def _publish_action(self, events: list[Any]) -> None:
         """Action lifecycle events go through the session (audited with the actor), except for
-        actions whose core function writes its own audit events: those only reach the screen."""
-        if events and all(getattr(e, "action", None) in SELF_AUDITED for e in events):
-            self.on_session_events(events)
-        else:
+        actions whose core function writes its own audit events: the activity log shows those from
+        the audit log itself (see :meth:`_foreign_audit`)."""
+        if not (events and all(getattr(e, "action", None) in SELF_AUDITED for e in events)):
             self.session.publish(events)
 
     def _on_progress(self, action_id: str, update: ProgressUpdate) -> None:
@@ -832,6 +866,11 @@ class ConsoleApp(App[int]):
         self.session.stop()
         if self.hangup is not None:
             self.hangup.stop()
+
+
+# Audit events this console also shows from its own event stream (not again from the audit log).
+SHOWN_DIRECTLY = frozenset({"alert_raised", "alert_resolved", "escalation", "action_started", "action_finished",
+                            "action_failed", "action_cancelled", "acknowledged"})
 
 
 def _age(seconds: float | None) -> str | None:
