@@ -330,7 +330,7 @@ class ConsoleApp(App[int]):
     def _feed_event(self, event: FeedEvent) -> None:
         if event.kind in ("missing", "deleted", "error"):
             self.feed_note = f"feed {event.kind}" + (f": {event.detail}" if event.detail else "")
-        elif event.kind in ("created", "started", "rotated", "truncated", "recovered"):
+        elif event.kind in ("created", "rotated", "truncated"):
             self.feed_note = None
 
     def refresh_status(self) -> None:
