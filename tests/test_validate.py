@@ -280,3 +280,23 @@ def test_cli_validate_missing_source_exit_2_one_line(tmp_path, cli):
     result = cli("validate", "--workspace", str(tmp_path))
     assert result.code == 2
     assert "source not found" in result.err and result.err.count("\n") == 1
+
+
+def test_a_source_written_while_workers_read_it_is_refused(tmp_path):
+    from polylog_console.core.errors import PolylogError
+
+    path = tmp_path / "stable_polyforms.jsonl"
+    path.write_bytes(polyform_lines(make_polyforms(1500, seed=4)))
+
+    def append_once(update) -> None:  # runs in this process each time a worker finishes a chunk
+        if update.done and not appended:
+            appended.append(True)
+            with open(path, "ab") as handle:
+                handle.write(b"[]\n")
+
+    appended: list[bool] = []
+    with pytest.raises(PolylogError, match="changed while it was being read"):
+        v.validate_file(path, Progress(append_once, min_interval=0), workers=2, chunk_size=32 << 10)
+    assert appended
+    report = v.validate_file(path, workers=2, chunk_size=32 << 10)  # unchanged now: checked normally
+    assert report.error_count == 1 and report.errors[0].field == "(line)"

@@ -44,13 +44,13 @@ from polylog_console.core.progress import Cancelled, Progress
 from polylog_console.core.registry import DEFAULT_NAMESPACE, NAMESPACES, DigestCache, State, symbol_count
 from polylog_console.core.validate import (
     ChunkResult,
+    SourceFile,
     ValidationFailed,
     check_chunk,
     gc_paused,
     merge,
     parse_workers,
     plan,
-    read_source,
     run_chunks,
 )
 from polylog_console.core.workspace import CATALOGS, SOURCE, Workspace
@@ -360,16 +360,19 @@ def _build_and_swap(ws: Workspace, config: Config, workers: int | str, progress:
         audit.append("rehydrate_recovered", action="rehydrate", details=recovered)
     check_writable(ws)
     progress.update(message=f"reading {SOURCE}")
-    data = read_source(ws.source)
+    source = SourceFile.read(ws.source)
+    data = source.data
     source_checksum = catalogs.sha256_bytes(data)
     n, size = plan(len(data), workers, chunk_size)
     chunks = run_chunks(data, build_chunk, workers=n, chunk_size=size, progress=progress,
-                        message=f"validating and building from {SOURCE}")
+                        message=f"validating and building from {SOURCE}", path=ws.source if n > 1 else None)
+    if n > 1:
+        source.check_unchanged()  # the workers read the file themselves: it must be what we hashed
     report = merge(chunks, source=SOURCE)
     report.workers = n
     if not report.valid:
         raise ValidationFailed(report)
-    del data
+    del data, source
     progress.update(message="assembling catalogs")
     scheme = config.scheme
     generated_at = iso()

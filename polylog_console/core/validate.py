@@ -407,12 +407,27 @@ def _pool_context() -> Any:
     return ctx
 
 
+def _run_on_range(fn: Callable[[bytes, int], Any], path: str, start: int, end: int, first_line: int) -> Any:
+    """Worker side of :func:`run_chunks` with a file: read the byte range (from the page cache)
+    instead of receiving it through a pipe, which would keep the parent busy copying."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunk = os.pread(fd, end - start, start)
+    finally:
+        os.close(fd)
+    if len(chunk) != end - start:
+        raise PolylogError(f"{Path(path).name} changed while it was being read; run again")
+    return fn(chunk, first_line)
+
+
 def run_chunks(data: bytes, fn: Callable[[bytes, int], Any], *, workers: int, chunk_size: int,
-               progress: Progress | None = None, message: str = "checking") -> list[Any]:
+               progress: Progress | None = None, message: str = "checking", path: Path | None = None) -> list[Any]:
     """``fn(chunk_bytes, first_line)`` for every chunk of ``data``, results in file order.
 
-    ``workers`` == 1 runs in this process; more runs a process pool. The progress callback gets
-    bytes done / total; cancellation (``progress.cancel()``) is honoured between chunks and raises
+    ``workers`` == 1 runs in this process; more runs a process pool. When ``data`` is the content
+    of the file ``path``, workers read their ranges from it themselves (the caller then checks that
+    the file did not change: :meth:`SourceFile.check_unchanged`). The progress callback gets bytes
+    done / total; cancellation (``progress.cancel()``) is honoured between chunks and raises
     :class:`~polylog_console.core.progress.Cancelled` after the running chunks end."""
     progress = progress or Progress()
     ranges = split_chunks(data, chunk_size)
@@ -433,7 +448,10 @@ def run_chunks(data: bytes, fn: Callable[[bytes, int], Any], *, workers: int, ch
     try:
         futures: dict[Future[Any], int] = {}
         for i, (start, end, first) in enumerate(ranges):
-            futures[executor.submit(fn, data[start:end], first)] = i
+            if path is not None:
+                futures[executor.submit(_run_on_range, fn, str(path), start, end, first)] = i
+            else:
+                futures[executor.submit(fn, data[start:end], first)] = i
         pending = set(futures)
         done_bytes = 0
         while pending:
@@ -511,26 +529,62 @@ def validate_bytes(data: bytes, *, source: str = "stable_polyforms.jsonl", progr
     return report
 
 
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass
+class SourceFile:
+    """A source file's bytes and its identity when read, to detect a change while workers read it."""
+
+    path: Path
+    data: bytes
+    identity: tuple[int, ...]
+
+    @classmethod
+    def read(cls, path: Path) -> SourceFile:
+        """Read ``path``, or raise a one-line :class:`WorkspaceError`."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as handle:
+                identity = _identity(os.fstat(handle.fileno()))
+                data = handle.read()
+        except FileNotFoundError:
+            raise WorkspaceError(f"{path}: source not found") from None
+        except IsADirectoryError:
+            raise WorkspaceError(f"{path}: is a directory, not a source file") from None
+        except OSError as exc:
+            raise WorkspaceError(f"{path}: cannot read source: {exc.strerror or exc}") from None
+        return cls(path, data, identity)
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`PolylogError` if the file was replaced or written since :meth:`read`."""
+        try:
+            now = _identity(os.stat(self.path))
+        except OSError:
+            now = ()
+        if now != self.identity:
+            raise PolylogError(f"{self.path.name} changed while it was being read; run again")
+
+
 def read_source(path: Path) -> bytes:
     """The source's bytes, or a one-line :class:`WorkspaceError`."""
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise WorkspaceError(f"{path}: source not found") from None
-    except IsADirectoryError:
-        raise WorkspaceError(f"{path}: is a directory, not a source file") from None
-    except OSError as exc:
-        raise WorkspaceError(f"{path}: cannot read source: {exc.strerror or exc}") from None
+    return SourceFile.read(path).data
 
 
 def validate_file(path: Path, progress: Progress | None = None, workers: int | str | None = None, *,
                   chunk_size: int | None = None) -> ValidationReport:
     """Validate a ``stable_polyforms.jsonl`` file (SPEC §2). ``workers``: None/"auto" or N processes."""
-    path = Path(path)
     started = time.perf_counter()
-    data = read_source(path)
-    report = validate_bytes(data, source=path.name, progress=progress, workers=workers, chunk_size=chunk_size)
+    source = SourceFile.read(path)
+    n, size = plan(len(source.data), workers, chunk_size)
+    chunks = run_chunks(source.data, validate_chunk, workers=n, chunk_size=size, progress=progress,
+                        message=f"validating {source.path.name}", path=source.path if n > 1 else None)
+    if n > 1:
+        source.check_unchanged()
+    report = merge(chunks, source=source.path.name)
     report.duration = time.perf_counter() - started
+    report.workers = n
     return report
 
 
