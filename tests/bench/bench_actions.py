@@ -6,10 +6,13 @@ On a generated 100,000-polyform source (``make_polyforms``, ~30 MB):
 
 1. validate: target <= 2 s. In-process ``validate_file`` with ``workers=auto`` (best and median of
    5), in-process with one worker (for comparison), and end to end as a real
-   ``polylog-console validate --json`` process (interpreter start included).
+   ``polylog-console validate --json`` process, interpreter start included (best and median of 3).
 2. rehydrate --workers auto, validation included: target <= 6 s. In-process ``rehydrate`` (best
    and median of 5), in-process with one worker, and end to end as a real
-   ``polylog-console rehydrate --json`` process. Every run is checked: the catalogs are consistent.
+   ``polylog-console rehydrate --json`` process (best and median of 3). Every run is checked: the
+   catalogs are consistent.
+
+The machine is shared: the load average is printed, since competing processes slow every figure.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ RUNS = 5
 
 def line(name: str, value: str, target: str, ok: bool | None) -> None:
     verdict = "" if ok is None else ("PASS" if ok else "FAIL")
-    print(f"  {name:<58} {value:>14}   target {target:<8} {verdict}")
+    print(f"  {name:<64} {value:>8}   target {target:<8} {verdict}")
 
 
 def timed(fn: Callable[[], object], runs: int = RUNS) -> list[float]:
@@ -54,14 +57,19 @@ def timed(fn: Callable[[], object], runs: int = RUNS) -> list[float]:
     return times
 
 
-def cli(*args: str) -> tuple[float, dict]:
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "polylog_console", *args, "--json"], capture_output=True, text=True,
-                          timeout=300)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return elapsed, json.loads(proc.stdout)
+def cli(*args: str, runs: int = 3) -> tuple[list[float], dict]:
+    """Run ``polylog-console ARGS --json`` as a real process ``runs`` times: wall times, last output."""
+    times = []
+    doc: dict = {}
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "polylog_console", *args, "--json"], capture_output=True,
+                              text=True, timeout=300)
+        times.append(time.perf_counter() - started)
+        if proc.returncode != 0:
+            raise SystemExit(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+        doc = json.loads(proc.stdout)
+    return times, doc
 
 
 def main() -> int:
@@ -90,10 +98,12 @@ def main() -> int:
              f"<= {VALIDATE_TARGET:g} s", statistics.median(auto) <= VALIDATE_TARGET)
         one = timed(lambda: validate_file(source, workers=1), runs=3)
         line("in-process, workers=1, best of 3 (comparison)", f"{min(one):.2f} s", "-", None)
-        elapsed, doc = cli("validate", "--workspace", str(root))
+        times, doc = cli("validate", "--workspace", str(root))
         assert doc["valid"] and doc["polyforms"] == POLYFORMS
-        line("polylog-console validate --json (real process)", f"{elapsed:.2f} s", f"<= {VALIDATE_TARGET:g} s",
-             elapsed <= VALIDATE_TARGET)
+        line("polylog-console validate --json (real process), best of 3", f"{min(times):.2f} s",
+             f"<= {VALIDATE_TARGET:g} s", min(times) <= VALIDATE_TARGET)
+        line("polylog-console validate --json (real process), median of 3", f"{statistics.median(times):.2f} s",
+             f"<= {VALIDATE_TARGET:g} s", statistics.median(times) <= VALIDATE_TARGET)
 
         print("\nrehydrate --workers auto, validation included (target <= 6 s):")
         ws = Workspace.open(root)
@@ -112,10 +122,12 @@ def main() -> int:
              f"<= {REHYDRATE_TARGET:g} s", statistics.median(auto) <= REHYDRATE_TARGET)
         one = timed(lambda: run(1), runs=3)
         line("in-process, workers=1, best of 3 (comparison)", f"{min(one):.2f} s", "-", None)
-        elapsed, doc = cli("rehydrate", "--workspace", str(root), "--workers", "auto")
+        times, doc = cli("rehydrate", "--workspace", str(root), "--workers", "auto")
         assert doc["rehydrated"] and doc["polyforms"] == POLYFORMS and verify_catalogs(root).consistent
-        line("polylog-console rehydrate --json (real process)", f"{elapsed:.2f} s", f"<= {REHYDRATE_TARGET:g} s",
-             elapsed <= REHYDRATE_TARGET)
+        line("polylog-console rehydrate --json (real process), best of 3", f"{min(times):.2f} s",
+             f"<= {REHYDRATE_TARGET:g} s", min(times) <= REHYDRATE_TARGET)
+        line("polylog-console rehydrate --json (real process), median of 3", f"{statistics.median(times):.2f} s",
+             f"<= {REHYDRATE_TARGET:g} s", statistics.median(times) <= REHYDRATE_TARGET)
         sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in doc["artifacts"].items())
         print(f"  catalogs written: {sizes}")
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
