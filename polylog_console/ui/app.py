@@ -231,8 +231,11 @@ class ConsoleApp(App[int]):
     async def _run_session(self) -> None:
         # Load (and digest) the stored registry off the event loop first: for a 1,000,000-symbol
         # registry that is the slow part of starting, and the screen must stay live meanwhile.
+        self.feed_note = "reading the stored registry…"
+        self.refresh_status()
         with contextlib.suppress(RegistryError, OSError):
             await asyncio.to_thread(self.session.stored.get)
+        self.feed_note = None
         try:
             await self.session.run()
         except ImportError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from textual import events
 from textual.message import Message
 
 from polylog_console.core.timeline import Timeline
@@ -104,6 +105,10 @@ class CheckpointTable(LineTable):
     def action_home(self) -> None:
         super().action_home()
         self._maybe_need_older()
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        if self.scroll_y < 1:  # already at the top: the wheel asks for older history
+            self._maybe_need_older()
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
