@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.command import SimpleCommand
 from textual.containers import Container, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -791,6 +790,8 @@ class ConsoleApp(App[int]):
                 self._driver.flush()
 
     def do_theme(self, spec: ActionSpec) -> None:
+        from textual.command import SimpleCommand  # the palette's module, loaded when first needed
+
         commands = []
         for theme_id in self.themes.ids():
             title = _no_markup(self.themes.title(theme_id))
