@@ -33,6 +33,7 @@ async def finished(pilot, action_id: str):
     app = pilot.app
     done = await wait_for(pilot, lambda: [f for f in app.runner.history if f.action_id == action_id],
                           what=f"{action_id} to finish")
+    assert done[-1].thread_name not in ("", "MainThread")  # it ran in a worker thread, not on the UI loop
     return done[-1]
 
 

@@ -249,3 +249,38 @@ async def test_activity_shows_what_other_processes_audit_and_its_own_events_once
         await pilot.pause(1.2)  # another clock tick: nothing of our own comes back from the audit log
         mine = [m for m in lines() if "validate" in m]
         assert mine == ["validate started", mine[1]] and mine[1].startswith("validate finished")
+
+
+HOLD_LOCK = """
+import sys
+from polylog_console.core.lock import WorkspaceLock
+from polylog_console.core.workspace import Workspace
+with WorkspaceLock(Workspace.open(sys.argv[1]), "maintenance"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+async def test_rehydrate_waits_for_the_lock_while_the_table_keeps_following(small_ws):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(small_ws.root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        app = make_app(small_ws.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await start(pilot)
+            await pilot.press("r")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.runner.is_running("rehydrate"), what="rehydrate to start")
+            before = len(app.timeline)
+            append(small_ws.feed, checkpoint_lines(21, 3, small_ws.incident.live_digest))
+            await wait_for(pilot, lambda: len(app.timeline) == before + 3, what="new checkpoints meanwhile")
+            await pilot.pause(0.3)
+            assert app.runner.is_running("rehydrate")  # still waiting for the other process's lock
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            await wait_for(pilot, lambda: not app.runner.is_running("rehydrate"), what="rehydrate to finish")
+            assert app.runner.history[-1].phase == "finished", app.runner.history[-1].message
+    finally:
+        holder.kill()
+        holder.wait()
