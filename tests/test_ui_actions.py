@@ -120,6 +120,10 @@ async def check_filter(pilot, ws):
     rows = app.diff_state.rows
     assert rows and {r[0] for r in rows} == {"missing"}
     assert len(rows) == app.diff_state.diff.missing
+    assert not panel.has_class("-filtering")  # enter applied and closed it
+    await pilot.press(app.keymap.key_for("filter"), "x", "escape")  # escape closes it, no cancel notice
+    await wait_for(pilot, lambda: not panel.has_class("-filtering"), what="the filter to close")
+    assert not any("no action is running" in n for n in notifications(app))
 
 
 async def check_detail(pilot, ws):

@@ -216,3 +216,54 @@ def test_workspace_themes_come_first_and_paths_work(tmp_path):
     assert catalog.get(str(other)).name == "elsewhere"
     with pytest.raises(ThemeError, match="not found"):
         catalog.get("missing")
+
+
+# --- the diff panel's decisions -------------------------------------------------------------------------
+
+def test_diff_view_situations_and_notes():
+    from types import SimpleNamespace
+
+    from polylog_console.core import diff_view
+
+    def view(**kw):
+        base = {"latest": cp(1), "stored_error": None, "latest_match": True, "latest_scheme_mismatch": False,
+                "stored_digest": "s" * 64}
+        return SimpleNamespace(**{**base, **kw})
+
+    assert diff_view.situation(view(stored_error="broken")) == ("error", "broken")
+    assert diff_view.situation(view(latest=None)) == ("none",)
+    assert diff_view.situation(view()) == ("match", False)
+    drift = diff_view.situation(view(latest_match=False))
+    assert drift == ("drift", "s" * 64, "a" * 64)
+    assert diff_view.note(drift) is None
+    assert "in sync" in diff_view.note(("match", False))
+    assert "unreadable: broken" in diff_view.note(("error", "broken"))
+
+
+def test_diff_view_picks_the_newest_checkpoint_with_a_live_state_and_filters(tmp_path):
+    import json
+
+    from polylog_console.core import diff_view
+    from polylog_console.core.digest import digest
+    from polylog_console.core.monitor import Monitor
+    from polylog_console.core.registry import StoredRegistry, save_snapshot
+    from polylog_console.core.workspace import Workspace
+
+    with_state = parse_line(b'{"label": "s", "registry_digest": "' + b"a" * 64 + b'", "registry_state": {}}', 1, 0)
+    tl = Timeline()
+    tl.extend([Row(with_state, False), Row(cp(2), False), Row(cp(3, "b" * 64), False)])
+    assert diff_view.source(cp(4), tl.find_back).display_label == "s"
+    assert diff_view.source(cp(5, "c" * 64), tl.find_back).display_label == "c5"
+
+    # A real monitor over a real stored registry, and a checkpoint carrying the live state inline.
+    save_snapshot(tmp_path / "registry.json", STORED, label="stored")
+    monitor = Monitor(StoredRegistry(tmp_path / "registry.json"), workspace=Workspace.open(tmp_path))
+    line = json.dumps({"label": "live", "registry_digest": digest(LIVE), "registry_state": LIVE}).encode()
+    live = parse_line(line, 7, 0)
+    monitor.process([live])
+    shown = diff_view.compute(monitor, live, "kind:missing")
+    assert [r[2] for r in shown.rows] == ["s3", "m1"] and shown.checkpoint == "live"
+    assert diff_view.filtered(shown, "kind:nope").error.startswith("unknown kind")
+    assert [r[2] for r in diff_view.filtered(shown, "").rows] == ["s3", "s4", "s2", "m1"]
+    none = diff_view.compute(monitor, cp(8, "d" * 64))
+    assert none.diff is None and "carry no registry_state" in none.note

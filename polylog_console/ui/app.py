@@ -30,12 +30,12 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Tab, Tabs
 
+from polylog_console.core import diff_view
 from polylog_console.core.actions import ACTIONS, BY_ID, ActionSpec
 from polylog_console.core.activity import Activity, AuditTail, describe, from_audit
 from polylog_console.core.alerts.dashboard import Dashboard
 from polylog_console.core.audit import read_tail
 from polylog_console.core.config import Config
-from polylog_console.core.diff_filter import FilterError, filter_rows, iter_diff, parse_query
 from polylog_console.core.errors import PolylogError, RegistryError
 from polylog_console.core.events import (
     ActionEvent,
@@ -414,79 +414,43 @@ class ConsoleApp(App[int]):
     # -- the symbol diff ---------------------------------------------------------------------------------
 
     def _update_diff(self, view: Any) -> None:
-        latest = view.latest
-        if view.stored_error:
-            key: tuple[Any, ...] = ("error", view.stored_error)
-        elif latest is None or view.latest_match is None:
-            key = ("none",)
-        elif view.latest_match or view.latest_scheme_mismatch:
-            key = ("match", view.latest_scheme_mismatch)
-        else:
-            key = ("drift", view.stored_digest, latest.digest)
+        key = diff_view.situation(view)
         if key == self._diff_key:
             return
         self._diff_key = key
-        if key[0] == "error":
-            self._show_diff(DiffState(note=f"stored registry unreadable: {view.stored_error}"))
-        elif key[0] == "none":
-            self._show_diff(DiffState(note="no checkpoint compared yet"))
-        elif key[0] == "match":
-            self._show_diff(DiffState(note="scheme mismatch only: the symbols agree" if key[1]
-                                      else "in sync: the latest checkpoint matches the stored registry"))
-        else:
-            digest = latest.digest
-            source = self.timeline.find_back(lambda r: r.checkpoint.digest == digest and r.checkpoint.has_state)
-            cp = source.checkpoint if source is not None else latest
-            self._show_diff(DiffState(note=f"computing the diff for {cp.display_label}…"))
-            self.run_worker(partial(self._compute_diff, cp, key), thread=True, group="diff", exclusive=True,
-                            exit_on_error=False)
+        text = diff_view.note(key)
+        if text is not None:
+            self._show_diff(DiffState(note=text))
+            return
+        cp = diff_view.source(view.latest, self.timeline.find_back)
+        self._show_diff(DiffState(note=f"computing the diff for {cp.display_label}…"))
+        query = self.diff_query
 
-    def _compute_diff(self, cp: Checkpoint, key: tuple[Any, ...]) -> None:
-        monitor = self.session.monitor
-        try:
-            diff = monitor.diff_for(cp)
-            error = monitor.diff_error(cp)
-        except PolylogError as exc:
-            diff, error = None, str(exc)
-        if diff is None:
-            note = (f"no symbol diff: {error}" if error else
-                    "no symbol diff: the drifting checkpoints carry no registry_state or registry_snapshot")
-            state = DiffState(checkpoint=cp.display_label, note=note)
-        else:
-            state = self._filtered(DiffState(diff=diff, checkpoint=cp.display_label))
-        self.runner._post(self._diff_ready, key, state)
+        def work() -> None:
+            self.runner._post(self._diff_ready, key, diff_view.compute(self.session.monitor, cp, query))
+
+        self.run_worker(work, thread=True, group="diff", exclusive=True, exit_on_error=False)
 
     def _diff_ready(self, key: tuple[Any, ...], state: DiffState) -> None:
         if key == self._diff_key:
             self._show_diff(state)
-
-    def _filtered(self, state: DiffState) -> DiffState:
-        query = self.diff_query
-        if state.diff is None:
-            return replace(state, query=query)
-        try:
-            flt = parse_query(query)
-        except FilterError as exc:
-            return replace(state, rows=(), query=query, error=str(exc))
-        rows, truncated = filter_rows(iter_diff(state.diff, flt), flt)
-        return replace(state, rows=rows, truncated=truncated, query=query, error=None)
 
     def _show_diff(self, state: DiffState) -> None:
         self.diff_state = state
         self.query_one(DiffPanel).show(state)
 
     def apply_filter(self, query: str) -> None:
-        self.diff_query = query.strip()
+        self.diff_query = query = query.strip()
         state = self.diff_state
         if state.diff is not None and state.diff.total > INLINE_FILTER_LIMIT:
             key = self._diff_key
 
             def work() -> None:
-                self.runner._post(self._diff_ready, key, self._filtered(state))
+                self.runner._post(self._diff_ready, key, diff_view.filtered(state, query))
 
             self.run_worker(work, thread=True, group="diff-filter", exclusive=True, exit_on_error=False)
         else:
-            self._show_diff(self._filtered(state))
+            self._show_diff(diff_view.filtered(state, query))
 
     @on(Input.Changed, "#diff-filter")
     def _filter_changed(self, event: Input.Changed) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
-from polylog_console.core.diff import RegistryDiff
 from polylog_console.core.diff_filter import DiffRow
+from polylog_console.core.diff_view import DiffView
 from polylog_console.ui.safe import literal
 from polylog_console.ui.widgets.linetable import Cell, Column, LineTable
 
@@ -19,17 +20,18 @@ KIND_STYLE = {"missing": ("− missing", "drift"), "unexpected": ("+ unexpected"
               "mismatched": ("≠ mismatched", "warning")}
 
 
-@dataclass
-class DiffState:
-    """What the panel shows; built by the app from the monitor (nothing is computed here)."""
+DiffState = DiffView  # what the panel shows, decided in core (polylog_console.core.diff_view)
 
-    diff: RegistryDiff | None = None
-    checkpoint: str | None = None  # label of the checkpoint whose live state was diffed
-    note: str = "no drift: nothing to diff"  # shown when there is no diff
-    rows: Sequence[DiffRow] = ()
-    truncated: bool = False
-    query: str = ""
-    error: str | None = None  # a filter the console could not understand
+
+class FilterInput(Input):
+    """The diff filter's input: escape closes it (the filter stays applied)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close the filter", show=False)]
+
+    def action_close(self) -> None:
+        panel = self.parent
+        if isinstance(panel, DiffPanel):
+            panel.close_filter()
 
 
 class DiffTable(LineTable):
@@ -68,8 +70,8 @@ class DiffPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="diff-summary")
-        yield Input(placeholder="filter: words, kind:missing, ns:megas (enter to apply, esc to close)",
-                    id="diff-filter")
+        yield FilterInput(placeholder="filter: words, kind:missing, ns:megas (enter to apply, esc to close)",
+                          id="diff-filter")
         yield DiffTable(id="diff-table")
 
     def show(self, state: DiffState) -> None:
