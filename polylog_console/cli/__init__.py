@@ -39,7 +39,9 @@ def _common(json_flag: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wanted: set[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``wanted``, only those commands' modules are imported for their
+    arguments (the others still list in --help): opening the console imports no command module."""
     parser = argparse.ArgumentParser(
         prog="polylog-console",
         description="Console for polylog6 registry-drift incidents. With no command, opens the console.",
@@ -51,15 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll", action="store_true", help="follow the feed by polling (network file systems)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"polylog_console.cli.{name}")
         command = sub.add_parser(name, help=help_text, description=help_text,
                                  parents=[_common(name != "demo")])
-        module.add_arguments(command)
+        if wanted is None or name in wanted:
+            importlib.import_module(f"polylog_console.cli.{name}").add_arguments(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    tokens = sys.argv[1:] if argv is None else argv
+    parser = build_parser({token for token in tokens if token in COMMANDS})
     args = parser.parse_args(argv)
     for name in ("workspace", "config"):
         if not hasattr(args, name):

@@ -88,6 +88,11 @@ FOOTER_TITLES = {"validate": "Validate", "rehydrate": "Rehydrate", "recompute": 
 SEVERITY = {"ok": "information", "problem": "warning"}
 
 
+def is_compact(width: int, height: int) -> bool:
+    """Tabs instead of side-by-side panels (80x24 and other small terminals)."""
+    return width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+
+
 def workspace_label(root: os.PathLike[str] | str) -> str:
     text = str(root)
     home = os.path.expanduser("~")
@@ -175,7 +180,9 @@ class ConsoleApp(App[int]):
     # -- composition ------------------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
-        return MainScreen(id="main")
+        # The layout class is right from the start: changing it later restyles every widget.
+        width, height = self.size
+        return MainScreen(id="main", classes="-compact" if is_compact(width, height) else None)
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
@@ -465,9 +472,10 @@ class ConsoleApp(App[int]):
     # -- layout ------------------------------------------------------------------------------------------
 
     def update_layout(self) -> None:
-        width, height = self.size
-        compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
-        self.screen.set_class(compact, "-compact")
+        screen = self.screen
+        compact = is_compact(*self.size)
+        if screen.has_class("-compact") != compact:
+            screen.set_class(compact, "-compact")
 
     def show_panel(self, panel_id: str, focus: bool = True) -> None:
         self.active_panel = panel_id

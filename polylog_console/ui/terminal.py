@@ -10,7 +10,7 @@ Three signs, any of which ends the console:
   its next clock tick through the same hangup check.
 
 The exit is graceful first (running actions are cancelled, the app exits on its event loop); if
-that does not finish within ``grace`` seconds (the loop may be stuck writing to a dead terminal),
+the app has not closed within ``grace`` seconds (the loop may be stuck writing to a dead terminal),
 the process ends with ``os._exit`` -- every file the console writes is written atomically, so
 nothing is left half-written.
 """
@@ -53,7 +53,7 @@ def terminal_gone(fds: list[int]) -> bool:
 class HangupWatch:
     """Calls ``on_hangup`` once (from any thread) when the terminal goes away."""
 
-    def __init__(self, on_hangup: Callable[[str], None], *, grace: float = 3.0, fds: list[int] | None = None,
+    def __init__(self, on_hangup: Callable[[str], None], *, grace: float = 4.0, fds: list[int] | None = None,
                  hard_exit: bool = True) -> None:
         self.on_hangup = on_hangup
         self.grace = grace
@@ -63,6 +63,7 @@ class HangupWatch:
         self._stop_r, self._stop_w = os.pipe()
         self._previous_sighup: object = None
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Timer | None = None
 
     def start(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -72,6 +73,9 @@ class HangupWatch:
             self._thread.start()
 
     def stop(self) -> None:
+        """Stop watching. A hard exit already armed by a hangup stays armed: the process must end
+        soon after its terminal went away, whatever runs after the app (a caller's clean-up gets
+        what is left of ``grace``)."""
         with contextlib.suppress(OSError):
             os.write(self._stop_w, b"x")
         if self._previous_sighup is not None and threading.current_thread() is threading.main_thread():
@@ -109,9 +113,9 @@ class HangupWatch:
             return
         self._fired.set()
         if self.hard_exit:
-            watchdog = threading.Timer(self.grace, os._exit, args=(EXIT_HANGUP,))
-            watchdog.daemon = True
-            watchdog.start()
+            self._watchdog = threading.Timer(self.grace, os._exit, args=(EXIT_HANGUP,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
         with contextlib.suppress(Exception):
             self.on_hangup(reason)
 
