@@ -223,3 +223,23 @@ def test_compacted_runs_reach_the_same_state(setup):
     assert (monitor.status, monitor.consecutive, monitor.checkpoints, monitor.ingest_errors, monitor.entries) == (
         other.status, other.consecutive, other.checkpoints, other.ingest_errors, other.entries)
     assert other.latest.label == "cp-12"
+
+
+def test_steady_fast_path_matches_full_evaluation(setup):
+    """Repeated digests take a shortcut in process(); its events equal one-by-one evaluation."""
+    monitor, clock, _ = setup
+    other = Monitor(StoredRegistry(monitor.stored.path), MonitorConfig(stale_after=3600, escalate_after=3),
+                    clock=clock)
+    batch = [cp(1), cp(2), cp(3, ts=NOW - 7200), cp(4), cp(5, LIVE), cp(6, LIVE), cp(7, LIVE), cp(8, LIVE),
+             cp(9, LIVE, polygons="x"), cp(10), cp(11)]
+    fast = monitor.process(batch)
+    slow = [e for record in batch for e in other.process([record])]
+
+    def shape(events):
+        return [(type(e).__name__, getattr(e, "status", None), getattr(e, "consecutive_mismatches", None),
+                 getattr(e, "registry_match", None), getattr(e, "stale", None),
+                 (e.alert.code, e.alert.status) if isinstance(e, AlertEvent) else None)
+                for e in events if not isinstance(e, ev.StoredEvent)]
+
+    assert shape(fast) == shape(slow)
+    assert (monitor.warnings, monitor.checkpoints, monitor.consecutive) == (1, 11, 0)

@@ -111,7 +111,7 @@ class Alert:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per checkpoint, and frozen __init__ costs more
 class CheckpointEvent:
     checkpoint: Checkpoint
     registry_match: bool | None

@@ -179,10 +179,36 @@ class Monitor:
             self._process_quiet(records, now, out)
             return out
         evaluate = self._evaluate
+        steady: str | None = None  # digest whose repeats change nothing but counters
+        steady_stored: str | None = None
+        stale_after = self.config.stale_after
+        append = out.append
+        monotonic_ns = time.monotonic_ns
         for record in records:
             cls = record.__class__
             if cls is Checkpoint:
+                if record.digest == steady:
+                    # Same digest as the checkpoint just evaluated, nothing pending: only the
+                    # counters, the latest checkpoint and the staleness move.
+                    ts = record.timestamp
+                    latest_time = ts if ts is not None else now
+                    stale = now - latest_time > stale_after
+                    if stale == self.stale and (self.latest_match is not False or self.escalated
+                                                or self.latest_scheme_mismatch
+                                                or self.consecutive + 1 < self.config.escalate_after):
+                        self.checkpoints += 1
+                        self.latest = record
+                        self.latest_time = latest_time
+                        self.warnings += len(record.warnings)
+                        if self.latest_match is False and not self.latest_scheme_mismatch:
+                            self.consecutive += 1
+                        latency = (monotonic_ns() - record.observed_ns) / 1e6 if record.observed_ns else None
+                        append(CheckpointEvent(record, self.latest_match, self.latest_scheme_mismatch, self.status,
+                                               self.consecutive, steady_stored, latency, stale))
+                        continue
                 evaluate(record, now, out, emit_checkpoints)
+                steady = record.digest if self.view is not None else None
+                steady_stored = self.view.digest if self.view is not None else None
             elif cls is IngestError:
                 self.ingest_errors += 1
                 out.append(ev.IngestErrorEvent(record))
@@ -259,7 +285,8 @@ class Monitor:
             if emit:
                 self.warnings += len(cp.warnings)
         self.latest = cp
-        self.latest_time = cp.timestamp if cp.timestamp is not None else (self.latest_time if recheck else now)
+        ts = cp.timestamp
+        self.latest_time = ts if ts is not None else (self.latest_time if recheck else now)
         view = self.view
         live = cp.digest
         scheme_mm = False
@@ -341,8 +368,12 @@ class Monitor:
         assert key is not None
         superseded = reason == "superseded"
         code = ev.REGISTRY_MISMATCH if superseded else ev.REGISTRY_RESOLVED
-        summary = (f"drift {key[1][:12]} superseded by {cp.digest[:12]}" if superseded
-                   else f"checkpoint {cp.display_label} matches the stored registry again")
+        if superseded and self.view is not None and key[1] == cp.digest:
+            summary = f"drift {key[1][:12]} now compared with the new stored digest {self.view.digest[:12]}"
+        elif superseded:
+            summary = f"drift {key[1][:12]} superseded by {cp.digest[:12]}"
+        else:
+            summary = f"checkpoint {cp.display_label} matches the stored registry again"
         resolves = (ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT)
         out.append(AlertEvent(Alert(code, "resolved", ev.dedup_key(*key), summary, now, checkpoint_ref(cp),
                                     key[0], key[1], self.consecutive, self.drift_since, None, resolves, reason)))
