@@ -93,3 +93,23 @@ def test_generated_files_are_ignored_by_git():
     for path in ("memory/audit/", "memory/outbox/", "memory/escalations/", "memory/cache/"):
         assert path in ignored
     assert Path(REPO / "memory" / "coordination" / "context-brief.jsonl").exists()
+
+
+def test_latest_checkpoint_is_found_from_the_end(tmp_path):
+    from polylog_console.core.recompute import find_checkpoint
+    from polylog_console.core.records import Checkpoint, read_records
+
+    feed = tmp_path / "feed.jsonl"
+    body = (REPO / "memory" / "coordination" / "context-brief.jsonl").read_bytes()
+    # trailing entries and an incomplete last line after the last checkpoint; blocks of 1 KiB
+    feed.write_bytes(body + b'{"kind": "note"}\n\n{"registry_digest": "cut')
+    expected = [r for batch in read_records(REPO / "memory" / "coordination" / "context-brief.jsonl")
+                for r in batch if isinstance(r, Checkpoint)][-1]
+    import polylog_console.core.recompute as rc
+
+    found = rc._last_checkpoint(feed, None, block=1024)
+    assert (found.label, found.line, found.offset) == (expected.label, expected.line, expected.offset)
+    assert find_checkpoint(feed).label == "checkpoint-0200"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b'{"kind": "x"}\n')
+    assert find_checkpoint(empty) is None

@@ -25,7 +25,9 @@ How it works, and why:
   when nothing happens; so the step adapts: 1 ms while the feed is active (a relevant change in
   the last :attr:`ACTIVE_WINDOW` seconds), :attr:`IDLE_STEP_MS` when it has been quiet (measured:
   ~0.02 s of CPU per 3 idle seconds; the first append after a quiet spell is seen within about two
-  idle steps, ~10-20 ms). The Rust backend is used
+  idle steps, ~10-20 ms), and :attr:`DEEP_IDLE_STEP_MS` once quiet for :attr:`DEEP_IDLE_AFTER`
+  seconds (an idle console then wakes 25 times a second; the first append after a long quiet
+  spell is seen within ~40-80 ms; a steady stream is back at 1 ms steps at once). The Rust backend is used
   directly (watchfiles documents it as ``watchfiles._rust_notify.RustNotify``) because ``awatch``
   fixes the step per generator and runs each wait in a fresh anyio worker thread.
 * **Polling mode** (``poll=True``, for network file systems) never looks at mtimes (watchfiles'
@@ -295,8 +297,10 @@ class FeedFollower:
     follower``); :meth:`stop` ends the iteration from any thread."""
 
     ACTIVE_STEP_MS = 1  # watchfiles step while the feed is active: ~2 ms latency
-    IDLE_STEP_MS = 10  # ... and when it has been quiet for ACTIVE_WINDOW seconds: ~0 % CPU
+    IDLE_STEP_MS = 10  # ... and when it has been quiet for ACTIVE_WINDOW seconds
+    DEEP_IDLE_STEP_MS = 40  # ... and after DEEP_IDLE_AFTER quiet seconds: 25 wake-ups a second
     ACTIVE_WINDOW = 2.0
+    DEEP_IDLE_AFTER = 15.0
     DEBOUNCE_MS = 10  # upper bound on how long watchfiles groups a continuous stream of changes
     ACTIVE_TIMEOUT_MS = 250  # watch() returns this often when nothing happens (step re-evaluation)
     IDLE_TIMEOUT_MS = 1000  # ... and the safety-net check runs this often when idle
@@ -937,9 +941,11 @@ class FeedFollower:
                     continue
                 watcher, key, relevant, watched = made
                 self._check()  # whatever happened before the watch was in place
-            active = time.monotonic() - last_change < self.ACTIVE_WINDOW
+            quiet = time.monotonic() - last_change
+            active = quiet < self.ACTIVE_WINDOW
+            idle_step = self.IDLE_STEP_MS if quiet < self.DEEP_IDLE_AFTER else self.DEEP_IDLE_STEP_MS
             try:
-                result = watcher.watch(self.DEBOUNCE_MS, self.ACTIVE_STEP_MS if active else self.IDLE_STEP_MS,
+                result = watcher.watch(self.DEBOUNCE_MS, self.ACTIVE_STEP_MS if active else idle_step,
                                        self.ACTIVE_TIMEOUT_MS if active else self.IDLE_TIMEOUT_MS, self._signal)
             except (OSError, RuntimeError) as exc:
                 self._error("watching the feed directory failed", OSError(0, str(exc)))

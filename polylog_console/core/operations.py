@@ -99,9 +99,7 @@ def _rehydrate(ctx: OperationContext, progress: Progress) -> Outcome:
 def _recompute(ctx: OperationContext, progress: Progress) -> Outcome:
     from polylog_console.core.recompute import recompute
 
-    progress.update(0, None, "digesting catalogs/registry.json")
-    result = recompute(ctx.ws, ctx.config)
-    progress.check()
+    result = recompute(ctx.ws, ctx.config, progress=progress)
     doc = result.to_json()
     stored = result.stored_digest[:12]
     cp = result.checkpoint

@@ -4,6 +4,7 @@ state, and verify ``catalogs/metadata.json`` against the files."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from polylog_console.core.config import Config, MonitorConfig
 from polylog_console.core.diff import RegistryDiff
 from polylog_console.core.errors import PolylogError, WorkspaceError
 from polylog_console.core.monitor import Monitor
-from polylog_console.core.records import Checkpoint, read_records
+from polylog_console.core.progress import Progress
+from polylog_console.core.records import Checkpoint, parse_line, read_records
 from polylog_console.core.registry import StoredRegistry
 from polylog_console.core.workspace import Workspace
 
@@ -53,14 +55,69 @@ class RecomputeResult:
         }
 
 
-def find_checkpoint(feed: Path, label: str = "latest") -> Checkpoint | None:
+def _last_checkpoint(feed: Path, progress: Progress | None, block: int = 1 << 20) -> Checkpoint | None:
+    """The feed's last checkpoint, read backwards from the end (never the whole of a big feed)."""
+    with open(feed, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        pos = end
+        tail = b""  # bytes after pos not yet parsed (starts at a line start once pos hits 0)
+        while pos > 0:
+            if progress is not None:
+                progress.check()
+            start = max(0, pos - block)
+            handle.seek(start)
+            data = handle.read(pos - start) + tail
+            pos = start
+            cut = data.find(b"\n") if pos > 0 else -1  # the first line may be incomplete
+            tail, body = (data[: cut + 1], data[cut + 1 :]) if pos > 0 else (b"", data)
+            offset = pos + len(tail)
+            lines = body.split(b"\n")
+            starts = []
+            o = offset
+            for line in lines:
+                starts.append(o)
+                o += len(line) + 1
+            for line, at in zip(reversed(lines), reversed(starts), strict=True):
+                record = parse_line(line, None, at)
+                if isinstance(record, Checkpoint):
+                    record.line = _line_number(handle, at, progress)
+                    return record
+    return None
+
+
+def _line_number(handle, offset: int, progress: Progress | None) -> int:
+    """1-based line number of the line starting at ``offset`` (counts newlines before it)."""
+    handle.seek(0)
+    count = 0
+    remaining = offset
+    while remaining > 0:
+        if progress is not None:
+            progress.check()
+        chunk = handle.read(min(remaining, 8 << 20))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        remaining -= len(chunk)
+    return count + 1
+
+
+def find_checkpoint(feed: Path, label: str = "latest", progress: Progress | None = None) -> Checkpoint | None:
     """The last checkpoint of the feed, or the last one with ``label``."""
     found = None
     try:
+        if label == "latest":
+            return _last_checkpoint(feed, progress)
+        size = max(1, feed.stat().st_size)
+        done = 0
         for batch in read_records(feed):
+            if progress is not None:
+                progress.check()
             for record in batch:
-                if isinstance(record, Checkpoint) and (label == "latest" or record.label == label):
+                if isinstance(record, Checkpoint) and record.label == label:
                     found = record
+            if batch and progress is not None:
+                done = max(done, batch[-1].offset)
+                progress.update(done, size, None)
     except FileNotFoundError:
         raise WorkspaceError(f"{feed}: feed not found") from None
     except OSError as exc:
@@ -68,10 +125,20 @@ def find_checkpoint(feed: Path, label: str = "latest") -> Checkpoint | None:
     return found
 
 
-def recompute(ws: Workspace, config: Config, checkpoint: str = "latest") -> RecomputeResult:
+def recompute(ws: Workspace, config: Config, checkpoint: str = "latest",
+              progress: Progress | None = None) -> RecomputeResult:
+    """Runbook step 4. ``progress`` reports the phases and lets the operator cancel between them."""
+    if progress is not None:
+        progress.update(0, 3, "digesting catalogs/registry.json")
     stored = StoredRegistry.for_workspace(ws, config.scheme)  # type: ignore[arg-type]
     view = stored.get()  # RegistryError (exit 2) when unreadable
-    cp = find_checkpoint(config.feed.path, checkpoint)
+    if progress is not None:
+        progress.check()
+        progress.update(1, 3, f"finding the {checkpoint} checkpoint")
+    cp = find_checkpoint(config.feed.path, checkpoint, progress)
+    if progress is not None:
+        progress.check()
+        progress.update(2, 3, "comparing and verifying catalogs")
     if cp is None and checkpoint != "latest":
         raise PolylogError(f"no checkpoint labelled {checkpoint!r} in {ws.relative(config.feed.path)}")
     monitor = Monitor(stored, MonitorConfig(scheme=config.scheme), ws)
@@ -88,5 +155,8 @@ def recompute(ws: Workspace, config: Config, checkpoint: str = "latest") -> Reco
             diff_error = monitor.diff_error(cp)
             if diff is None and diff_error is None:
                 diff_error = "the checkpoint carries no registry_state or registry_snapshot"
+    catalogs = verify_catalogs(ws.root)
+    if progress is not None:
+        progress.update(3, 3, "done")
     return RecomputeResult(view.digest, config.scheme, view.symbols, cp, match, scheme_mm, diff, diff_error,
-                           verify_catalogs(ws.root), view.file_digest_ok)
+                           catalogs, view.file_digest_ok)

@@ -151,6 +151,7 @@ class Session:
         stopper = asyncio.create_task(self._stop.wait())
         parity = (asyncio.create_task(self._parity())
                   if self.metrics is not None and self.config.replicas else None)
+        nxt: asyncio.Future[Any] | None = None
         try:
             iterator = self.follower.__aiter__()
             while not self._stop.is_set():
@@ -166,6 +167,11 @@ class Session:
                 self.publish(self.monitor.process(batch))
                 self.history_read()
         finally:
+            if nxt is not None and not nxt.done():
+                nxt.cancel()
+                # retrieve its outcome (StopAsyncIteration once the follower stops) so that asyncio
+                # does not report "Task exception was never retrieved" at exit
+                nxt.add_done_callback(lambda f: f.cancelled() or f.exception())
             ticker.cancel()
             stopper.cancel()
             if parity is not None:
