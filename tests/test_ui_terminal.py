@@ -83,13 +83,18 @@ class Console:
             self.fd = None
 
     def wait(self, timeout: float) -> int | None:
+        """The exit code, or None after ``timeout``. Keeps reading the output meanwhile, as a real
+        terminal does: a full pty buffer would block the console's writer and its exit."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 self.status = os.waitstatus_to_exitcode(status)
                 return self.status
-            time.sleep(0.05)
+            if self.fd is not None:
+                self.drain(0.05)
+            else:
+                time.sleep(0.05)
         return None
 
     def close(self) -> None:

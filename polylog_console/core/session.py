@@ -18,17 +18,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polylog_console.core.alerts.dashboard import Dashboard
 from polylog_console.core.alerts.dispatcher import AlertDispatcher
 from polylog_console.core.audit import AuditLog, audit_record
 from polylog_console.core.config import Config
-from polylog_console.core.metrics import Metrics
 from polylog_console.core.monitor import Monitor
 from polylog_console.core.refresh import AutoRefresh
 from polylog_console.core.registry import StoredRegistry
 from polylog_console.core.workspace import Workspace
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are enabled
+    from polylog_console.core.metrics import Metrics
 
 Subscriber = Callable[[list[Any]], None]
 
@@ -90,6 +92,8 @@ class Session:
         """Keep Prometheus metrics for this session; serve them on ``host:port`` when given
         (raises ``OSError`` when the address cannot be bound)."""
         if self.metrics is None:
+            from polylog_console.core.metrics import Metrics
+
             self.metrics = Metrics()
             self.metrics.view = self.monitor.snapshot()
             if self.alerts is not None:

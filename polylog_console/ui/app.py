@@ -110,6 +110,9 @@ class MainScreen(Screen[None]):
         self.app.update_layout()  # type: ignore[attr-defined]
 
 
+FIRST_FRAME_WAIT = 0.3  # seconds the first frame waits for the feed's history
+
+
 class ConsoleApp(App[int]):
     CSS_PATH = "console.tcss"
     TITLE = "polylog-console"
@@ -228,6 +231,11 @@ class ConsoleApp(App[int]):
         self.refresh_status()
         self.query_one(CheckpointTable).stick_to_end = self.following
         self.run_worker(self._run_session(), name="session", group="session", exit_on_error=False)
+        # Give the feed's recent history a moment to arrive, so that the first frame already shows
+        # it (one full render instead of an empty one and then another); a slow start (a huge
+        # registry being digested) shows the screen without it and fills in later.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready_event.wait(), FIRST_FRAME_WAIT)
         self.set_interval(1.0, self._tick)
         if self.watch_terminal and not self.is_headless:
             loop = asyncio.get_running_loop()

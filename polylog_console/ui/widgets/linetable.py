@@ -125,11 +125,15 @@ class LineTable(ScrollView, can_focus=True):
         # ...and again once the layout has settled (the panel may just have been resized).
         self.call_after_refresh(self._scroll_end)
 
-    def _scroll_end(self) -> None:
+    def _scroll_end(self, attempts: int = 8) -> None:
         if self.stick_to_end:
             self.cursor = self._count - 1
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            target = max(0, self._count + 1 - self.size.height) if self.size.height else 0
+            self.scroll_to(y=max(target, self.max_scroll_y), animate=False, immediate=True)
             self.refresh()
+            if self.scroll_y < target and attempts:
+                # the layout has not caught up with the new rows yet: once more after it has
+                self.call_after_refresh(self._scroll_end, attempts - 1)
 
     def reset(self) -> None:
         self._lines.clear()
