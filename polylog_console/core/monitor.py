@@ -179,46 +179,88 @@ class Monitor:
             self._process_quiet(records, now, out)
             return out
         evaluate = self._evaluate
-        steady: str | None = None  # digest whose repeats change nothing but counters
-        steady_stored: str | None = None
         stale_after = self.config.stale_after
         append = out.append
         monotonic_ns = time.monotonic_ns
+        # A run of checkpoints repeating the digest of the one just evaluated changes nothing but
+        # counters, the latest checkpoint and (possibly) the staleness; it is handled inline with
+        # local state, written back before anything else is evaluated.
+        steady: str | None = None
+        run = 0  # checkpoints handled inline and not yet written back
+        warned = 0
+        last: Checkpoint | None = None
+        last_time = 0.0
+        match: bool | None = None
+        scheme_mm = False
+        status = self.status
+        stale_now = False
+        stored_digest: str | None = None
+        drifting = False
+        consecutive = 0
+        limit = 0  # drifting: consecutive count at which escalation is due (full evaluation)
+        keys: Any = None
+        types: tuple[type, ...] = ()
         for record in records:
             cls = record.__class__
             if cls is Checkpoint:
                 if record.digest == steady:
-                    # Same digest as the checkpoint just evaluated, nothing pending: only the
-                    # counters, the latest checkpoint and the staleness move.
-                    ts = record.timestamp
+                    data = record.data
+                    ts = data.get("timestamp")
+                    if type(ts) is not float or not -1e15 < ts < 1e15:
+                        ts = record.timestamp
                     latest_time = ts if ts is not None else now
                     stale = now - latest_time > stale_after
-                    if stale == self.stale and (self.latest_match is not False or self.escalated
-                                                or self.latest_scheme_mismatch
-                                                or self.consecutive + 1 < self.config.escalate_after):
-                        self.checkpoints += 1
-                        self.latest = record
-                        self.latest_time = latest_time
-                        self.warnings += len(record.warnings)
-                        if self.latest_match is False and not self.latest_scheme_mismatch:
-                            self.consecutive += 1
-                        latency = (monotonic_ns() - record.observed_ns) / 1e6 if record.observed_ns else None
-                        append(CheckpointEvent(record, self.latest_match, self.latest_scheme_mismatch, self.status,
-                                               self.consecutive, steady_stored, latency, stale))
+                    if stale is stale_now and (not drifting or consecutive + 1 < limit):
+                        run += 1
+                        last = record
+                        last_time = latest_time
+                        if drifting:
+                            consecutive += 1
+                        if (record.telemetry_raw is not None or data.keys() != keys
+                                or tuple(map(type, data.values())) != types
+                                or (ts is not None and not -1e15 < ts < 1e15)):
+                            warned += len(record.warnings)  # a different shape: check it
+                        # else: same keys, same value types and same digest as a checkpoint found
+                        # clean, so no warning (every field check is a type check but the time's)
+                        observed = record.observed_ns
+                        append(CheckpointEvent(record, match, scheme_mm, status, consecutive, stored_digest,
+                                               (monotonic_ns() - observed) / 1e6 if observed else None, stale))
                         continue
-                evaluate(record, now, out, emit_checkpoints)
-                steady = record.digest if self.view is not None else None
-                steady_stored = self.view.digest if self.view is not None else None
-            elif cls is IngestError:
+                if run:
+                    self._write_back(run, warned, last, last_time, consecutive)  # type: ignore[arg-type]
+                    run = warned = 0
+                evaluate(record, now, out, True)
+                steady = record.digest if self.view is not None and not record.warnings else None
+                if steady is not None:
+                    match = self.latest_match
+                    scheme_mm = self.latest_scheme_mismatch
+                    status = self.status
+                    stale_now = self.stale
+                    stored_digest = self.view.digest  # type: ignore[union-attr]
+                    consecutive = self.consecutive
+                    drifting = match is False and not scheme_mm
+                    limit = 1 << 62 if self.escalated else self.config.escalate_after
+                    keys = record.data.keys()
+                    types = tuple(map(type, record.data.values()))
+                continue
+            if cls is IngestError:
                 self.ingest_errors += 1
-                out.append(ev.IngestErrorEvent(record))
+                append(ev.IngestErrorEvent(record))
             elif cls is Entry:
                 self.entries += 1
-                if emit_checkpoints:
-                    out.append(ev.EntryEvent(record))
+                append(ev.EntryEvent(record))
             else:
-                out.append(record)  # feed events pass through in order
+                append(record)  # feed events pass through in order
+        if run:
+            self._write_back(run, warned, last, last_time, consecutive)  # type: ignore[arg-type]
         return out
+
+    def _write_back(self, count: int, warned: int, last: Checkpoint, latest_time: float, consecutive: int) -> None:
+        self.checkpoints += count
+        self.warnings += warned
+        self.latest = last
+        self.latest_time = latest_time
+        self.consecutive = consecutive
 
     def _process_quiet(self, records: Iterable[Any], now: float, out: list[Any]) -> None:
         """Like :meth:`process` without per-checkpoint events, for reading a whole feed fast: a

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from polylog_console.core.alerts.dashboard import Dashboard
-from polylog_console.core.alerts.dispatcher import AlertDispatcher
 from polylog_console.core.audit import AuditLog, audit_record
 from polylog_console.core.config import Config
 from polylog_console.core.monitor import Monitor
@@ -29,7 +28,8 @@ from polylog_console.core.refresh import AutoRefresh
 from polylog_console.core.registry import StoredRegistry
 from polylog_console.core.workspace import Workspace
 
-if TYPE_CHECKING:  # prometheus_client is imported only when metrics are enabled
+if TYPE_CHECKING:  # imported only when used: the console starts faster without them
+    from polylog_console.core.alerts.dispatcher import AlertDispatcher
     from polylog_console.core.metrics import Metrics
 
 Subscriber = Callable[[list[Any]], None]
@@ -57,7 +57,10 @@ class Session:
         self.dashboard = Dashboard(config.alerts.runbook_url)
         self.metrics: Metrics | None = None
         self.alerts: AlertDispatcher | None = None
-        if not self.read_only:
+        sinks_configured = any((config.alerts.webhook, config.alerts.email, config.alerts.alertmanager))
+        if not self.read_only and (alerts is not None or sinks_configured):
+            from polylog_console.core.alerts.dispatcher import AlertDispatcher
+
             self.alerts = alerts or AlertDispatcher.from_config(
                 ws.outbox, config, workspace=str(ws.root), audit=self.audit, emit=self.publish,
                 **(dispatcher_options or {}))
