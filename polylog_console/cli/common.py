@@ -54,3 +54,12 @@ def write_json_line(document: Any) -> None:
 def say(text: str = "") -> None:
     """Print a line of human-readable output (already made safe by the caller)."""
     sys.stdout.write(text + "\n")
+
+
+def diff_lines(diff, indent: str = "") -> list[str]:
+    """Human-readable lines of a RegistryDiff: totals, then counts per namespace."""
+    lines = [f"{indent}missing {diff.missing}, unexpected {diff.unexpected}, mismatched {diff.mismatched}"]
+    for ns, counts in diff.per_namespace().items():
+        lines.append(f"{indent}  {safe_text(ns, 30):<14} missing {counts['missing']}, "
+                     f"unexpected {counts['unexpected']}, mismatched {counts['mismatched']}")
+    return lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, open_context, print_json, say
+from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, diff_lines, open_context, print_json, say
 from polylog_console.core.digest import SCHEMES, digest
 from polylog_console.core.recompute import recompute
 from polylog_console.core.registry import load_snapshot, symbol_count
@@ -58,11 +58,10 @@ def run(args: argparse.Namespace) -> int:
             verdict = "SCHEME MISMATCH (matches under the other scheme: check digest.scheme)"
         say(f"registry_match  {str(result.registry_match).lower()}  {verdict}")
         if result.diff is not None:
-            d = result.diff
-            say(f"diff            missing {d.missing}, unexpected {d.unexpected}, mismatched {d.mismatched}")
-            for ns, counts in d.per_namespace().items():
-                say(f"  {safe_text(ns, 30):<14} missing {counts['missing']}, unexpected {counts['unexpected']}, "
-                    f"mismatched {counts['mismatched']}")
+            first, *rest = diff_lines(result.diff)
+            say(f"diff            {first}")
+            for line in rest:
+                say(line)
         elif result.diff_error:
             say(f"diff            unavailable: {safe_text(result.diff_error, 200)}")
     cat = result.catalogs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, open_context, print_json, say
+from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, diff_lines, open_context, print_json, say
 from polylog_console.core.audit import AuditLog
 from polylog_console.core.errors import PolylogError
 from polylog_console.core.replicas import ParityReport, ReplicaResult, check_replicas_sync, summary_line
@@ -59,11 +59,10 @@ def render(report: ParityReport) -> None:
         if r.generated_at:
             say(f"{'':<{width}}  generated at {safe_text(r.generated_at, 40)}")
         if r.diff is not None:
-            d = r.diff
-            say(f"{'':<{width}}  diff: missing {d.missing}, unexpected {d.unexpected}, mismatched {d.mismatched}")
-            for ns, counts in d.per_namespace().items():
-                say(f"{'':<{width}}    {safe_text(ns, 30):<12} missing {counts['missing']}, "
-                    f"unexpected {counts['unexpected']}, mismatched {counts['mismatched']}")
+            first, *rest = diff_lines(r.diff, f"{'':<{width}}  ")
+            say(first.replace("missing", "diff: missing", 1))
+            for line in rest:
+                say(line)
     matching = sum(1 for r in report.replicas if r.match is True)
     verdict = "ok" if report.ok else "FAILED"
     say(f"parity {verdict}: {matching} of {len(report.replicas)} replicas match ({summary_line(report)}), "

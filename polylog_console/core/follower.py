@@ -549,6 +549,14 @@ class FeedFollower:
         with self._lock:
             self._fd = fd
             self._ident = (st.st_dev, st.st_ino)
+        self._read_from_start()
+        self._error_shown = None
+        return st
+
+    def _read_from_start(self) -> None:
+        """Reset the read state to offset 0, line 1 of the file now open (a new generation:
+        page_back refuses offsets of the previous one)."""
+        with self._lock:
             self._anchors = {0: 1}
             self._generation += 1
         self._pos = 0
@@ -558,8 +566,6 @@ class FeedFollower:
         self._rel = 0
         self._start_offset = 0
         self._live = (0, 1)
-        self._error_shown = None
-        return st
 
     def _cold_start(self) -> None:
         """Deliver the recent history (the first batch), ending with ``started``."""
@@ -827,16 +833,7 @@ class FeedFollower:
         self._flush()
         self._event("truncated", "the feed was truncated; reading it again from its start",
                     previous_offset=self._pos, size=size, discarded_partial=self._splitter.partial)
-        with self._lock:
-            self._generation += 1
-            self._anchors = {0: 1}
-        self._pos = 0
-        self._splitter.reset(0)
-        self._fp = b""
-        self._line = 1
-        self._rel = 0
-        self._start_offset = 0
-        self._live = (0, 1)
+        self._read_from_start()
 
     def _check(self) -> None:
         """Compare the path with what has been read and read whatever is new."""

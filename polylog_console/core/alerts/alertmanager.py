@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from polylog_console.core.alerts.payload import Notification, alertmanager_alerts
-from polylog_console.core.alerts.webhook import USER_AGENT, check_response, display_url, http_error
+from polylog_console.core.alerts.webhook import check_response, display_url, http_client, http_error
 from polylog_console.core.config import AlertmanagerConfig
 
 RESEND_INTERVAL = 60.0  # seconds between re-posts of a firing alert
@@ -44,8 +44,7 @@ class AlertmanagerSink:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
-                                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+            self._client = http_client(self.timeout)
         return self._client
 
     def body(self, note: Notification, now: float | None = None) -> bytes:

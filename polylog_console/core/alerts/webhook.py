@@ -30,6 +30,12 @@ from polylog_console.core.text import safe_text
 USER_AGENT = "polylog-console-alerts/1"
 
 
+def http_client(timeout: float) -> httpx.AsyncClient:
+    """The HTTP client of an HTTP sink: no redirects, no proxy settings from the environment."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False,
+                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+
+
 def display_url(url: str) -> str:
     """``url`` without user info, query or fragment (they may hold tokens): for messages."""
     try:
@@ -82,8 +88,7 @@ class WebhookSink:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
-                                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+            self._client = http_client(self.timeout)
         return self._client
 
     def request(self, note: Notification, now: float | None = None) -> tuple[bytes, dict[str, str]]:
