@@ -111,18 +111,8 @@ def parse_snapshot(data: Any, *, where: str) -> Snapshot:
 
 
 def read_json(path: Path, *, what: str = "file") -> Any:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RegistryError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise RegistryError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: not valid JSON ({exc})") from None
+    """Parse a JSON file, or raise a one-line :class:`RegistryError` naming ``what``."""
+    return _loads(_read_bytes(path, what), path)
 
 
 def load_snapshot(path: Path) -> Snapshot:
@@ -218,15 +208,15 @@ class StoredView:
         return self.digest_under(other_scheme(self.scheme))
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, what: str = "stored registry") -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise RegistryError(f"{path}: stored registry not found") from None
+        raise RegistryError(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise RegistryError(f"{path}: is a directory") from None
     except OSError as exc:
-        raise RegistryError(f"{path}: cannot read stored registry: {exc.strerror or exc}") from None
+        raise RegistryError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
 
 
 def _loads(raw: bytes, path: Path) -> Any:

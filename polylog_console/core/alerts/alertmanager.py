@@ -16,14 +16,14 @@ import httpx
 import orjson
 
 from polylog_console.core.alerts.payload import Notification, alertmanager_alerts
-from polylog_console.core.alerts.webhook import check_response, display_url, http_client, http_error
+from polylog_console.core.alerts.webhook import HttpSink, display_url
 from polylog_console.core.config import AlertmanagerConfig
 
 RESEND_INTERVAL = 60.0  # seconds between re-posts of a firing alert
 VALID_FOR = 4 * RESEND_INTERVAL  # endsAt ahead of now: four missed re-posts before Alertmanager resolves it
 
 
-class AlertmanagerSink:
+class AlertmanagerSink(HttpSink):
     name = "alertmanager"
 
     def __init__(self, url: str, *, timeout: float = 5.0, resend_interval: float = RESEND_INTERVAL,
@@ -42,24 +42,8 @@ class AlertmanagerSink:
     def __repr__(self) -> str:
         return f"AlertmanagerSink({display_url(self.url)})"
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = http_client(self.timeout)
-        return self._client
-
     def body(self, note: Notification, now: float | None = None) -> bytes:
         return orjson.dumps(alertmanager_alerts(note, time.time() if now is None else now, self.valid_for))
 
     async def send(self, note: Notification) -> None:
-        what = f"POST {display_url(self.endpoint)}"
-        try:
-            response = await self._http().post(self.endpoint, content=self.body(note),
-                                               headers={"Content-Type": "application/json"})
-        except httpx.HTTPError as exc:
-            raise http_error(exc, what) from None
-        check_response(response, what)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        await self._post(self.endpoint, self.body(note), {"Content-Type": "application/json"})

@@ -30,10 +30,31 @@ from polylog_console.core.text import safe_text
 USER_AGENT = "polylog-console-alerts/1"
 
 
-def http_client(timeout: float) -> httpx.AsyncClient:
-    """The HTTP client of an HTTP sink: no redirects, no proxy settings from the environment."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+class HttpSink:
+    """What the HTTP sinks share: one client (no redirects, no proxy settings from the
+    environment), a POST whose failures become :class:`DeliveryError`, and closing."""
+
+    timeout: float
+    _client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
+                                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+        return self._client
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        what = f"POST {display_url(url)}"
+        try:
+            response = await self._http().post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise http_error(exc, what) from None
+        check_response(response, what)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
 
 def display_url(url: str) -> str:
@@ -70,7 +91,7 @@ def check_response(response: httpx.Response, what: str) -> None:
     raise DeliveryError(reason, retryable=retryable, retry_after=retry_after, status=status)
 
 
-class WebhookSink:
+class WebhookSink(HttpSink):
     name = "webhook"
 
     def __init__(self, url: str, *, secret: Secret | None = None, timeout: float = 5.0) -> None:
@@ -86,11 +107,6 @@ class WebhookSink:
     def __repr__(self) -> str:
         return f"WebhookSink({display_url(self.url)}, signed={self.secret is not None})"
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = http_client(self.timeout)
-        return self._client
-
     def request(self, note: Notification, now: float | None = None) -> tuple[bytes, dict[str, str]]:
         """The exact body bytes and headers an attempt sends."""
         body = encode_body(webhook_body(note, time.time() if now is None else now))
@@ -101,14 +117,4 @@ class WebhookSink:
 
     async def send(self, note: Notification) -> None:
         body, headers = self.request(note)
-        what = f"POST {display_url(self.url)}"
-        try:
-            response = await self._http().post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise http_error(exc, what) from None
-        check_response(response, what)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        await self._post(self.url, body, headers)
