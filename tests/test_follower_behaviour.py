@@ -267,11 +267,17 @@ async def test_stop_ends_promptly_from_any_thread_without_leftover_threads(tmp_p
     await collector.wait_for(lambda: "started" in collector.kinds())
     assert threading.active_count() > baseline  # the reader (and the line indexer)
     started = time.monotonic()
-    threading.Thread(target=follower.stop).start()  # e.g. from a Textual thread worker
+    stopper = threading.Thread(target=follower.stop)  # e.g. from a Textual thread worker
+    stopper.start()
     await asyncio.wait_for(collector.task, 2)
     assert time.monotonic() - started < 1.0
     follower.stop()  # idempotent
-    assert threading.active_count() == baseline
+    stopper.join(1.0)
+    # the follower's threads are gone (given a moment to return from their last call)
+    deadline = time.monotonic() + 1.0
+    while threading.active_count() > baseline and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert threading.active_count() == baseline, [t.name for t in threading.enumerate()]
     with pytest.raises(RuntimeError, match="only once"):
         follower.__aiter__()
 
