@@ -243,3 +243,13 @@ def test_steady_fast_path_matches_full_evaluation(setup):
 
     assert shape(fast) == shape(slow)
     assert (monitor.warnings, monitor.checkpoints, monitor.consecutive) == (1, 11, 0)
+
+
+def test_rehydrate_escalates_even_when_a_tick_reloaded_the_registry_first(setup):
+    """The new registry may be picked up by the 1 s tick between the swap and the recheck."""
+    monitor, _, root = setup
+    monitor.process([cp(1, LIVE)])
+    save_snapshot(root / "catalogs" / "registry.json", {"clusters": {}}, label="rehydrated")
+    monitor.tick()  # reloads the registry and compares the latest checkpoint again
+    events = monitor.recheck(after_rehydrate=True)
+    assert ("drift_persistent", "firing") in alerts(events)

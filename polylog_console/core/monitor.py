@@ -133,7 +133,9 @@ class Monitor:
 
     # -- stored registry ---------------------------------------------------------------------
 
-    def _refresh_stored(self, now: float, out: list[Any]) -> None:
+    def _refresh_stored(self, now: float, out: list[Any]) -> bool:
+        """Reload the stored registry if its file changed; True when that compared the latest
+        checkpoint again."""
         try:
             view = self.stored.get()
         except RegistryError as exc:
@@ -148,9 +150,9 @@ class Monitor:
                         ev.REGISTRY_PROVIDER_ERROR, "firing", ev.dedup_key("provider", str(self.stored.path)),
                         f"stored registry cannot be read: {message}", now)))
                 self._set_status(now, out, "stored registry unreadable")
-            return
+            return False
         if view is self.view:
-            return
+            return False
         if self.stored_error is not None:
             out.append(AlertEvent(Alert(
                 ev.REGISTRY_PROVIDER_ERROR, "resolved", ev.dedup_key("provider", str(self.stored.path)),
@@ -163,6 +165,8 @@ class Monitor:
         if self.latest is not None and (changed or self.latest_match is None):
             # The stored registry changed under the latest checkpoint: compare it again.
             self._evaluate(self.latest, now, out, emit=True, recheck=True)
+            return True
+        return False
 
     @property
     def stored_digest(self) -> str | None:
@@ -490,9 +494,9 @@ class Monitor:
         if after_rehydrate:
             self.stored.invalidate()
             self.rehydrate_pending = True
-        before = self.view
-        self._refresh_stored(now, out)
-        if self.latest is not None and self.view is before:
+        # Exactly one comparison, whether or not the reload found a new digest: the file may have
+        # been reloaded already (by a tick) between the rehydrate and this call.
+        if not self._refresh_stored(now, out) and self.latest is not None:
             self._evaluate(self.latest, now, out, emit=True, recheck=True)
         return out
 
