@@ -253,3 +253,14 @@ def test_rehydrate_escalates_even_when_a_tick_reloaded_the_registry_first(setup)
     monitor.tick()  # reloads the registry and compares the latest checkpoint again
     events = monitor.recheck(after_rehydrate=True)
     assert ("drift_persistent", "firing") in alerts(events)
+
+
+def test_rehydrate_escalation_is_announced_even_after_the_count_escalated(setup):
+    monitor, _, root = setup
+    monitor.process([cp(1, LIVE), cp(2, LIVE), cp(3, LIVE), cp(4, LIVE)])  # escalated by count
+    save_snapshot(root / "catalogs" / "registry.json", {"clusters": {}}, label="rehydrated")
+    tick_events = monitor.tick()  # the reload re-compares the same checkpoint: not one more mismatch
+    assert monitor.consecutive == 4
+    events = tick_events + monitor.recheck(after_rehydrate=True)
+    reasons = [e.alert.reason for e in events if isinstance(e, AlertEvent) and e.alert.code == "drift_persistent"]
+    assert "drift remains after rehydrate" in reasons

@@ -366,7 +366,8 @@ class Monitor:
                     self.scheme_key[0], live, reason="parity")))
                 self.scheme_key = None
         elif match is False:
-            self.consecutive += 1
+            if not recheck:  # comparing the same checkpoint again is not another mismatch
+                self.consecutive += 1
             key = (view.digest, live)  # type: ignore[union-attr]
             if self.drift_key != key:
                 if self.drift_key is not None:
@@ -383,9 +384,10 @@ class Monitor:
                     key[0], live, self.consecutive, self.drift_since,
                     diff.summary() if diff is not None else None)))
             if self.rehydrate_pending:
+                # The runbook's own escalation trigger, announced even when the count already
+                # escalated this drift (receivers group both under the same key).
                 self.rehydrate_pending = False
-                if not self.escalated:
-                    self._escalate(cp, now, out, "drift remains after rehydrate")
+                self._escalate(cp, now, out, "drift remains after rehydrate")
             if not self.escalated and self.consecutive >= self.config.escalate_after:
                 self._escalate(cp, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
 
