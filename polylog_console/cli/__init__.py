@@ -13,7 +13,7 @@ import os
 import sys
 
 from polylog_console import __version__
-from polylog_console.cli.common import EXIT_ERROR, fail
+from polylog_console.cli.common import fail
 from polylog_console.core.errors import PolylogError
 
 COMMANDS = {
@@ -83,4 +83,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as exc:
         return fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))
-    return EXIT_ERROR

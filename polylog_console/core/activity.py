@@ -23,8 +23,6 @@ from polylog_console.core.events import (
     StoredEvent,
 )
 
-LEVELS = ("info", "ok", "warning", "error")
-
 
 @dataclass(frozen=True, slots=True)
 class Activity:

@@ -17,21 +17,6 @@ from operator import ne
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
-class Mismatch:
-    namespace: str
-    signature: str
-    stored: Any
-    live: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Missing:
-    namespace: str
-    signature: str
-    symbol: Any
-
-
 @dataclass(frozen=True)
 class NamespaceDiff:
     missing: dict[str, Any]  # signature -> stored symbol

@@ -20,7 +20,6 @@ from polylog_console.core.alerts.webhook import HttpSink, display_url
 from polylog_console.core.config import AlertmanagerConfig
 
 RESEND_INTERVAL = 60.0  # seconds between re-posts of a firing alert
-VALID_FOR = 4 * RESEND_INTERVAL  # endsAt ahead of now: four missed re-posts before Alertmanager resolves it
 
 
 class AlertmanagerSink(HttpSink):

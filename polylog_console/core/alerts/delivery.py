@@ -25,7 +25,6 @@ from polylog_console.core.events import iso
 DELIVERED = "delivered"
 RETRY = "retry"
 FAILED = "failed"
-QUEUED = "queued"
 
 
 class DeliveryError(Exception):
