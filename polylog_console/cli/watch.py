@@ -8,14 +8,13 @@ flushed as it happens.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import time
 
 from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, say, write_json_line
 from polylog_console.core.events import AlertEvent, IngestErrorEvent, Status
 from polylog_console.core.monitor import Monitor, compact, format_age
 from polylog_console.core.records import read_records
-from polylog_console.core.registry import StoredRegistry
+from polylog_console.core.registry import StoredRegistry, start_digest_primer
 from polylog_console.core.text import safe_text, short_digest
 
 
@@ -60,7 +59,7 @@ def run_once(ctx) -> int:
 
     # A big registry whose digest is not cached yet is digested by a child process while this
     # one reads the feed, folding it into runs (monitor.compact) until the digest is known.
-    primer = None if ctx.json else digest_primer(stored)
+    primer = None if ctx.json else start_digest_primer(stored)
     pending: list = []
     try:
         for batch in read_records(feed):
@@ -109,28 +108,6 @@ def deliver(ctx, alerts: list[AlertEvent], *, reconcile: bool = True) -> None:
 
 
 PENDING_LIMIT = 200_000  # items (records or runs) buffered while the stored digest is computed
-PRIME_ABOVE = 8 * 1024 * 1024  # bytes of registry.json worth digesting in a child process
-
-
-def digest_primer(stored: StoredRegistry):
-    """Start a child process that digests a big registry into the digest cache, or None when the
-    registry is small, missing or its digest already cached."""
-    try:
-        size = stored.path.stat().st_size
-    except OSError:
-        return None
-    if size < PRIME_ABOVE or stored.cache.path is None or stored.cached():
-        return None
-    process = multiprocessing.get_context("fork").Process(target=_prime, args=(stored,), daemon=True)
-    process.start()
-    return process
-
-
-def _prime(stored: StoredRegistry) -> None:
-    try:
-        stored.get()  # parses, digests and writes the digest cache
-    except Exception:  # the parent reports the problem when it reads the registry itself
-        pass
 
 
 def print_summary(ctx, monitor: Monitor, errors, alerts, elapsed: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import multiprocessing
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ import orjson
 from polylog_console.core import atomic
 from polylog_console.core.digest import Scheme, digest, other_scheme
 from polylog_console.core.errors import RegistryError
+from polylog_console.core.snapshot_digest import digest_of_snapshot_bytes
 
 NAMESPACES = ("clusters", "assemblies", "megas")
 DEFAULT_NAMESPACE = "clusters"
@@ -200,7 +202,13 @@ class StoredView:
         if scheme == self.scheme:
             return self.digest
         if scheme not in self._other:
-            self._other[scheme] = digest(self.snapshot.state, scheme)
+            fast = None
+            if self._snapshot is None:
+                raw = _read_bytes(self.path)
+                if hashlib.sha256(raw).hexdigest() == self.content_hash:
+                    fast = digest_of_snapshot_bytes(raw, scheme)
+                del raw
+            self._other[scheme] = fast if fast is not None else digest(self.snapshot.state, scheme)
         return self._other[scheme]
 
     @property
@@ -280,19 +288,11 @@ class StoredRegistry:
         self.cache = DigestCache(cache)
         self._view: StoredView | None = None
         self._lock = threading.Lock()
-        self.loads = 0  # how many times the file was parsed and digested (tests, benchmarks)
+        self.loads = 0  # how many times the file was digested, not found in the cache (tests, benchmarks)
 
     @classmethod
     def for_workspace(cls, ws: Any, scheme: Scheme = "engine") -> StoredRegistry:
         return cls(ws.registry, scheme, ws.digest_cache)
-
-    def cached(self) -> bool:
-        """True when the digest of the file as it is now is in the digest cache (hashes the file)."""
-        try:
-            raw = self.path.read_bytes()
-        except OSError:
-            return False
-        return self.cache.get(hashlib.sha256(raw).hexdigest(), self.scheme) is not None
 
     def peek(self) -> StoredView | None:
         """The last loaded view without touching the disk."""
@@ -318,6 +318,13 @@ class StoredRegistry:
                 self._view = view
                 return view
             cached = self.cache.get(content_hash, self.scheme)
+            if cached is None:
+                # The layout this project writes digests straight from the bytes (~2.5x faster);
+                # the state is then parsed only when something needs it (a diff).
+                cached = digest_of_snapshot_bytes(raw, self.scheme)
+                if cached is not None:
+                    self.loads += 1
+                    self.cache.put(content_hash, self.scheme, cached)
             if cached is not None:
                 view = StoredView(self.path, self.scheme, cached, identity, content_hash)
             else:
@@ -337,3 +344,30 @@ class StoredRegistry:
     def invalidate(self) -> None:
         with self._lock:
             self._view = None
+
+
+PRIME_ABOVE = 8 * 1024 * 1024  # bytes of registry.json worth digesting in a child process
+
+
+def start_digest_primer(stored: StoredRegistry) -> multiprocessing.process.BaseProcess | None:
+    """Start a child process that digests a big registry into the digest cache while this process
+    does something else (opens the screen, reads the feed); None when the registry is small or
+    missing or there is no cache. When the child is done, :meth:`StoredRegistry.get` finds the
+    digest in the cache (the child returns at once when it is already there). Fork it before
+    starting threads."""
+    try:
+        size = stored.path.stat().st_size
+    except OSError:
+        return None
+    if size < PRIME_ABOVE or stored.cache.path is None:
+        return None
+    process = multiprocessing.get_context("fork").Process(target=_prime, args=(stored,), daemon=True)
+    process.start()
+    return process
+
+
+def _prime(stored: StoredRegistry) -> None:
+    try:
+        stored.get()  # digests the file and writes the digest cache
+    except Exception:  # the parent reports the problem when it reads the registry itself
+        pass

@@ -120,8 +120,9 @@ class ConsoleApp(App[int]):
 
     def __init__(self, ws: Workspace, config: Config, *, theme: str | None = None, read_only: bool = False,
                  poll: bool = False, clock: Callable[[], float] = time.time, workspace_name: str | None = None,
-                 watch_terminal: bool = True) -> None:
+                 watch_terminal: bool = True, primer: Any = None) -> None:
         super().__init__()
+        self.primer = primer
         if poll:
             config = replace(config, feed=replace(config.feed, poll=True))
         self.ws = ws
@@ -247,6 +248,9 @@ class ConsoleApp(App[int]):
         # registry that is the slow part of starting, and the screen must stay live meanwhile.
         self.feed_note = "reading the stored registry…"
         self.refresh_status()
+        if self.primer is not None:  # digesting it already: wait for its answer in the cache
+            await asyncio.to_thread(self.primer.join)
+            self.primer = None
         with contextlib.suppress(RegistryError, OSError):
             await asyncio.to_thread(self.session.stored.get)
         self.feed_note = None
@@ -867,9 +871,10 @@ def _no_markup(text: str) -> str:
 
 
 def run_console(ws: Workspace, config: Config, *, theme: str | None = None, read_only: bool = False,
-                poll: bool = False) -> int:
-    """Open the console on ``ws`` and return its exit code (0, or 129 when the terminal went away)."""
-    app = ConsoleApp(ws, config, theme=theme, read_only=read_only, poll=poll)
+                poll: bool = False, primer: Any = None) -> int:
+    """Open the console on ``ws`` and return its exit code (0, or 129 when the terminal went away).
+    ``primer``: a process digesting the stored registry (core.registry.start_digest_primer)."""
+    app = ConsoleApp(ws, config, theme=theme, read_only=read_only, poll=poll, primer=primer)
     result = app.run()
     if app.hangup_reason is not None:
         return EXIT_HANGUP

@@ -3,7 +3,7 @@
 1. first paint on the sample workspace (target <= 1.0 s): from starting ``python -m polylog_console``
    to the status badge with the data on screen;
 2. first paint with a 2 GB feed and a 1,000,000-symbol registry (target <= 2.0 s), generated in /tmp
-   and deleted afterwards; cold (no digest cache) and warm;
+   and deleted afterwards; cold (the digest cache deleted before each run) and warm;
 3. 100 checkpoints/s appended by another thread for a while: the lag from each append to the
    checkpoint on screen must not grow, and a key press is answered within 100 ms;
 4. idle CPU over 30 s (target <= 1 %).
@@ -75,7 +75,7 @@ def bench_first_paint(tmp: Path, runs: int) -> bool:
     return report(f"first paint with the data (median of {runs})", data, 1.0)
 
 
-def bench_big(tmp: Path, size: int) -> bool:
+def bench_big(tmp: Path, size: int, runs: int = 3) -> bool:
     print(f"first paint, {size / 1e9:.1f} GB feed and a 1,000,000-symbol registry, 80x24:")
     root = tmp / "big"
     write_workspace(root, polyforms=200, checkpoints=20)
@@ -87,13 +87,25 @@ def bench_big(tmp: Path, size: int) -> bool:
     feed = root / "memory" / "coordination" / "context-brief.jsonl"
     lines = write_big_feed(feed, size=size, digests=(stored,), start=time.time() - 3600)
     print(f"  (generated {feed.stat().st_size / 1e9:.2f} GB, {lines:,} lines, in {time.perf_counter() - t:.0f} s)")
-    shutil.rmtree(root / "memory" / "cache", ignore_errors=True)
     ok = True
-    cold = first_paint(root, badge=b"IN SYNC")
-    print(f"  first frame                                                 {cold[0]:9.3f} s")
-    ok &= report("first paint with the data, cold (registry digested)", cold[1], 2.0)
-    warm = first_paint(root, badge=b"IN SYNC")
-    ok &= report("first paint with the data, warm (digest cache)", warm[1], 2.0)
+    cold = []
+    for _ in range(runs):
+        shutil.rmtree(root / "memory" / "cache", ignore_errors=True)
+        cold.append(first_paint(root, badge=b"IN SYNC"))
+    print(f"  first frame (median of {runs})                                  "
+          f"{statistics.median(r[0] for r in cold):9.3f} s")
+    print("  cold runs: " + ", ".join(f"{r[1]:.2f} s" for r in cold))
+    ok &= report(f"first paint with the data, cold (median of {runs})", statistics.median(r[1] for r in cold), 2.0)
+    ok &= report("first paint with the data, cold (worst run)", max(r[1] for r in cold), 2.0)
+    warm = [first_paint(root, badge=b"IN SYNC") for _ in range(runs)]
+    ok &= report(f"first paint with the data, warm (median of {runs})", statistics.median(r[1] for r in warm), 2.0)
+    # For information: a registry.json in another layout (json.dumps' spaces, as a script might
+    # write it) takes the ordinary parse-and-digest path.
+    registry = root / "catalogs" / "registry.json"
+    registry.write_text(json.dumps(json.loads(registry.read_bytes())), encoding="utf-8")
+    shutil.rmtree(root / "memory" / "cache", ignore_errors=True)
+    other = first_paint(root, badge=b"IN SYNC")
+    print(f"  (cold, registry.json in another layout: ordinary parse)        {other[1]:9.3f} s")
     return ok
 
 
@@ -221,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ok &= bench_first_paint(tmp, 3 if args.quick else 5)
         if not args.skip_big:
-            ok &= bench_big(tmp, int(args.big_size * 1e9))
+            ok &= bench_big(tmp, int(args.big_size * 1e9), 3 if args.quick else 5)
             shutil.rmtree(tmp / "big", ignore_errors=True)
         ok &= bench_stream(tmp, 8 if args.quick else 20)
         ok &= bench_idle(tmp, 10 if args.quick else 30)
