@@ -126,6 +126,33 @@ async def test_pause_keeps_the_view_while_rows_arrive_and_follow_jumps_to_the_ne
         assert "checkpoint-0070" in screen_text(app)
 
 
+async def test_rows_arriving_in_bursts_keep_the_scroll_extent_and_the_newest_row_in_view(tmp_path):
+    # The table sets its scroll extent without re-laying the screen: the scrollbar, the end of
+    # the table and paging must still follow every burst.
+    root = tmp_path / "ws"
+    incident = in_sync_workspace(root, checkpoints=10)
+    feed = root / "memory" / "coordination" / "context-brief.jsonl"
+    app = make_app(root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start(pilot)
+        table = app.query_one(CheckpointTable)
+        assert not table.show_vertical_scrollbar  # 10 rows fit
+        for burst in range(4):
+            append(feed, checkpoint_lines(11 + 25 * burst, 25, incident.stored_digest))
+            newest = f"checkpoint-{10 + 25 * (burst + 1):04d}"
+            await wait_for(pilot, lambda newest=newest: newest in screen_text(app), what=newest)
+        assert len(app.timeline) == 110
+        assert table.show_vertical_scrollbar and table.virtual_size.height == 111  # + the header line
+        assert table.scroll_y == table.max_scroll_y > 0
+        assert table.cursor == 109 and app.following
+        await pilot.press("home")
+        await pilot.pause(0.05)
+        assert table.scroll_y == 0 and "checkpoint-0001" in screen_text(app)
+        await pilot.press("end")
+        await pilot.pause(0.05)
+        assert table.scroll_y == table.max_scroll_y and "checkpoint-0110" in screen_text(app)
+
+
 async def test_scrolling_to_the_top_pages_in_older_history(tmp_path):
     root = tmp_path / "ws"
     in_sync_workspace(root, checkpoints=400)

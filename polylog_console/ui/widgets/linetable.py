@@ -90,6 +90,7 @@ class LineTable(ScrollView, can_focus=True):
         self.stick_to_end = False  # keep the newest row in view (and selected) as rows arrive
         self._lines: dict[object, Strip] = {}  # built lines, by (row key, width, cursor, focus, style)
         self._frame: tuple[Any, ...] | None = None
+        self._styles_for: tuple[Any, ...] | None = None  # ((base style, focus), component styles)
 
     # -- subclass interface ---------------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class LineTable(ScrollView, can_focus=True):
         """Rows were appended at the end and/or removed or added at the front. Keeps the rows in
         view where they were (unless ``follow``: then the newest row is shown and selected)."""
         self._count = self.row_count()
-        self.virtual_size = Size(self.size.width, self._count + 1)
+        self._set_virtual_rows(self._count + 1)
         shift = added_front - removed_front
         if follow:
             self.stick_to_end = True
@@ -118,12 +119,24 @@ class LineTable(ScrollView, can_focus=True):
             self.cursor = self._count - 1
         self.refresh()
 
+    def _set_virtual_rows(self, rows: int) -> None:
+        """Set the scroll extent without a layout pass of the whole screen. The table's height
+        comes from its container, never from its rows, so a new row count changes only its own
+        scrollbar; assigning ``virtual_size`` would re-lay and repaint every widget on screen
+        (~30 ms at 160x48) ten times a second under a busy feed."""
+        size = Size(self.size.width, rows)
+        if size != self.virtual_size:
+            self.set_reactive(LineTable.virtual_size, size)
+            self._scroll_update(size)  # the scrollbar (shown or hidden: that one does re-lay)
+
     def _to_end(self) -> None:
         self.cursor = self._count - 1
+        target = max(0, self._count + 1 - self.size.height)
         if self.size.height:
-            self.scroll_to(y=max(0, self._count + 1 - self.size.height), animate=False, immediate=True)
-        # ...and again once the layout has settled (the panel may just have been resized).
-        self.call_after_refresh(self._scroll_end)
+            self.scroll_to(y=target, animate=False, immediate=True)
+        if not self.size.height or self.scroll_y < target:
+            # ...again once the layout has settled (the panel may just have been resized).
+            self.call_after_refresh(self._scroll_end)
 
     def _scroll_end(self, attempts: int = 8) -> None:
         if self.stick_to_end:
@@ -139,7 +152,7 @@ class LineTable(ScrollView, can_focus=True):
         self._lines.clear()
         self._count = self.row_count()
         self.cursor = min(self.cursor, self._count - 1)
-        self.virtual_size = Size(self.size.width, self._count + 1)
+        self._set_virtual_rows(self._count + 1)
         self.scroll_to(y=0, animate=False, immediate=True)
         self.refresh()
 
@@ -223,6 +236,7 @@ class LineTable(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._lines.clear()  # the theme or the styles changed
+        self._styles_for = None
 
     def _on_focus(self, event: events.Focus) -> None:
         super()._on_focus(event)
@@ -233,12 +247,19 @@ class LineTable(ScrollView, can_focus=True):
         self.refresh()
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        # Styles are looked up once per frame, not once per cell (that lookup walks the DOM).
+        # Styles are looked up once per frame, not once per cell (that lookup walks the DOM), and
+        # the component styles only when the styles changed (a theme switch, focus).
         base = self.rich_style
-        names = {name: self.get_component_rich_style(f"linetable--{name}", partial=True) for name in STYLE_NAMES}
-        self._frame = (base, self.get_component_rich_style("linetable--header"),
-                       self.get_component_rich_style("linetable--cursor", partial=True),
-                       self.get_component_rich_style("linetable--empty"), names, self.has_focus)
+        focused = self.has_focus
+        styles = self._styles_for
+        if styles is None or styles[0] != (base, focused):
+            names = {name: self.get_component_rich_style(f"linetable--{name}", partial=True) for name in STYLE_NAMES}
+            styles = self._styles_for = ((base, focused), (
+                self.get_component_rich_style("linetable--header"),
+                self.get_component_rich_style("linetable--cursor", partial=True),
+                self.get_component_rich_style("linetable--empty"), names))
+        header, cursor, empty, names = styles[1]
+        self._frame = (base, header, cursor, empty, names, focused)
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -281,7 +302,9 @@ class LineTable(ScrollView, can_focus=True):
             segments.append(Segment(fit(value, w, col.align), style))
         strip = Strip(segments).adjust_cell_length(width, row_style)
         if key is not None:
-            if len(self._lines) > 4000:
+            # A few screens' worth: the lines of rows long scrolled away are garbage to keep (each
+            # strip holds dozens of objects the cyclic GC would walk again and again).
+            if len(self._lines) > max(100, 3 * self.size.height):
                 self._lines.clear()
             self._lines[cache_key] = strip
         return strip
