@@ -15,6 +15,7 @@ still read, and the error message names the problem precisely.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from dataclasses import dataclass, field
@@ -391,7 +392,21 @@ def parse_lines(lines: list[bytes | int], first_line: int | None, first_offset: 
     """Parse consecutive lines; ``first_line``/``first_offset`` locate the first one.
 
     The common case (a plain checkpoint object) is handled inline; anything else goes through
-    :func:`parse_line`."""
+    :func:`parse_line`. The cyclic GC is paused meanwhile: a batch is tens of thousands of new
+    acyclic objects (parsed dicts, records), and collections triggered by allocating them walk
+    them again and again for nothing (a third of the time of reading a big feed)."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        return _parse_lines(lines, first_line, first_offset, observed_ns, max_line)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _parse_lines(lines: list[bytes | int], first_line: int | None, first_offset: int, observed_ns: int,
+                 max_line: int) -> list[Record]:
     out: list[Record] = []
     append = out.append
     line = first_line
