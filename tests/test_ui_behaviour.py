@@ -4,6 +4,7 @@ history, read-only mode, remapped keys and themes that cannot be used."""
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import time
@@ -11,7 +12,10 @@ import time
 from textual.command import CommandPalette
 
 from polylog_console.core.audit import read_tail
-from polylog_console.core.sample import INTERVAL, START, write_workspace
+from polylog_console.core.digest import digest
+from polylog_console.core.registry import StoredRegistry, save_snapshot, start_digest_primer
+from polylog_console.core.sample import INTERVAL, START, make_state, write_workspace
+from polylog_console.core.workspace import Workspace as WorkspaceDir
 from polylog_console.ui.app import PANELS
 from polylog_console.ui.widgets.checkpoints import CheckpointTable
 from tests.test_ui_support import (
@@ -311,3 +315,37 @@ async def test_rehydrate_waits_for_the_lock_while_the_table_keeps_following(smal
     finally:
         holder.kill()
         holder.wait()
+
+
+async def test_a_big_registry_is_digested_by_the_primer_while_the_screen_opens(tmp_path):
+    root = tmp_path / "ws"
+    in_sync_workspace(root, checkpoints=5)
+    state = make_state(250_000)  # ~11 MB: above PRIME_ABOVE
+    save_snapshot(root / "catalogs" / "registry.json", state, label="big")
+    big = digest(state)
+    del state
+    append(root / "memory" / "coordination" / "context-brief.jsonl", checkpoint_lines(6, 3, big))
+    primer = start_digest_primer(StoredRegistry.for_workspace(WorkspaceDir.open(root)))
+    assert primer is not None
+    app = make_app(root, primer=primer)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await start(pilot)
+        await wait_for(pilot, lambda: f"stored {big[:12]}" in screen_text(app), what="the big registry's digest")
+        view = app.session.monitor.snapshot()
+        assert view.stored_digest == big and view.latest_match is True
+        assert app.session.stored.loads == 0  # the console found the primer's digest in the cache
+    assert primer.exitcode == 0
+
+
+async def test_quitting_while_the_primer_digests_does_not_wait_for_it(small_ws):
+    # A real child process that takes far longer than any digest stands in for a huge registry.
+    primer = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+    primer.start()
+    app = make_app(small_ws.root, primer=primer)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: "reading the stored registry" in screen_text(app), what="the note")
+        assert "NO DATA" in screen_text(app) or "LOADING" in screen_text(app)
+        started = time.monotonic()
+        await pilot.press("q")
+    primer.join(5)
+    assert not primer.is_alive() and time.monotonic() - started < 5

@@ -866,6 +866,8 @@ class ConsoleApp(App[int]):
         self.session.stop()
         if self.hangup is not None:
             self.hangup.stop()
+        if self.primer is not None and self.primer.is_alive():
+            self.primer.terminate()  # quitting while a big registry is digested: do not wait for it
 
 
 # Audit events this console also shows from its own event stream (not again from the audit log).
