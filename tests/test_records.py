@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 
@@ -10,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from polylog_console.core import records as records_module
+from polylog_console.core.gcpause import gc_paused
 from polylog_console.core.records import Checkpoint, Entry, IngestError, LineSplitter, parse_line, parse_lines
 
 DIGEST = "ab" * 32
@@ -206,3 +209,31 @@ def test_random_garbage_never_crashes(cli, small_ws):
     result, events = watch_json(cli, small_ws)
     assert result.code in (0, 1), result.err
     assert len(events) >= 1
+
+
+def test_parsing_pauses_the_cyclic_gc_and_always_leaves_it_as_it_was():
+    lines = [b'{"registry_digest": "' + b"a" * 64 + b'"}'] * 3
+    assert gc.isenabled()
+    seen = []
+    real_loads = records_module.loads
+
+    def spy(raw):
+        seen.append(gc.isenabled())
+        return real_loads(raw)
+
+    records_module.loads = spy
+    try:
+        assert len(parse_lines(lines, 1, 0)) == 3
+    finally:
+        records_module.loads = real_loads
+    assert seen == [False] * 3 and gc.isenabled()  # paused while parsing, enabled again after
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("a failure inside still re-enables it")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it disabled keeps it disabled
+    finally:
+        gc.enable()
