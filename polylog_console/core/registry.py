@@ -362,7 +362,10 @@ def start_digest_primer(stored: StoredRegistry) -> multiprocessing.process.BaseP
     if size < PRIME_ABOVE or stored.cache.path is None:
         return None
     process = multiprocessing.get_context("fork").Process(target=_prime, args=(stored,), daemon=True)
-    process.start()
+    try:
+        process.start()
+    except OSError:  # no process to spare (EAGAIN, ENOMEM): the caller digests it itself
+        return None
     return process
 
 
