@@ -124,6 +124,7 @@ class ConsoleApp(App[int]):
                  watch_terminal: bool = True, primer: Any = None) -> None:
         super().__init__()
         self.primer = primer
+        self._frozen = False
         if poll:
             config = replace(config, feed=replace(config.feed, poll=True))
         self.ws = ws
@@ -244,15 +245,29 @@ class ConsoleApp(App[int]):
             self.hangup = HangupWatch(lambda reason: loop.call_soon_threadsafe(self._on_hangup, reason))
             self.hangup.start()
 
-    @staticmethod
-    def _freeze_startup_objects() -> None:
+    def _freeze_startup_objects(self) -> None:
         """Exclude everything alive once the first screen is up (Textual, the widgets, the styles,
         the feed's history: ~80,000 objects) from later cyclic-GC passes: otherwise a full
         collection walks it all every couple of seconds under a busy feed, a 60-100 ms pause
         that delays key presses. Reference counting still frees these objects when they go; no
         collection first (that would be the very pause avoided), so the few cycles that are
         garbage at this moment stay allocated, once."""
+        self._frozen = True
         gc.freeze()
+
+    async def _primer_done(self) -> None:
+        """Until the primer process has exited: its sentinel (a pipe) turns readable then. No
+        thread blocks in waitpid meanwhile, so quitting never waits for it."""
+        primer = self.primer
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(primer.sentinel, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+        finally:
+            loop.remove_reader(primer.sentinel)
+        primer.join()  # reaps it: it has exited
+        self.primer = None
 
     async def _run_session(self) -> None:
         # Load (and digest) the stored registry off the event loop first: for a 1,000,000-symbol
@@ -260,8 +275,7 @@ class ConsoleApp(App[int]):
         self.feed_note = "reading the stored registry…"
         self.refresh_status()
         if self.primer is not None:  # digesting it already: wait for its answer in the cache
-            await asyncio.to_thread(self.primer.join)
-            self.primer = None
+            await self._primer_done()
         with contextlib.suppress(RegistryError, OSError):
             await asyncio.to_thread(self.session.stored.get)
         self.feed_note = None
@@ -867,7 +881,10 @@ class ConsoleApp(App[int]):
         if self.hangup is not None:
             self.hangup.stop()
         if self.primer is not None and self.primer.is_alive():
-            self.primer.terminate()  # quitting while a big registry is digested: do not wait for it
+            self.primer.kill()  # quitting while a big registry is digested: do not wait for it (its
+            # cache write is atomic: a kill leaves the old cache or the new one)
+        if self._frozen:
+            gc.unfreeze()  # the app's objects are garbage now (an app made in a longer-lived process)
 
 
 # Audit events this console also shows from its own event stream (not again from the audit log).
