@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import multiprocessing
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -349,10 +348,10 @@ class StoredRegistry:
 PRIME_ABOVE = 8 * 1024 * 1024  # bytes of registry.json worth digesting in a child process
 
 
-def start_digest_primer(stored: StoredRegistry) -> multiprocessing.process.BaseProcess | None:
-    """Start a child process that digests a big registry into the digest cache while this process
-    does something else (opens the screen, reads the feed); None when the registry is small or
-    missing or there is no cache. When the child is done, :meth:`StoredRegistry.get` finds the
+def start_digest_primer(stored: StoredRegistry) -> Any:
+    """Start a child process (a ``multiprocessing`` process) that digests a big registry into the
+    digest cache while this process does something else (opens the screen, reads the feed); None
+    when the registry is small or missing or there is no cache. When the child is done, :meth:`StoredRegistry.get` finds the
     digest in the cache (the child returns at once when it is already there). Fork it before
     starting threads."""
     try:
@@ -361,6 +360,8 @@ def start_digest_primer(stored: StoredRegistry) -> multiprocessing.process.BaseP
         return None
     if size < PRIME_ABOVE or stored.cache.path is None:
         return None
+    import multiprocessing  # here: 20 ms at every start otherwise, for big registries only
+
     process = multiprocessing.get_context("fork").Process(target=_prime, args=(stored,), daemon=True)
     try:
         process.start()
