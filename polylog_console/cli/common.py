@@ -56,9 +56,9 @@ def say(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def diff_lines(diff, indent: str = "") -> list[str]:
-    """Human-readable lines of a RegistryDiff: totals, then counts per namespace."""
-    lines = [f"{indent}missing {diff.missing}, unexpected {diff.unexpected}, mismatched {diff.mismatched}"]
+def diff_lines(diff, indent: str = "", label: str = "") -> list[str]:
+    """Human-readable lines of a RegistryDiff: ``label`` and the totals, then counts per namespace."""
+    lines = [f"{indent}{label}missing {diff.missing}, unexpected {diff.unexpected}, mismatched {diff.mismatched}"]
     for ns, counts in diff.per_namespace().items():
         lines.append(f"{indent}  {safe_text(ns, 30):<14} missing {counts['missing']}, "
                      f"unexpected {counts['unexpected']}, mismatched {counts['mismatched']}")

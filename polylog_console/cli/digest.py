@@ -58,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
             verdict = "SCHEME MISMATCH (matches under the other scheme: check digest.scheme)"
         say(f"registry_match  {str(result.registry_match).lower()}  {verdict}")
         if result.diff is not None:
-            first, *rest = diff_lines(result.diff)
-            say(f"diff            {first}")
-            for line in rest:
+            for line in diff_lines(result.diff, label="diff            "):
                 say(line)
         elif result.diff_error:
             say(f"diff            unavailable: {safe_text(result.diff_error, 200)}")

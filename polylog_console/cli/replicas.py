@@ -59,9 +59,7 @@ def render(report: ParityReport) -> None:
         if r.generated_at:
             say(f"{'':<{width}}  generated at {safe_text(r.generated_at, 40)}")
         if r.diff is not None:
-            first, *rest = diff_lines(r.diff, f"{'':<{width}}  ")
-            say(first.replace("missing", "diff: missing", 1))
-            for line in rest:
+            for line in diff_lines(r.diff, f"{'':<{width}}  ", "diff: "):
                 say(line)
     matching = sum(1 for r in report.replicas if r.match is True)
     verdict = "ok" if report.ok else "FAILED"

@@ -4,6 +4,7 @@ state, and verify ``catalogs/metadata.json`` against the files."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,10 @@ from polylog_console.core.catalogs import CatalogCheck, verify_catalogs
 from polylog_console.core.config import Config, MonitorConfig
 from polylog_console.core.diff import RegistryDiff
 from polylog_console.core.errors import PolylogError, WorkspaceError
+from polylog_console.core.follower import BackScanner, count_newlines
 from polylog_console.core.monitor import Monitor
 from polylog_console.core.progress import Progress
-from polylog_console.core.records import Checkpoint, parse_line, read_records
+from polylog_console.core.records import MAX_LINE, Checkpoint, parse_line, read_records
 from polylog_console.core.registry import StoredRegistry
 from polylog_console.core.workspace import Workspace
 
@@ -55,49 +57,42 @@ class RecomputeResult:
         }
 
 
-def _last_checkpoint(feed: Path, progress: Progress | None, block: int = 1 << 20) -> Checkpoint | None:
-    """The feed's last checkpoint, read backwards from the end (never the whole of a big feed)."""
-    with open(feed, "rb") as handle:
-        end = handle.seek(0, os.SEEK_END)
-        pos = end
-        tail = b""  # bytes after pos not yet parsed (starts at a line start once pos hits 0)
-        while pos > 0:
+def _last_checkpoint(feed: Path, progress: Progress | None, block: int = 64 * 1024) -> Checkpoint | None:
+    """The feed's last checkpoint, read backwards from the end (never the whole of a big feed). A
+    last line without its newline counts, as :func:`read_records` reads it."""
+    fd = os.open(feed, os.O_RDONLY)
+    try:
+        end = os.fstat(fd).st_size
+        scanner = BackScanner(fd, end, first_block=block)
+        regions = iter(scanner)
+        first = next(regions, None)  # reading the last block places scanner.boundary
+        boundary = scanner.boundary or 0
+        unterminated = [(boundary, [os.pread(fd, end - boundary, boundary)])] if 0 < end - boundary <= MAX_LINE else []
+        for offset, lines in itertools.chain(unterminated, [first] if first else [], regions):
             if progress is not None:
                 progress.check()
-            start = max(0, pos - block)
-            handle.seek(start)
-            data = handle.read(pos - start) + tail
-            pos = start
-            cut = data.find(b"\n") if pos > 0 else -1  # the first line may be incomplete
-            tail, body = (data[: cut + 1], data[cut + 1 :]) if pos > 0 else (b"", data)
-            offset = pos + len(tail)
-            lines = body.split(b"\n")
-            starts = []
-            o = offset
-            for line in lines:
-                starts.append(o)
-                o += len(line) + 1
+            starts, at = [], offset
+            for line in lines:  # an over-long line comes as its length
+                starts.append(at)
+                at += (line if type(line) is int else len(line)) + 1
             for line, at in zip(reversed(lines), reversed(starts), strict=True):
-                record = parse_line(line, None, at)
+                record = parse_line(line, None, at) if type(line) is bytes else None
                 if isinstance(record, Checkpoint):
-                    record.line = _line_number(handle, at, progress)
+                    record.line = _line_number(fd, at, progress)
                     return record
+    finally:
+        os.close(fd)
     return None
 
 
-def _line_number(handle, offset: int, progress: Progress | None) -> int:
-    """1-based line number of the line starting at ``offset`` (counts newlines before it)."""
-    handle.seek(0)
+def _line_number(fd: int, offset: int, progress: Progress | None, step: int = 64 << 20) -> int:
+    """1-based line number of the line starting at ``offset``, counted in steps the operator can
+    cancel between."""
     count = 0
-    remaining = offset
-    while remaining > 0:
+    for start in range(0, offset, step):
         if progress is not None:
             progress.check()
-        chunk = handle.read(min(remaining, 8 << 20))
-        if not chunk:
-            break
-        count += chunk.count(b"\n")
-        remaining -= len(chunk)
+        count += count_newlines(fd, start, min(offset, start + step)) or 0
     return count + 1
 
 

@@ -177,7 +177,6 @@ _EXPECTED: tuple[tuple[str, tuple[type, ...], str], ...] = (
 )
 
 
-_HEX = "0123456789abcdef"
 _CLEAN_SHAPES: set[tuple[tuple[str, ...], tuple[type, ...], type]] = set()
 
 
@@ -190,7 +189,7 @@ def field_warnings(data: dict[str, Any], line: int | None, envelope: bool = Fals
     shape = (tuple(data), tuple(map(type, data.values())), type(telemetry))
     if shape in _CLEAN_SHAPES:
         ts = get("timestamp")
-        if len(digest) == 64 and not digest.strip(_HEX) and (ts is None or -1e15 < ts < 1e15):
+        if looks_like_digest(digest) and (ts is None or -1e15 < ts < 1e15):
             return ()
     warnings: list[FieldWarning] = []
     cacheable = True

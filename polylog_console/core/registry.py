@@ -156,16 +156,24 @@ class StoredView:
         self._other: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def _current_bytes(self) -> bytes:
+        """The file's bytes, as they were when this view was made (else RegistryError)."""
+        raw = _read_bytes(self.path)
+        if hashlib.sha256(raw).hexdigest() != self.content_hash:
+            raise RegistryError(f"{self.path}: changed while being read; it will be reloaded")
+        return raw
+
+    def _parse(self, raw: bytes) -> Snapshot:
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = parse_snapshot(_loads(raw, self.path), where=str(self.path))
+        return self._snapshot
+
     @property
     def snapshot(self) -> Snapshot:
         """The parsed file. Raises RegistryError if the file changed since this view was made."""
         if self._snapshot is None:
-            with self._lock:
-                if self._snapshot is None:
-                    raw = _read_bytes(self.path)
-                    if hashlib.sha256(raw).hexdigest() != self.content_hash:
-                        raise RegistryError(f"{self.path}: changed while being read; it will be reloaded")
-                    self._snapshot = parse_snapshot(_loads(raw, self.path), where=str(self.path))
+            return self._parse(self._current_bytes())
         return self._snapshot
 
     @property
@@ -201,13 +209,12 @@ class StoredView:
         if scheme == self.scheme:
             return self.digest
         if scheme not in self._other:
-            fast = None
-            if self._snapshot is None:
-                raw = _read_bytes(self.path)
-                if hashlib.sha256(raw).hexdigest() == self.content_hash:
-                    fast = digest_of_snapshot_bytes(raw, scheme)
-                del raw
-            self._other[scheme] = fast if fast is not None else digest(self.snapshot.state, scheme)
+            if self._snapshot is not None:
+                self._other[scheme] = digest(self._snapshot.state, scheme)
+            else:  # one read of the file: digested from its bytes, or parsed from them
+                raw = self._current_bytes()
+                fast = digest_of_snapshot_bytes(raw, scheme)
+                self._other[scheme] = fast if fast is not None else digest(self._parse(raw).state, scheme)
         return self._other[scheme]
 
     @property
@@ -316,28 +323,22 @@ class StoredRegistry:
                 view.identity = identity  # touched, not changed
                 self._view = view
                 return view
-            cached = self.cache.get(content_hash, self.scheme)
-            if cached is None:
+            value = self.cache.get(content_hash, self.scheme)
+            snapshot = None
+            if value is None:
+                self.loads += 1
                 # The layout this project writes digests straight from the bytes (~2.5x faster);
                 # the state is then parsed only when something needs it (a diff).
-                cached = digest_of_snapshot_bytes(raw, self.scheme)
-                if cached is not None:
-                    self.loads += 1
-                    self.cache.put(content_hash, self.scheme, cached)
-            if cached is not None:
-                view = StoredView(self.path, self.scheme, cached, identity, content_hash)
-            else:
-                snapshot = parse_snapshot(_loads(raw, self.path), where=str(self.path))
-                del raw
-                self.loads += 1
-                view = StoredView(self.path, self.scheme, digest(snapshot.state, self.scheme), identity,
-                                  content_hash, snapshot)
-                self.cache.put(content_hash, self.scheme, view.digest)
-                if symbol_count(snapshot.state) > 100_000:
-                    # A big registry is long-lived and acyclic: keep the cyclic GC from re-walking
-                    # it on every collection (reference counting still frees it when replaced).
-                    gc.freeze()
-            self._view = view
+                value = digest_of_snapshot_bytes(raw, self.scheme)
+                if value is None:
+                    snapshot = parse_snapshot(_loads(raw, self.path), where=str(self.path))
+                    value = digest(snapshot.state, self.scheme)
+                    if symbol_count(snapshot.state) > 100_000:
+                        # A big registry is long-lived and acyclic: keep the cyclic GC from
+                        # re-walking it (reference counting still frees it when replaced).
+                        gc.freeze()
+                self.cache.put(content_hash, self.scheme, value)
+            view = self._view = StoredView(self.path, self.scheme, value, identity, content_hash, snapshot)
             return view
 
     def invalidate(self) -> None:
@@ -351,9 +352,9 @@ PRIME_ABOVE = 8 * 1024 * 1024  # bytes of registry.json worth digesting in a chi
 def start_digest_primer(stored: StoredRegistry) -> Any:
     """Start a child process (a ``multiprocessing`` process) that digests a big registry into the
     digest cache while this process does something else (opens the screen, reads the feed); None
-    when the registry is small or missing or there is no cache. When the child is done, :meth:`StoredRegistry.get` finds the
-    digest in the cache (the child returns at once when it is already there). Fork it before
-    starting threads."""
+    when the registry is small or missing or there is no cache. When the child is done,
+    :meth:`StoredRegistry.get` finds the digest in the cache (the child returns at once when it is
+    already there). Fork it before starting threads."""
     try:
         size = stored.path.stat().st_size
     except OSError:

@@ -63,7 +63,6 @@ class HangupWatch:
         self._stop_r, self._stop_w = os.pipe()
         self._previous_sighup: object = None
         self._thread: threading.Thread | None = None
-        self._watchdog: threading.Timer | None = None
 
     def start(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -113,9 +112,9 @@ class HangupWatch:
             return
         self._fired.set()
         if self.hard_exit:
-            self._watchdog = threading.Timer(self.grace, os._exit, args=(EXIT_HANGUP,))
-            self._watchdog.daemon = True
-            self._watchdog.start()
+            watchdog = threading.Timer(self.grace, os._exit, args=(EXIT_HANGUP,))
+            watchdog.daemon = True
+            watchdog.start()
         with contextlib.suppress(Exception):
             self.on_hangup(reason)
 

@@ -89,8 +89,7 @@ class LineTable(ScrollView, can_focus=True):
         self._count = 0
         self.stick_to_end = False  # keep the newest row in view (and selected) as rows arrive
         self._lines: dict[object, Strip] = {}  # built lines, by (row key, width, cursor, focus, style)
-        self._frame: tuple[Any, ...] | None = None
-        self._styles_for: tuple[Any, ...] | None = None  # ((base style, focus), component styles)
+        self._frame: tuple[Any, ...] | None = None  # styles of the frame: base, header, cursor, empty, names, focus
 
     # -- subclass interface ---------------------------------------------------------------------
 
@@ -236,7 +235,7 @@ class LineTable(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._lines.clear()  # the theme or the styles changed
-        self._styles_for = None
+        self._frame = None
 
     def _on_focus(self, event: events.Focus) -> None:
         super()._on_focus(event)
@@ -251,15 +250,12 @@ class LineTable(ScrollView, can_focus=True):
         # the component styles only when the styles changed (a theme switch, focus).
         base = self.rich_style
         focused = self.has_focus
-        styles = self._styles_for
-        if styles is None or styles[0] != (base, focused):
+        frame = self._frame
+        if frame is None or frame[0] != base or frame[5] != focused:
             names = {name: self.get_component_rich_style(f"linetable--{name}", partial=True) for name in STYLE_NAMES}
-            styles = self._styles_for = ((base, focused), (
-                self.get_component_rich_style("linetable--header"),
-                self.get_component_rich_style("linetable--cursor", partial=True),
-                self.get_component_rich_style("linetable--empty"), names))
-        header, cursor, empty, names = styles[1]
-        self._frame = (base, header, cursor, empty, names, focused)
+            self._frame = (base, self.get_component_rich_style("linetable--header"),
+                           self.get_component_rich_style("linetable--cursor", partial=True),
+                           self.get_component_rich_style("linetable--empty"), names, focused)
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
