@@ -11,6 +11,7 @@ import re
 import select
 import signal
 import struct
+import subprocess
 import sys
 import termios
 import threading
@@ -199,3 +200,23 @@ def test_console_refuses_to_run_without_a_terminal(hostile_ws, cli):
     result = cli("--workspace", str(hostile_ws))
     assert result.code == 2
     assert "needs a terminal" in result.err
+
+
+HARD_EXIT_CHILD = """
+import sys, time
+from pathlib import Path
+from polylog_console.ui.terminal import HangupWatch, before_hard_exit
+
+watch = HangupWatch(lambda reason: None, grace=0.2, fds=[])  # a graceful exit that never comes
+with before_hard_exit(lambda: Path(sys.argv[1]).write_text("cleaned")):
+    watch.fire("test")
+    time.sleep(10)
+"""
+
+
+def test_a_hard_exit_after_a_hangup_still_runs_registered_clean_up(tmp_path):
+    marker = tmp_path / "marker"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", HARD_EXIT_CHILD, str(marker)], timeout=30)
+    assert proc.returncode == EXIT_HANGUP and time.monotonic() - started < 5
+    assert marker.read_text() == "cleaned"

@@ -100,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         if run_console is not None:
-            with _ending_signals(_leave_console):
+            from polylog_console.ui.terminal import before_hard_exit
+
+            # A hangup whose graceful exit overruns ends the process hard: remove the scratch then too.
+            with _ending_signals(_leave_console), before_hard_exit(lambda: demo.close(timeout=0.3)):
                 demo.start()
                 code = run_console(demo.workspace, demo.config(), theme=getattr(args, "theme", None),
                                    read_only=bool(getattr(args, "read_only", False)),

@@ -583,9 +583,10 @@ class Demo:
         thread.join(timeout)
         return not thread.is_alive()
 
-    def close(self) -> bool:
-        """Stop, then remove the scratch workspace unless ``keep``. True when it was removed."""
-        self.stop()
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop (waiting up to ``timeout``), then remove the scratch workspace unless ``keep``. True
+        when it was removed."""
+        self.stop(timeout)
         if self.root is None or self.keep:
             return False
         return remove_scratch(self.root, self.created)

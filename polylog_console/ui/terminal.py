@@ -12,7 +12,7 @@ Three signs, any of which ends the console:
 The exit is graceful first (running actions are cancelled, the app exits on its event loop); if
 the app has not closed within ``grace`` seconds (the loop may be stuck writing to a dead terminal),
 the process ends with ``os._exit`` -- every file the console writes is written atomically, so
-nothing is left half-written.
+nothing is left half-written; clean-up registered with :func:`before_hard_exit` runs first.
 """
 
 from __future__ import annotations
@@ -23,9 +23,30 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a hung-up process
+
+_BEFORE_HARD_EXIT: list[Callable[[], object]] = []
+
+
+@contextlib.contextmanager
+def before_hard_exit(cleanup: Callable[[], object]) -> Iterator[None]:
+    """While in this block, a hangup's hard exit runs ``cleanup`` (briefly: the process is
+    ending) before ``os._exit``: clean-up that must happen even when the graceful exit did not
+    finish in time (the demo removing its scratch workspace)."""
+    _BEFORE_HARD_EXIT.append(cleanup)
+    try:
+        yield
+    finally:
+        _BEFORE_HARD_EXIT.remove(cleanup)
+
+
+def _hard_exit() -> None:
+    for cleanup in list(_BEFORE_HARD_EXIT):
+        with contextlib.suppress(Exception):
+            cleanup()
+    os._exit(EXIT_HANGUP)
 
 
 def terminal_fds() -> list[int]:
@@ -112,7 +133,7 @@ class HangupWatch:
             return
         self._fired.set()
         if self.hard_exit:
-            watchdog = threading.Timer(self.grace, os._exit, args=(EXIT_HANGUP,))
+            watchdog = threading.Timer(self.grace, _hard_exit)
             watchdog.daemon = True
             watchdog.start()
         with contextlib.suppress(Exception):
