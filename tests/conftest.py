@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from polylog_console.core.sample import Incident, write_workspace
+from polylog_console.demo.sample import Incident, write_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "vectors" / "registry_digests.jsonl"

@@ -350,7 +350,7 @@ def checkpoint_line(n: int, digest: str, **extra: Any) -> bytes:
 
 def records(*lines: bytes, first_line: int = 1) -> list[Any]:
     """Parse feed lines into records, as the follower hands them to the monitor."""
-    from polylog_console.core.records import parse_line
+    from polylog_console.core.feed.records import parse_line
 
     out = []
     for i, raw in enumerate(lines):

@@ -12,11 +12,11 @@ import pytest
 from polylog_console.core.alerts.alertmanager import AlertmanagerSink
 from polylog_console.core.alerts.delivery import Backoff
 from polylog_console.core.alerts.dispatcher import AlertDispatcher
-from polylog_console.core.audit import AuditLog
-from polylog_console.core.config import MonitorConfig
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.registry import StoredRegistry
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.model.config import MonitorConfig
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.stored import StoredRegistry
 from tests.servers import Alertmanager, alertmanager_binary, checkpoint_line, free_port, records
 
 pytestmark = pytest.mark.e2e

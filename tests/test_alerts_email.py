@@ -13,11 +13,11 @@ import pytest
 from polylog_console.core.alerts.delivery import Backoff
 from polylog_console.core.alerts.dispatcher import AlertDispatcher
 from polylog_console.core.alerts.email import EmailSink
-from polylog_console.core.audit import AuditLog
-from polylog_console.core.config import DEFAULT_EMAIL_TO, Secret
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.registry import StoredRegistry
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.model.config import DEFAULT_EMAIL_TO, Secret
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.stored import StoredRegistry
 from tests.servers import SmtpServer, checkpoint_line, free_port, records
 
 FAST = Backoff(base=0.05, cap=0.2)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from polylog_console.core.alerts.delivery import Backoff
 from polylog_console.core.alerts.dispatcher import AlertDispatcher
 from polylog_console.core.alerts.webhook import WebhookSink
-from polylog_console.core.config import MonitorConfig
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.registry import StoredRegistry
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import MonitorConfig
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.stored import StoredRegistry
 from tests.servers import Receiver, checkpoint_line, records
 
 FAST = Backoff(base=0.05, cap=0.2)

@@ -10,7 +10,6 @@ import time
 
 import orjson
 
-from polylog_console.core import events as ev
 from polylog_console.core.alerts.delivery import Backoff, http_retryable, parse_retry_after
 from polylog_console.core.alerts.outbox import Outbox
 from polylog_console.core.alerts.payload import (
@@ -23,6 +22,7 @@ from polylog_console.core.alerts.payload import (
     verify_signature,
     webhook_body,
 )
+from polylog_console.core.model import events as ev
 
 DIFF = {"missing": 1, "unexpected": 0, "mismatched": 1, "per_namespace": {"clusters": {}},
         "sample": {"missing": [{"namespace": "clusters", "signature": "a" * 32, "symbol": "Ω"}], "unexpected": [],
@@ -138,9 +138,9 @@ def test_outbox_sets_damaged_files_aside_and_keeps_order(tmp_path):
 
 def test_dashboard_banner_follows_the_drift_and_its_count(small_ws):
     from polylog_console.core.alerts.dashboard import Dashboard
-    from polylog_console.core.monitor import Monitor
-    from polylog_console.core.registry import StoredRegistry
-    from polylog_console.core.workspace import Workspace
+    from polylog_console.core.model.workspace import Workspace
+    from polylog_console.core.monitor.rules import Monitor
+    from polylog_console.core.registry.stored import StoredRegistry
     from tests.servers import checkpoint_line, records
 
     ws = Workspace.open(small_ws.root)

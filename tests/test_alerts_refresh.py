@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 
-from polylog_console.core.config import load_config
-from polylog_console.core.digest import digest
-from polylog_console.core.events import AlertEvent
-from polylog_console.core.registry import state_from_polyforms
-from polylog_console.core.session import Session
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.events import AlertEvent
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.session import Session
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import state_from_polyforms
 from tests.servers import Receiver, checkpoint_line, records
 
 

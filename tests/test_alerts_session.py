@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 
 from polylog_console.core.alerts.delivery import Backoff
-from polylog_console.core.config import load_config
-from polylog_console.core.events import AlertEvent
-from polylog_console.core.sample import write_workspace
-from polylog_console.core.session import Session
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.events import AlertEvent
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.session import Session
+from polylog_console.demo.sample import write_workspace
 from tests.servers import Receiver, checkpoint_line
 
 SECRET = "session-test-secret"
@@ -193,7 +193,7 @@ async def test_read_only_session_sends_nothing_and_writes_no_outbox(tmp_path):
 
 
 def test_metrics_registries_are_independent():
-    from polylog_console.core.metrics import Metrics, parse_address
+    from polylog_console.core.infra.metrics import Metrics, parse_address
 
     a, b = Metrics(), Metrics()
     a.sent.labels("webhook").inc()

@@ -19,11 +19,11 @@ import pytest
 from polylog_console.core.alerts.delivery import Backoff
 from polylog_console.core.alerts.dispatcher import AlertDispatcher
 from polylog_console.core.alerts.webhook import WebhookSink
-from polylog_console.core.audit import AuditLog
-from polylog_console.core.config import MonitorConfig, Secret
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.registry import StoredRegistry
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.model.config import MonitorConfig, Secret
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.stored import StoredRegistry
 from tests.servers import Receiver, checkpoint_line, free_port, records, refused_url, wait_until
 
 SECRET = "s3cr3t-hmac-key-for-tests"
@@ -207,12 +207,12 @@ CHILD = textwrap.dedent(f"""
     from polylog_console.core.alerts.delivery import Backoff
     from polylog_console.core.alerts.dispatcher import AlertDispatcher
     from polylog_console.core.alerts.webhook import WebhookSink
-    from polylog_console.core.audit import AuditLog
-    from polylog_console.core.config import Secret
-    from polylog_console.core.monitor import Monitor
-    from polylog_console.core.records import read_records
-    from polylog_console.core.registry import StoredRegistry
-    from polylog_console.core.workspace import Workspace
+    from polylog_console.core.infra.audit import AuditLog
+    from polylog_console.core.model.config import Secret
+    from polylog_console.core.monitor.rules import Monitor
+    from polylog_console.core.feed.records import read_records
+    from polylog_console.core.registry.stored import StoredRegistry
+    from polylog_console.core.model.workspace import Workspace
 
     async def main(root, url):
         ws = Workspace.open(root)

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-from polylog_console.core.audit import AuditLog, audit_record, read_tail
-from polylog_console.core.events import Alert, AlertEvent
+from polylog_console.core.infra.audit import AuditLog, audit_record, read_tail
+from polylog_console.core.model.events import Alert, AlertEvent
 
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from polylog_console.core.audit import AuditLog
+    from polylog_console.core.infra.audit import AuditLog
     log = AuditLog(Path(sys.argv[1]), who=sys.argv[2])
     for i in range(int(sys.argv[3])):
         log.append("alert_raised", n=i, payload="x" * (i % 5000))

@@ -11,16 +11,16 @@ import orjson
 import pytest
 from markdown_it import MarkdownIt
 
-from polylog_console.core.audit import AuditLog
-from polylog_console.core.bundle import FEED_ENTRIES, LINE_LIMIT, build_bundle, write_bundle
-from polylog_console.core.config import load_config
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.progress import Cancelled, Progress
-from polylog_console.core.records import read_records
-from polylog_console.core.registry import StoredRegistry
-from polylog_console.core.replicas import ParityReport, ReplicaResult
-from polylog_console.core.validate import validate_file
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.feed.records import read_records
+from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.progress import Cancelled, Progress
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.stored import StoredRegistry
+from polylog_console.core.runbook.bundle import FEED_ENTRIES, LINE_LIMIT, build_bundle, write_bundle
+from polylog_console.core.runbook.replicas import ParityReport, ReplicaResult
+from polylog_console.core.runbook.validate import validate_file
 
 SECTIONS = [
     "Status", "Digests", "Diff summary", "Replica parity", "Catalog metadata (`catalogs/metadata.json`)",
@@ -249,7 +249,7 @@ def test_cli_copy_on_a_terminal_sends_osc52(sample_ws):
     import subprocess
     import sys
 
-    from polylog_console.core.clipboard import osc52_sequence
+    from polylog_console.core.infra.clipboard import osc52_sequence
 
     master, slave = os.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "TMUX")}
@@ -283,7 +283,7 @@ def test_cli_copy_on_a_terminal_sends_osc52(sample_ws):
     [f"line {i}".encode() for i in range(5000)],
 ])
 def test_tail_lines_matches_a_full_read(tmp_path, lines):
-    from polylog_console.core.bundle import tail_lines
+    from polylog_console.core.runbook.bundle import tail_lines
 
     path = tmp_path / "feed.jsonl"
     data = b"".join(line + b"\n" for line in lines)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from polylog_console.core.clipboard import copy, copy_local, osc52_sequence
+from polylog_console.core.infra.clipboard import copy, copy_local, osc52_sequence
 
 TEXT = "héllo\n"  # UTF-8: 68 c3 a9 6c 6c 6f 0a -> base64 aMOpbGxvCg==
 
@@ -119,7 +119,7 @@ def _emitter(tmp: Path, text: str, tmux_flag: str) -> str:
     script = tmp / "emit.py"
     script.write_text(
         "import sys, time\n"
-        "from polylog_console.core.clipboard import osc52_sequence\n"
+        "from polylog_console.core.infra.clipboard import osc52_sequence\n"
         "time.sleep(0.3)\n"
         f"sys.stdout.write(osc52_sequence({text!r}, tmux={tmux_flag}))\n"
         "sys.stdout.flush()\n"

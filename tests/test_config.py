@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from polylog_console.core.config import Secret, load_config, parse_duration
-from polylog_console.core.errors import ConfigError
+from polylog_console.core.model.config import Secret, load_config, parse_duration
+from polylog_console.core.model.errors import ConfigError
 
 
 def write(tmp_path, text: str):

@@ -18,9 +18,16 @@ import httpx
 import orjson
 import pytest
 
-from polylog_console.core import atomic, catalogs
-from polylog_console.core.config import MonitorConfig, load_config
-from polylog_console.core.demo import (
+from polylog_console.core.feed.records import Checkpoint, Entry, parse_line, read_records
+from polylog_console.core.infra import atomic
+from polylog_console.core.model.config import MonitorConfig, load_config
+from polylog_console.core.model.events import AlertEvent, Status
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import StoredRegistry, load_snapshot
+from polylog_console.core.runbook import catalogs
+from polylog_console.demo.engine import (
     MARKER,
     Demo,
     DemoError,
@@ -36,12 +43,6 @@ from polylog_console.core.demo import (
     run_headless,
     snapshot_path,
 )
-from polylog_console.core.digest import digest
-from polylog_console.core.events import AlertEvent, Status
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.records import Checkpoint, Entry, parse_line, read_records
-from polylog_console.core.registry import StoredRegistry, load_snapshot
-from polylog_console.core.workspace import Workspace
 
 FAST = 20.0  # speed for tests: 60 checkpoints/s
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polylog_console.core import digest as dg
+from polylog_console.core.registry import digest as dg
 
 from .conftest import VECTORS
 

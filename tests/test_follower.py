@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from polylog_console.core.events import FeedEvent
-from polylog_console.core.follower import FeedFollower
-from polylog_console.core.records import Checkpoint, Entry, IngestError
+from polylog_console.core.feed.follower import FeedFollower
+from polylog_console.core.feed.records import Checkpoint, Entry, IngestError
+from polylog_console.core.model.events import FeedEvent
 from tests.feedwriter import WriterProcess, expected_lines
 
 MODES = [pytest.param(False, id="inotify"), pytest.param(True, id="poll")]

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polylog_console.core import follower as follower_module
-from polylog_console.core.events import FeedEvent
-from polylog_console.core.follower import BackScanner, FeedFollower, count_newlines
-from polylog_console.core.records import Checkpoint, IngestError, LineSplitter
-from polylog_console.core.sample import write_big_feed
+from polylog_console.core.feed import follower as follower_module
+from polylog_console.core.feed.follower import BackScanner, FeedFollower, count_newlines
+from polylog_console.core.feed.records import Checkpoint, IngestError, LineSplitter
+from polylog_console.core.model.events import FeedEvent
+from polylog_console.demo.sample import write_big_feed
 from tests.test_follower import Collector
 
 CP = b'{"label": "cp-%d", "registry_digest": "%s"}\n'
@@ -429,6 +429,6 @@ def test_count_newlines_in_chunks(tmp_path: Path) -> None:
 
 def test_checkpoint_records_are_real_checkpoints(tmp_path: Path) -> None:
     """Sanity for the helpers above: cp() lines are checkpoints to the parser."""
-    from polylog_console.core.records import parse_line
+    from polylog_console.core.feed.records import parse_line
 
     assert isinstance(parse_line(cp(3)[:-1]), Checkpoint)

@@ -6,10 +6,10 @@ import asyncio
 import json
 import threading
 
-from polylog_console.core.config import load_config
-from polylog_console.core.events import CheckpointEvent, FeedEvent
-from polylog_console.core.session import Session
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.events import CheckpointEvent, FeedEvent
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.session import Session
 from tests.conftest import Workspace as SampleWorkspace
 
 

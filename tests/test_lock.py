@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from polylog_console.core.errors import PolylogError
-from polylog_console.core.lock import LockHeld, WorkspaceLock, current_holder, lock_path
-from polylog_console.core.progress import Cancelled, Progress
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.infra.lock import LockHeld, WorkspaceLock, current_holder, lock_path
+from polylog_console.core.model.errors import PolylogError
+from polylog_console.core.model.progress import Cancelled, Progress
+from polylog_console.core.model.workspace import Workspace
 
 HOLDER = textwrap.dedent("""
     import sys
-    from polylog_console.core.lock import WorkspaceLock
-    from polylog_console.core.workspace import Workspace
+    from polylog_console.core.infra.lock import WorkspaceLock
+    from polylog_console.core.model.workspace import Workspace
     with WorkspaceLock(Workspace.open(sys.argv[1]), "test-holder", actor="alice@testhost"):
         print("locked", flush=True)
         sys.stdin.read()  # hold until the test closes our stdin (or kills us)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from polylog_console.core import events as ev
-from polylog_console.core.config import MonitorConfig
-from polylog_console.core.digest import digest
-from polylog_console.core.events import AlertEvent, CheckpointEvent, Status, StatusEvent
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.records import parse_line
-from polylog_console.core.registry import StoredRegistry, save_snapshot
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.feed.records import parse_line
+from polylog_console.core.model import events as ev
+from polylog_console.core.model.config import MonitorConfig
+from polylog_console.core.model.events import AlertEvent, CheckpointEvent, Status, StatusEvent
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import StoredRegistry, save_snapshot
 
 STORED = {"clusters": {"a" * 32: "△", "b" * 32: "▲"}, "megas": {"c" * 32: "🞀"}}
 LIVE = {"clusters": {"a" * 32: "△", "d" * 32: "◆"}, "megas": {"c" * 32: "🞁"}}
@@ -206,7 +206,7 @@ def test_snapshot_path_outside_workspace_is_refused(setup, tmp_path_factory):
 
 
 def test_compacted_runs_reach_the_same_state(setup):
-    from polylog_console.core.monitor import Run, compact
+    from polylog_console.core.monitor.rules import Run, compact
 
     monitor, _, _ = setup
     other = Monitor(StoredRegistry(monitor.stored.path), MonitorConfig(stale_after=3600, escalate_after=3),

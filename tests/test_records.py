@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polylog_console.core import records as records_module
-from polylog_console.core.gcpause import gc_paused
-from polylog_console.core.records import Checkpoint, Entry, IngestError, LineSplitter, parse_line, parse_lines
+from polylog_console.core.feed import records as records_module
+from polylog_console.core.feed.records import Checkpoint, Entry, IngestError, LineSplitter, parse_line, parse_lines
+from polylog_console.core.infra.gcpause import gc_paused
 
 DIGEST = "ab" * 32
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from polylog_console.core.diff import diff_states
-from polylog_console.core.digest import digest
-from polylog_console.core.errors import RegistryError
-from polylog_console.core.registry import (
+from polylog_console.core.model.errors import RegistryError
+from polylog_console.core.registry.diff import diff_states
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import (
     StoredRegistry,
     load_snapshot,
     parse_snapshot,
     save_snapshot,
     state_from_polyforms,
 )
-from polylog_console.core.sample import make_polyforms, make_state
+from polylog_console.demo.sample import make_polyforms, make_state
 
 
 def test_state_from_polyforms_uses_namespace_default_and_skips_symbol_less():

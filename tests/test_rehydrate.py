@@ -23,18 +23,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from polylog_console.core import catalogs
-from polylog_console.core import rehydrate as rh
-from polylog_console.core.catalogs import verify_catalogs
-from polylog_console.core.config import load_config
-from polylog_console.core.digest import digest
-from polylog_console.core.errors import PolylogError
-from polylog_console.core.lock import WorkspaceLock
-from polylog_console.core.progress import Cancelled, Progress
-from polylog_console.core.registry import StoredRegistry, state_from_polyforms
-from polylog_console.core.sample import make_polyforms, polyform_lines, write_workspace
-from polylog_console.core.validate import ValidationFailed
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.infra.lock import WorkspaceLock
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.errors import PolylogError
+from polylog_console.core.model.progress import Cancelled, Progress
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import StoredRegistry, state_from_polyforms
+from polylog_console.core.runbook import catalogs
+from polylog_console.core.runbook import rehydrate as rh
+from polylog_console.core.runbook.catalogs import verify_catalogs
+from polylog_console.core.runbook.validate import ValidationFailed
+from polylog_console.demo.sample import make_polyforms, polyform_lines, write_workspace
 
 # -- helpers ---------------------------------------------------------------------------------
 

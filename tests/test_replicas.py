@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from polylog_console.core.config import ReplicaConfig, load_config
-from polylog_console.core.diff import diff_states
-from polylog_console.core.digest import digest
-from polylog_console.core.errors import RegistryError
-from polylog_console.core.progress import Cancelled, Progress
-from polylog_console.core.replicas import check_replicas_sync, display_url
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import ReplicaConfig, load_config
+from polylog_console.core.model.errors import RegistryError
+from polylog_console.core.model.progress import Cancelled, Progress
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.registry.diff import diff_states
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.runbook.replicas import check_replicas_sync, display_url
 from tests.replica_server import ReplicaServer, free_port
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from polylog_console.core.catalogs import verify_catalogs
-from polylog_console.core.sample import write_workspace
+from polylog_console.core.runbook.catalogs import verify_catalogs
+from polylog_console.demo.sample import write_workspace
 
 from .conftest import REPO
 
@@ -96,8 +96,8 @@ def test_generated_files_are_ignored_by_git():
 
 
 def test_latest_checkpoint_is_found_from_the_end(tmp_path):
-    from polylog_console.core.recompute import find_checkpoint
-    from polylog_console.core.records import Checkpoint, read_records
+    from polylog_console.core.feed.records import Checkpoint, read_records
+    from polylog_console.core.runbook.recompute import find_checkpoint
 
     feed = tmp_path / "feed.jsonl"
     body = (REPO / "memory" / "coordination" / "context-brief.jsonl").read_bytes()
@@ -105,7 +105,7 @@ def test_latest_checkpoint_is_found_from_the_end(tmp_path):
     feed.write_bytes(body + b'{"kind": "note"}\n\n{"registry_digest": "cut')
     expected = [r for batch in read_records(REPO / "memory" / "coordination" / "context-brief.jsonl")
                 for r in batch if isinstance(r, Checkpoint)][-1]
-    import polylog_console.core.recompute as rc
+    import polylog_console.core.runbook.recompute as rc
 
     found = rc._last_checkpoint(feed, None, block=1024)
     assert (found.label, found.line, found.offset) == (expected.label, expected.line, expected.offset)

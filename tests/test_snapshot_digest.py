@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polylog_console.core import snapshot_digest as sd
-from polylog_console.core.digest import SCHEMES, digest
-from polylog_console.core.errors import RegistryError
-from polylog_console.core.registry import StoredRegistry, parse_snapshot, snapshot_bytes
+from polylog_console.core.model.errors import RegistryError
+from polylog_console.core.registry import snapshot_digest as sd
+from polylog_console.core.registry.digest import SCHEMES, digest
+from polylog_console.core.registry.stored import StoredRegistry, parse_snapshot, snapshot_bytes
 
 from .conftest import VECTORS
 

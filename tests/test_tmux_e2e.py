@@ -6,7 +6,7 @@ sequence, wrapped for tmux passthrough, can be found in it). Each test uses a pr
 (``-L`` with a unique socket name, ``-f`` with a config file of its own), so it never touches a
 user's tmux. Every wait polls the screen against a deadline; nothing sleeps for a fixed time.
 
-Keys are looked up in the console's action registry (:mod:`polylog_console.core.actions`), never
+Keys are looked up in the console's action registry (:mod:`polylog_console.core.model.actions`), never
 hardcoded. Without tmux the tests skip, except under ``CI=true`` where they fail.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from polylog_console.core.sample import checkpoint, write_workspace
+from polylog_console.demo.sample import checkpoint, write_workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -75,7 +75,7 @@ def tmux_key(key: str) -> str:
 
 def registry_key(action_id: str) -> str:
     """The default key of a console action, from the action registry (tmux spelling)."""
-    from polylog_console.core.actions import BY_ID
+    from polylog_console.core.model.actions import BY_ID
     from polylog_console.ui.keymap import normalize_key
 
     key = normalize_key(BY_ID[action_id].key)
@@ -216,7 +216,7 @@ OSC52_TMUX = re.compile(rb"\x1bPtmux;\x1b\x1b\]52;c;([A-Za-z0-9+/=]*)\x07\x1b\\"
 
 
 def action_title(action_id: str) -> str:
-    from polylog_console.core.actions import BY_ID
+    from polylog_console.core.model.actions import BY_ID
 
     return BY_ID[action_id].title
 

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from textual.command import CommandPalette
 
-from polylog_console.core.actions import ACTIONS
-from polylog_console.core.audit import read_tail
+from polylog_console.core.infra.audit import read_tail
+from polylog_console.core.model.actions import ACTIONS
 from polylog_console.ui.keymap import key_display
 from polylog_console.ui.screens.confirm import ConfirmScreen
 from polylog_console.ui.screens.detail import DetailScreen

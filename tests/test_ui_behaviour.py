@@ -11,11 +11,11 @@ import time
 
 from textual.command import CommandPalette
 
-from polylog_console.core.audit import read_tail
-from polylog_console.core.digest import digest
-from polylog_console.core.registry import StoredRegistry, save_snapshot, start_digest_primer
-from polylog_console.core.sample import INTERVAL, START, make_state, write_workspace
-from polylog_console.core.workspace import Workspace as WorkspaceDir
+from polylog_console.core.infra.audit import read_tail
+from polylog_console.core.model.workspace import Workspace as WorkspaceDir
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import StoredRegistry, save_snapshot, start_digest_primer
+from polylog_console.demo.sample import INTERVAL, START, make_state, write_workspace
 from polylog_console.ui.app import PANELS
 from polylog_console.ui.widgets.checkpoints import CheckpointTable
 from tests.test_ui_support import (
@@ -284,8 +284,8 @@ async def test_activity_shows_what_other_processes_audit_and_its_own_events_once
 
 HOLD_LOCK = """
 import sys
-from polylog_console.core.lock import WorkspaceLock
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.infra.lock import WorkspaceLock
+from polylog_console.core.model.workspace import Workspace
 with WorkspaceLock(Workspace.open(sys.argv[1]), "maintenance"):
     print("held", flush=True)
     sys.stdin.readline()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from polylog_console.core.actions import ACTIONS, BY_ID, RESERVED_KEYS, available, resolve_keys
-from polylog_console.core.activity import describe, from_audit
-from polylog_console.core.diff import diff_states
-from polylog_console.core.diff_filter import FilterError, filter_rows, iter_diff, parse_query
-from polylog_console.core.events import ActionEvent, FeedEvent, Status, StatusEvent
-from polylog_console.core.operations import REQUIRES, unavailable_reason
-from polylog_console.core.records import parse_line
-from polylog_console.core.timeline import Row, Timeline, classify
+from polylog_console.core.feed.records import parse_line
+from polylog_console.core.model.actions import ACTIONS, BY_ID, RESERVED_KEYS, available, resolve_keys
+from polylog_console.core.model.events import ActionEvent, FeedEvent, Status, StatusEvent
+from polylog_console.core.monitor.activity import describe, from_audit
+from polylog_console.core.monitor.timeline import Row, Timeline, classify
+from polylog_console.core.registry.diff import diff_states
+from polylog_console.core.registry.filter import FilterError, filter_rows, iter_diff, parse_query
+from polylog_console.core.runbook.operations import REQUIRES, unavailable_reason
 from polylog_console.ui.keymap import build_keymap, normalize_key
 from polylog_console.ui.themes import ThemeCatalog, ThemeError, load_theme
 
@@ -223,7 +223,7 @@ def test_workspace_themes_come_first_and_paths_work(tmp_path):
 def test_diff_view_situations_and_notes():
     from types import SimpleNamespace
 
-    from polylog_console.core import diff_view
+    from polylog_console.core.registry import diff_view
 
     def view(**kw):
         base = {"latest": cp(1), "stored_error": None, "latest_match": True, "latest_scheme_mismatch": False,
@@ -243,11 +243,11 @@ def test_diff_view_situations_and_notes():
 def test_diff_view_picks_the_newest_checkpoint_with_a_live_state_and_filters(tmp_path):
     import json
 
-    from polylog_console.core import diff_view
-    from polylog_console.core.digest import digest
-    from polylog_console.core.monitor import Monitor
-    from polylog_console.core.registry import StoredRegistry, save_snapshot
-    from polylog_console.core.workspace import Workspace
+    from polylog_console.core.model.workspace import Workspace
+    from polylog_console.core.monitor.rules import Monitor
+    from polylog_console.core.registry import diff_view
+    from polylog_console.core.registry.digest import digest
+    from polylog_console.core.registry.stored import StoredRegistry, save_snapshot
 
     with_state = parse_line(b'{"label": "s", "registry_digest": "' + b"a" * 64 + b'", "registry_state": {}}', 1, 0)
     tl = Timeline()

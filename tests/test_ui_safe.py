@@ -10,7 +10,7 @@ from rich.segment import Segment
 from textual.content import Content
 from textual.widgets import Static
 
-from polylog_console.core.sample import INTERVAL, START, checkpoint, write_workspace
+from polylog_console.demo.sample import INTERVAL, START, checkpoint, write_workspace
 from polylog_console.ui.safe import fit, literal
 from polylog_console.ui.screens.detail import DetailScreen
 from polylog_console.ui.widgets.logs import ActivityTable

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from polylog_console.core.sample import INTERVAL, START, write_workspace
+from polylog_console.demo.sample import INTERVAL, START, write_workspace
 from tests.test_ui_support import frozen, in_sync_workspace, make_app, wait_for
 
 SIZES = [(80, 24), (160, 48)]

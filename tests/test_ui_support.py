@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from polylog_console.core.config import load_config
-from polylog_console.core.sample import INTERVAL, START, checkpoint, write_workspace
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.demo.sample import INTERVAL, START, checkpoint, write_workspace
 from polylog_console.ui.app import ConsoleApp
 
 FIXED_NAME = "/srv/polylog/ws"

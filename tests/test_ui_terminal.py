@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from polylog_console.core.sample import INTERVAL, START, checkpoint, write_workspace
+from polylog_console.demo.sample import INTERVAL, START, checkpoint, write_workspace
 from polylog_console.ui.terminal import EXIT_HANGUP, HangupWatch
 from tests.test_ui_support import append
 

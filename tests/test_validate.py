@@ -9,9 +9,9 @@ import random
 import orjson
 import pytest
 
-from polylog_console.core import validate as v
-from polylog_console.core.progress import Cancelled, Progress
-from polylog_console.core.sample import make_polyforms, polyform_lines
+from polylog_console.core.model.progress import Cancelled, Progress
+from polylog_console.core.runbook import validate as v
+from polylog_console.demo.sample import make_polyforms, polyform_lines
 
 GOOD = {"uuid": "0123456789abcdef0123456789abcdef", "composition": "AAB", "namespace": "clusters",
         "unicode_char": "▲", "O": 2, "I": 4, "vertices": [[0, 0]], "fold_angles": [90.0], "stability": 0.5}
@@ -146,7 +146,7 @@ def test_last_line_without_newline_and_crlf_line_ends(tmp_path):
 
 
 def test_missing_source_is_a_one_line_workspace_error(tmp_path):
-    from polylog_console.core.errors import WorkspaceError
+    from polylog_console.core.model.errors import WorkspaceError
 
     with pytest.raises(WorkspaceError, match="source not found"):
         v.validate_file(tmp_path / "nope.jsonl")
@@ -283,7 +283,7 @@ def test_cli_validate_missing_source_exit_2_one_line(tmp_path, cli):
 
 
 def test_a_source_written_while_workers_read_it_is_refused(tmp_path):
-    from polylog_console.core.errors import PolylogError
+    from polylog_console.core.model.errors import PolylogError
 
     path = tmp_path / "stable_polyforms.jsonl"
     path.write_bytes(polyform_lines(make_polyforms(1500, seed=4)))

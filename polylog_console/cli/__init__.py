@@ -14,7 +14,7 @@ import sys
 
 from polylog_console import __version__
 from polylog_console.cli.common import fail
-from polylog_console.core.errors import PolylogError
+from polylog_console.core.model.errors import PolylogError
 
 COMMANDS = {
     "validate": "check stable_polyforms.jsonl against the schema (runbook step 2)",

@@ -13,11 +13,11 @@ import argparse
 import sys
 
 from polylog_console.cli.common import EXIT_OK, open_context, print_json, say
-from polylog_console.core import clipboard
-from polylog_console.core.audit import AuditLog
-from polylog_console.core.bundle import write_bundle
-from polylog_console.core.errors import PolylogError
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra import clipboard
+from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.errors import PolylogError
+from polylog_console.core.runbook.bundle import write_bundle
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from polylog_console.core.config import Config, load_config
-from polylog_console.core.text import safe_text
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.config import Config, load_config
+from polylog_console.core.model.workspace import Workspace
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from polylog_console.cli.common import fail, open_context
-from polylog_console.core.registry import StoredRegistry, start_digest_primer
+from polylog_console.core.registry.stored import StoredRegistry, start_digest_primer
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """``polylog-console demo``: a scratch workspace with a live simulated engine and HTTP replicas,
 opened in the console (SPEC §11). The story and its timing are described in
-:mod:`polylog_console.core.demo`.
+:mod:`polylog_console.demo.engine`.
 
 ``--headless`` (or a build without the console) plays the same story without the console,
 narrated on stdout, with an automatic operator running the runbook's commands. The scratch
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, fail, say
-from polylog_console.core.demo import MAX_SPEED, SCENARIOS, Demo, DemoSettings, run_headless
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
+from polylog_console.demo.engine import MAX_SPEED, SCENARIOS, Demo, DemoSettings, run_headless
 
 
 def _speed(text: str) -> float:

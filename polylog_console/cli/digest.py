@@ -7,10 +7,10 @@ import argparse
 from pathlib import Path
 
 from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, diff_lines, open_context, print_json, say
-from polylog_console.core.digest import SCHEMES, digest
-from polylog_console.core.recompute import recompute
-from polylog_console.core.registry import load_snapshot, symbol_count
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.registry.digest import SCHEMES, digest
+from polylog_console.core.registry.stored import load_snapshot, symbol_count
+from polylog_console.core.runbook.recompute import recompute
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,11 +13,11 @@ import signal
 
 from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, fail, open_context, print_json, say
 from polylog_console.cli.validate import TerminalProgress, workers_arg
-from polylog_console.core.lock import LockHeld
-from polylog_console.core.progress import Cancelled
-from polylog_console.core.rehydrate import rehydrate
-from polylog_console.core.text import safe_text
-from polylog_console.core.validate import ValidationFailed
+from polylog_console.core.infra.lock import LockHeld
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.progress import Cancelled
+from polylog_console.core.runbook.rehydrate import rehydrate
+from polylog_console.core.runbook.validate import ValidationFailed
 
 
 def seconds_arg(value: str) -> float:

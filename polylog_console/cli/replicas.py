@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 
 from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, diff_lines, open_context, print_json, say
-from polylog_console.core.audit import AuditLog
-from polylog_console.core.errors import PolylogError
-from polylog_console.core.replicas import ParityReport, ReplicaResult, check_replicas_sync, summary_line
-from polylog_console.core.text import safe_text, short_digest
+from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.infra.text import safe_text, short_digest
+from polylog_console.core.model.errors import PolylogError
+from polylog_console.core.runbook.replicas import ParityReport, ReplicaResult, check_replicas_sync, summary_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, open_context, print_json, say
-from polylog_console.core.progress import Progress, ProgressUpdate
-from polylog_console.core.text import safe_text
-from polylog_console.core.validate import validate_workspace
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.progress import Progress, ProgressUpdate
+from polylog_console.core.runbook.validate import validate_workspace
 
 
 def workers_arg(value: str) -> int | str:

@@ -11,11 +11,11 @@ import argparse
 import time
 
 from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, say, write_json_line
-from polylog_console.core.events import AlertEvent, IngestErrorEvent, Status
-from polylog_console.core.monitor import Monitor, compact, format_age
-from polylog_console.core.records import read_records
-from polylog_console.core.registry import StoredRegistry, start_digest_primer
-from polylog_console.core.text import safe_text, short_digest
+from polylog_console.core.feed.records import read_records
+from polylog_console.core.infra.text import safe_text, short_digest
+from polylog_console.core.model.events import AlertEvent, IngestErrorEvent, Status
+from polylog_console.core.monitor.rules import Monitor, compact, format_age
+from polylog_console.core.registry.stored import StoredRegistry, start_digest_primer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,13 +1,13 @@
 """``polylog-console watch`` without ``--once``: follow the feed headless until SIGTERM/SIGINT.
 
-A :class:`~polylog_console.core.session.Session` follows the feed (the feed follower), runs the
+A :class:`~polylog_console.core.monitor.session.Session` follows the feed (the feed follower), runs the
 monitor and the alert fan-out and writes the audit log; this module only prints what it
 publishes:
 
 * ``--json``: one JSON line per event (``event.to_json()``), flushed as it happens, so that it can
   be piped (JSON escapes every control character, so nothing from the feed reaches a terminal raw).
 * otherwise one short line per checkpoint, alert, status change, feed event and ingest error,
-  everything from the feed passed through :func:`~polylog_console.core.text.safe_text`. The
+  everything from the feed passed through :func:`~polylog_console.core.infra.text.safe_text`. The
   feed's recent history (the first batch) shows its last :data:`HISTORY_SHOWN` checkpoints, like
   ``tail -f``, with a line saying how many earlier ones were read.
 
@@ -30,7 +30,8 @@ from typing import Any, TextIO
 import orjson
 
 from polylog_console.cli.common import EXIT_OK, fail
-from polylog_console.core.events import (
+from polylog_console.core.infra.text import safe_text, short_digest
+from polylog_console.core.model.events import (
     AlertEvent,
     CheckpointEvent,
     FeedEvent,
@@ -38,8 +39,7 @@ from polylog_console.core.events import (
     StatusEvent,
     StoredEvent,
 )
-from polylog_console.core.session import Session
-from polylog_console.core.text import safe_text, short_digest
+from polylog_console.core.monitor.session import Session
 
 HISTORY_SHOWN = 10  # checkpoints of the start-up history printed in human mode
 
@@ -141,7 +141,7 @@ def run_follow(ctx, args) -> int:
         config = replace(config, feed=replace(config.feed, poll=True))
     session = Session(ctx.workspace, config)
     if getattr(args, "metrics", None):  # Prometheus metrics (issue 5)
-        from polylog_console.core.metrics import parse_address
+        from polylog_console.core.infra.metrics import parse_address
 
         host, port = parse_address(args.metrics)
         try:

@@ -1,8 +1,8 @@
-"""The console: a Textual app over a :class:`polylog_console.core.session.Session`.
+"""The console: a Textual app over a :class:`polylog_console.core.monitor.session.Session`.
 
 Data flows one way: the session follows the feed, the monitor turns records into events, and the
 app's single subscriber (:meth:`ConsoleApp.on_session_events`) hands them to small widgets that
-only display. Keys come from one registry (:mod:`polylog_console.core.actions`) that also drives
+only display. Keys come from one registry (:mod:`polylog_console.core.model.actions`) that also drives
 the footer, the command palette and the help screen; runbook actions run as thread workers
 (:mod:`polylog_console.ui.runner`) and report through the session (audit log with the actor), the
 activity log and notifications.
@@ -31,22 +31,28 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Tab, Tabs
 
-from polylog_console.core import diff_view
-from polylog_console.core.actions import ACTIONS, BY_ID, ActionSpec
-from polylog_console.core.activity import Activity, AuditTail, describe, from_audit
 from polylog_console.core.alerts.dashboard import Dashboard
-from polylog_console.core.audit import read_tail
-from polylog_console.core.config import Config
-from polylog_console.core.errors import PolylogError, RegistryError
-from polylog_console.core.events import (
+from polylog_console.core.feed.records import Checkpoint
+from polylog_console.core.infra.audit import read_tail
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.actions import ACTIONS, BY_ID, ActionSpec
+from polylog_console.core.model.config import Config
+from polylog_console.core.model.errors import PolylogError, RegistryError
+from polylog_console.core.model.events import (
     ActionEvent,
     CheckpointEvent,
     EntryEvent,
     FeedEvent,
     IngestErrorEvent,
 )
-from polylog_console.core.monitor import format_age
-from polylog_console.core.operations import (
+from polylog_console.core.model.progress import ProgressUpdate
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.activity import Activity, AuditTail, describe, from_audit
+from polylog_console.core.monitor.rules import format_age
+from polylog_console.core.monitor.session import Session
+from polylog_console.core.monitor.timeline import Row, Timeline, classify
+from polylog_console.core.registry import diff_view
+from polylog_console.core.runbook.operations import (
     OPERATIONS,
     RECHECK,
     RECHECK_AFTER_REHYDRATE,
@@ -54,12 +60,6 @@ from polylog_console.core.operations import (
     OperationContext,
     unavailable_reason,
 )
-from polylog_console.core.progress import ProgressUpdate
-from polylog_console.core.records import Checkpoint
-from polylog_console.core.session import Session
-from polylog_console.core.text import safe_text
-from polylog_console.core.timeline import Row, Timeline, classify
-from polylog_console.core.workspace import Workspace
 from polylog_console.ui.keymap import build_keymap, key_display
 from polylog_console.ui.runner import ActionRunner, Finished
 from polylog_console.ui.screens.confirm import ConfirmScreen
@@ -781,7 +781,7 @@ class ConsoleApp(App[int]):
         self.run_worker(partial(self._copy_local, text, what), thread=True, group="clipboard", exit_on_error=False)
 
     def _copy_local(self, text: str, what: str) -> None:
-        from polylog_console.core.clipboard import copy_local
+        from polylog_console.core.infra.clipboard import copy_local
 
         ok, how = copy_local(text)
         message = f"copied {what} (OSC 52" + (f", {how})" if ok and how else ")")
@@ -789,7 +789,7 @@ class ConsoleApp(App[int]):
 
     def emit_clipboard(self, text: str) -> None:
         """Put ``text`` on the terminal's clipboard with OSC 52 (wrapped for tmux when inside tmux)."""
-        from polylog_console.core.clipboard import osc52_sequence
+        from polylog_console.core.infra.clipboard import osc52_sequence
 
         sequence = osc52_sequence(text)
         self._clipboard = text  # Textual's own clipboard (paste inside the app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from polylog_console.core.events import Status
+from polylog_console.core.model.events import Status
 
 # status -> (badge text, style name used by the widgets' component classes and the stylesheet)
 STATUS = {

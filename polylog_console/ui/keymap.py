@@ -1,4 +1,4 @@
-"""Key names for the action registry (:mod:`polylog_console.core.actions`), in Textual's terms.
+"""Key names for the action registry (:mod:`polylog_console.core.model.actions`), in Textual's terms.
 
 The registry and the clash rules are core data; this module only knows how Textual spells keys:
 ``"?"`` is ``question_mark``, ``"F5"`` is ``f5``, ``"ctrl+R"`` is ``ctrl+r``.
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from textual.keys import Keys, _character_to_key, format_key, key_to_character
 
-from polylog_console.core.actions import ACTIONS, Keymap, resolve_keys
+from polylog_console.core.model.actions import ACTIONS, Keymap, resolve_keys
 
 MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
 

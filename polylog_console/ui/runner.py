@@ -2,8 +2,8 @@
 
 The runner owns the lifecycle only: it publishes ``ActionEvent`` started / finished / failed /
 cancelled through the session (which audits them with the actor), forwards progress to the action
-bar, and hands the :class:`~polylog_console.core.operations.Outcome` back on the UI thread. What an
-action does is in :mod:`polylog_console.core.operations`.
+bar, and hands the :class:`~polylog_console.core.runbook.operations.Outcome` back on the UI thread. What an
+action does is in :mod:`polylog_console.core.runbook.operations`.
 
 Worker threads never block on the UI: they report with ``loop.call_soon_threadsafe`` (Textual's
 ``call_from_thread`` waits for the loop, which deadlocks when the app is shutting down and waits for
@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from polylog_console.core.errors import PolylogError
-from polylog_console.core.events import ActionEvent
-from polylog_console.core.operations import Outcome
-from polylog_console.core.progress import Cancelled, Progress, ProgressUpdate
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.errors import PolylogError
+from polylog_console.core.model.events import ActionEvent
+from polylog_console.core.model.progress import Cancelled, Progress, ProgressUpdate
+from polylog_console.core.runbook.operations import Outcome
 
 
 @dataclass

@@ -4,7 +4,7 @@ Labels, symbols, paths and error messages come from the feed, replicas and catal
 Textual 8.2: a plain ``str`` given to a DataTable cell or a Static is parsed as markup (``a [/] b``
 crashes the app, ``[@click=app.quit]`` becomes a live link), ``rich.markup.escape`` is not enough,
 and ESC, C1 and NUL characters pass verbatim to the terminal through every widget. So every
-untrusted value goes through :func:`polylog_console.core.text.safe_text` (control and invisible
+untrusted value goes through :func:`polylog_console.core.infra.text.safe_text` (control and invisible
 format characters become visible escapes) and is then wrapped as literal text: a
 :class:`textual.content.Content` built from the string (``Content(text)`` never parses markup) or,
 for the Line API tables, a cell-width-exact string that is put in a ``Segment`` as is.
@@ -16,7 +16,7 @@ from rich.cells import cell_len, set_cell_size
 from textual.content import Content, Span
 from textual.style import Style
 
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
 
 NONE = "—"
 

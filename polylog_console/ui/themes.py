@@ -15,8 +15,8 @@ from pathlib import Path
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-from polylog_console.core.errors import PolylogError
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.errors import PolylogError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "themes"
 DEFAULT_THEME = "dark"

@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from polylog_console.core.catalogs import verify_catalogs
-from polylog_console.core.config import load_config
-from polylog_console.core.rehydrate import rehydrate
-from polylog_console.core.sample import make_polyforms, polyform_lines, write_workspace
-from polylog_console.core.validate import available_cpus, validate_file
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.runbook.catalogs import verify_catalogs
+from polylog_console.core.runbook.rehydrate import rehydrate
+from polylog_console.core.runbook.validate import available_cpus, validate_file
+from polylog_console.demo.sample import make_polyforms, polyform_lines, write_workspace
 
 POLYFORMS = 100_000
 VALIDATE_TARGET = 2.0

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench.bench_alerts
 
-End to end, in one process, with the real pieces: a :class:`~polylog_console.core.session.Session`
+End to end, in one process, with the real pieces: a :class:`~polylog_console.core.monitor.session.Session`
 follows the feed with the real ``FeedFollower`` (inotify), the monitor compares, the dispatcher
 writes the notification to the durable outbox (fsync) and the webhook sink POSTs it (signed) to a
 real HTTP receiver on 127.0.0.1. Each sample appends one checkpoint with a new live digest (a new
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from polylog_console.core.config import load_config
-from polylog_console.core.sample import write_workspace
-from polylog_console.core.session import Session
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.session import Session
+from polylog_console.demo.sample import write_workspace
 from tests.servers import Receiver, checkpoint_line
 
 TARGET_P99_MS = 100.0
@@ -92,8 +92,8 @@ async def submit_cost(root: Path) -> list[float]:
     """``submit`` for one new drift alert: grouping + one outbox file written and fsynced per sink."""
     from polylog_console.core.alerts.dispatcher import AlertDispatcher
     from polylog_console.core.alerts.webhook import WebhookSink
-    from polylog_console.core.monitor import Monitor
-    from polylog_console.core.registry import StoredRegistry
+    from polylog_console.core.monitor.rules import Monitor
+    from polylog_console.core.registry.stored import StoredRegistry
     from tests.servers import records
 
     ws = Workspace.open(root)

@@ -36,14 +36,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from polylog_console.core.config import MonitorConfig
-from polylog_console.core.events import CheckpointEvent, FeedEvent
-from polylog_console.core.follower import FeedFollower
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.records import Checkpoint, IngestError, LineSplitter, parse_lines
-from polylog_console.core.registry import StoredRegistry
-from polylog_console.core.sample import write_big_feed, write_workspace
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.feed.follower import FeedFollower
+from polylog_console.core.feed.records import Checkpoint, IngestError, LineSplitter, parse_lines
+from polylog_console.core.model.config import MonitorConfig
+from polylog_console.core.model.events import CheckpointEvent, FeedEvent
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.stored import StoredRegistry
+from polylog_console.demo.sample import write_big_feed, write_workspace
 from tests.feedwriter import SCRIPT, record_line
 
 BIG = 2 * 1024**3
@@ -207,7 +207,7 @@ def bench_throughput() -> None:
 COLD_CHILD = textwrap.dedent("""
     import asyncio, sys, time
     started = time.perf_counter()
-    from polylog_console.core.follower import FeedFollower
+    from polylog_console.core.feed.follower import FeedFollower
 
     def hwm():
         for row in open("/proc/self/status"):

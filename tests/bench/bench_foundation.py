@@ -26,14 +26,14 @@ from pathlib import Path
 
 import orjson
 
-from polylog_console.core.config import MonitorConfig
-from polylog_console.core.diff import diff_states
-from polylog_console.core.digest import digest
-from polylog_console.core.monitor import Monitor
-from polylog_console.core.records import read_records
-from polylog_console.core.registry import StoredRegistry, save_snapshot, snapshot_bytes
-from polylog_console.core.sample import make_state, write_big_feed
-from polylog_console.core.snapshot_digest import digest_of_snapshot_bytes
+from polylog_console.core.feed.records import read_records
+from polylog_console.core.model.config import MonitorConfig
+from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.registry.diff import diff_states
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.snapshot_digest import digest_of_snapshot_bytes
+from polylog_console.core.registry.stored import StoredRegistry, save_snapshot, snapshot_bytes
+from polylog_console.demo.sample import make_state, write_big_feed
 
 SYMBOLS = 1_000_000
 LINES = 1_000_000
@@ -58,7 +58,7 @@ def bench_digest(state) -> None:
         assert value == reference
     ratio = min(base) / min(ours)
     line("json.dumps(sort_keys=True) + sha256", f"{min(base):.2f} s", "-", True)
-    line("polylog_console.core.digest.digest(state, 'engine')", f"{min(ours):.2f} s", "-", True)
+    line("polylog_console.core.registry.digest.digest(state, 'engine')", f"{min(ours):.2f} s", "-", True)
     line("speed-up", f"{ratio:.2f}x", ">= 1.5x", ratio >= 1.5)
     t = time.perf_counter()
     digest(state, "canonical")

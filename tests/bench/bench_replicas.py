@@ -23,10 +23,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from polylog_console.core.config import load_config
-from polylog_console.core.replicas import check_replicas_sync
-from polylog_console.core.sample import write_workspace
-from polylog_console.core.workspace import Workspace
+from polylog_console.core.model.config import load_config
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.runbook.replicas import check_replicas_sync
+from polylog_console.demo.sample import write_workspace
 
 REPLICAS = 50
 TIMEOUT = 2.0

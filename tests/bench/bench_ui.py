@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import polylog_console
-from polylog_console.core.digest import digest
-from polylog_console.core.registry import save_snapshot
-from polylog_console.core.sample import INTERVAL, checkpoint, make_state, write_big_feed, write_workspace
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import save_snapshot
+from polylog_console.demo.sample import INTERVAL, checkpoint, make_state, write_big_feed, write_workspace
 from tests.test_ui_terminal import Console
 
 BADGES = (b"IN SYNC", b"DRIFT", b"STALE", b"NO DATA")

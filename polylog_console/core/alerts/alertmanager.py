@@ -17,7 +17,7 @@ import orjson
 
 from polylog_console.core.alerts.payload import Notification, alertmanager_alerts
 from polylog_console.core.alerts.webhook import HttpSink, display_url
-from polylog_console.core.config import AlertmanagerConfig
+from polylog_console.core.model.config import AlertmanagerConfig
 
 RESEND_INTERVAL = 60.0  # seconds between re-posts of a firing alert
 

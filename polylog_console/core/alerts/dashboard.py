@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from polylog_console.core.events import AlertEvent, CheckpointEvent, Severity, dedup_key, iso
+from polylog_console.core.model.events import AlertEvent, CheckpointEvent, Severity, dedup_key, iso
 
 # What the banner proposes, per alert code (keys name console actions).
 HINTS = {

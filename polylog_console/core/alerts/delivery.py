@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from polylog_console.core.alerts.payload import Notification
-from polylog_console.core.events import iso
+from polylog_console.core.model.events import iso
 
 DELIVERED = "delivered"
 RETRY = "retry"

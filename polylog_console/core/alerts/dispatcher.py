@@ -41,7 +41,6 @@ from typing import Any
 
 import orjson
 
-from polylog_console.core import events as ev
 from polylog_console.core.alerts.delivery import (
     DELIVERED,
     FAILED,
@@ -53,11 +52,12 @@ from polylog_console.core.alerts.delivery import (
 )
 from polylog_console.core.alerts.outbox import Outbox, OutboxError, Pending
 from polylog_console.core.alerts.payload import Notification, from_alert, hostname
-from polylog_console.core.atomic import write_bytes
-from polylog_console.core.audit import AuditLog
-from polylog_console.core.config import Config
-from polylog_console.core.events import AlertEvent, CheckpointEvent
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.atomic import write_bytes
+from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model import events as ev
+from polylog_console.core.model.config import Config
+from polylog_console.core.model.events import AlertEvent, CheckpointEvent
 
 GROUPS_FILE = "groups.json"
 DEFAULT_RESOLVE_HOLD = 30.0

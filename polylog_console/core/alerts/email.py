@@ -6,7 +6,7 @@ mail server never blocks the event loop (the monitor) nor the other sinks. Trans
 ``starttls`` (upgrade on the submission port, 587), ``ssl`` (implicit TLS, 465) or ``none``; the
 server certificate is verified against the system's trust store (``SSL_CERT_FILE`` /
 ``SSL_CERT_DIR`` are honoured) unless an ``ssl_context`` is given. With a username the sink logs
-in; the password is a :class:`~polylog_console.core.config.Secret` and appears in no message.
+in; the password is a :class:`~polylog_console.core.model.config.Secret` and appears in no message.
 
 SMTP replies decide retries: 4xx (temporary: greylisting, mailbox busy) and lost connections are
 retried, 5xx (refused) and failed logins are not.
@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from polylog_console.core.alerts.delivery import DeliveryError
 from polylog_console.core.alerts.payload import Notification, email_message
-from polylog_console.core.config import DEFAULT_EMAIL_TO, EmailConfig, Secret
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.config import DEFAULT_EMAIL_TO, EmailConfig, Secret
 
 
 def _reply(code: int, message: bytes | str) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from polylog_console.core.alerts.payload import Notification
-from polylog_console.core.atomic import fsync_dir, write_bytes
+from polylog_console.core.infra.atomic import fsync_dir, write_bytes
 
 FORMAT_VERSION = 1
 FAILED_DIR = "failed"

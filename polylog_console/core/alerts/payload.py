@@ -1,7 +1,7 @@
 """What an alert says on each channel (SPEC §7): the notification and its renderings.
 
 A :class:`Notification` is one message about one alert condition, built once from the monitor's
-:class:`~polylog_console.core.events.Alert` when the dispatcher decides to announce it. It is what
+:class:`~polylog_console.core.model.events.Alert` when the dispatcher decides to announce it. It is what
 the durable outbox stores (``memory/outbox/``), so it holds plain JSON data and **no secret**: the
 webhook signature is computed from the exact body bytes at send time, and SMTP credentials live in
 the sink. Each sink renders it for its channel:
@@ -14,7 +14,7 @@ the sink. Each sink renders it for its channel:
   ``startsAt``; ``endsAt``).
 
 Text that came from the feed (labels, digests, summaries built from them) is passed through
-:func:`~polylog_console.core.text.safe_text` where it lands in human-read text (email, annotations),
+:func:`~polylog_console.core.infra.text.safe_text` where it lands in human-read text (email, annotations),
 so escape sequences in a checkpoint label cannot reach an operator's terminal or mail client.
 """
 
@@ -31,8 +31,8 @@ from typing import Any
 
 import orjson
 
-from polylog_console.core.events import SEVERITY, Alert, Severity, iso
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.events import SEVERITY, Alert, Severity, iso
 
 BODY_VERSION = 1
 SIGNATURE_HEADER = "X-Polylog-Signature"

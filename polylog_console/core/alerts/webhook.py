@@ -3,7 +3,7 @@ secret is configured.
 
 The body is rendered at send time (``sent_at`` is the attempt's time) and signed over its exact
 bytes: ``X-Polylog-Signature: sha256=<hex HMAC-SHA256>``. The secret stays in this object (a
-:class:`~polylog_console.core.config.Secret`), never in the outbox, events or audit entries.
+:class:`~polylog_console.core.model.config.Secret`), never in the outbox, events or audit entries.
 ``X-Polylog-Delivery`` carries the notification id, the same on every retry, so a receiver can
 drop the duplicates that at-least-once delivery may cause.
 """
@@ -24,8 +24,8 @@ from polylog_console.core.alerts.payload import (
     signature,
     webhook_body,
 )
-from polylog_console.core.config import Secret, WebhookConfig
-from polylog_console.core.text import safe_text
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.config import Secret, WebhookConfig
 
 USER_AGENT = "polylog-console-alerts/1"
 

@@ -13,7 +13,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from polylog_console.core.actions import ActionSpec
+from polylog_console.core.model.actions import ActionSpec
 
 GROUPS = (("runbook", "Runbook actions"), ("view", "View"), ("app", "Console"))
 NAVIGATION = (

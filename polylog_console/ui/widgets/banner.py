@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from polylog_console.core.alerts.dashboard import Banner
-from polylog_console.core.monitor import format_age
+from polylog_console.core.monitor.rules import format_age
 from polylog_console.ui.badges import SEVERITY_SYMBOL
 from polylog_console.ui.safe import literal
 from polylog_console.ui.widgets.header import badge_content

@@ -1,4 +1,4 @@
-"""The live checkpoints table: a window over :class:`polylog_console.core.timeline.Timeline`."""
+"""The live checkpoints table: a window over :class:`polylog_console.core.monitor.timeline.Timeline`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from textual import events
 from textual.message import Message
 
-from polylog_console.core.timeline import Timeline
+from polylog_console.core.monitor.timeline import Timeline
 from polylog_console.ui.badges import match_badge
 from polylog_console.ui.widgets.linetable import Cell, Column, LineTable
 

@@ -11,8 +11,8 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
-from polylog_console.core.diff_filter import DiffRow
-from polylog_console.core.diff_view import DiffView
+from polylog_console.core.registry.diff_view import DiffView
+from polylog_console.core.registry.filter import DiffRow
 from polylog_console.ui.safe import literal
 from polylog_console.ui.widgets.linetable import Cell, Column, LineTable
 
@@ -20,7 +20,7 @@ KIND_STYLE = {"missing": ("− missing", "drift"), "unexpected": ("+ unexpected"
               "mismatched": ("≠ mismatched", "warning")}
 
 
-DiffState = DiffView  # what the panel shows, decided in core (polylog_console.core.diff_view)
+DiffState = DiffView  # what the panel shows, decided in core (polylog_console.core.registry.diff_view)
 
 
 class FilterInput(Input):

@@ -8,7 +8,7 @@ from rich.cells import cell_len
 from textual.content import Content
 from textual.widget import Widget
 
-from polylog_console.core.events import Status
+from polylog_console.core.model.events import Status
 from polylog_console.ui.badges import status_badge
 from polylog_console.ui.safe import clean, literal
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from polylog_console.core.activity import Activity
-from polylog_console.core.records import FieldWarning, IngestError
+from polylog_console.core.feed.records import FieldWarning, IngestError
+from polylog_console.core.monitor.activity import Activity
 from polylog_console.ui.badges import LEVEL_STYLE, LEVEL_SYMBOL
 from polylog_console.ui.widgets.checkpoints import clock_time
 from polylog_console.ui.widgets.linetable import Cell, Column, LineTable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from polylog_console.core.monitor import format_age
+from polylog_console.core.monitor.rules import format_age
 from polylog_console.ui.widgets.checkpoints import latency
 from polylog_console.ui.widgets.linetable import Cell, Column, LineTable
 

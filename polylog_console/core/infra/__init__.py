@@ -1,0 +1,1 @@
+"""infra: see the README's architecture section."""

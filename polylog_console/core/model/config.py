@@ -1,0 +1,449 @@
+"""Configuration (SPEC §10): ``monitoring.toml`` plus ``POLYLOG_<SECTION>_<KEY>`` overrides.
+
+Every key is optional. An unknown key or a value of the wrong type is a :class:`ConfigError`
+whose message is one line naming the key and where it came from. Secrets are never read from
+the file: the webhook secret comes from ``POLYLOG_WEBHOOK_SECRET`` or ``webhook.secret_file``, the
+SMTP password from ``POLYLOG_EMAIL_PASSWORD`` or ``email.password_file``; they are held in
+:class:`Secret`, whose ``repr``/``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polylog_console.core.model import workspace as layout
+from polylog_console.core.model.errors import ConfigError
+from polylog_console.core.registry.stored import type_name
+
+DEFAULT_RUNBOOK_URL = "https://polylog.example/runbooks/registry-drift"
+DEFAULT_EMAIL_TO = ("ops@polylog.example",)
+
+
+class Secret:
+    """A secret value that never prints."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(from {self.source})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string like ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration, got {type_name(value)}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos = 0
+            seconds = 0.0
+            for match in _DURATION.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNITS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise ValueError(f'expected a duration like "90s", "5m" or "1h", got "{value}"') from None
+        if seconds < 0:
+            raise ValueError("a duration cannot be negative")
+        return seconds
+    raise ValueError(f"expected a duration, got {type_name(value)}")
+
+
+# --- value converters: (value, from_env) -> converted, raising ValueError with a reason -----------
+
+def _str(value: Any, from_env: bool) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type_name(value)}")
+    return value
+
+
+def _bool(value: Any, from_env: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if from_env and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+    raise ValueError(f"expected true or false, got {type_name(value)} {value!r}")
+
+
+def _int(minimum: int) -> Callable[[Any, bool], int]:
+    def convert(value: Any, from_env: bool) -> int:
+        if from_env and isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError(f"expected an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {type_name(value)}")
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def _duration(value: Any, from_env: bool) -> float:
+    return parse_duration(value)
+
+
+def _choice(*choices: str) -> Callable[[Any, bool], str]:
+    def convert(value: Any, from_env: bool) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return convert
+
+
+def _str_list(value: Any, from_env: bool) -> tuple[str, ...]:
+    if from_env and isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a string or a list of strings, got {type_name(value)}")
+    return tuple(value)
+
+
+def _url(value: Any, from_env: bool) -> str:
+    text = _str(value, from_env)
+    if not re.match(r"https?://[^\s/]+", text):
+        raise ValueError(f'expected an http:// or https:// URL, got "{text}"')
+    return text
+
+
+SCHEMA: dict[str, dict[str, Callable[[Any, bool], Any]]] = {
+    "feed": {"path": _str, "poll": _bool, "poll_interval": _duration, "history": _int(1)},
+    "digest": {"scheme": _choice("engine", "canonical")},
+    "monitor": {"stale_after": _duration, "escalate_after": _int(1)},
+    "refresh": {"enabled": _bool},
+    "alerts": {"repeat_interval": _duration, "runbook_url": _str},
+    "webhook": {"url": _url, "secret_file": _str, "timeout": _duration},
+    "email": {"host": _str, "port": _int(1), "tls": _choice("starttls", "ssl", "none"), "username": _str,
+              "password_file": _str, "from": _str, "to": _str_list, "timeout": _duration},
+    "alertmanager": {"url": _url, "timeout": _duration},
+    "ui": {"theme": _str, "read_only": _bool, "keys": lambda v, e: v},
+}
+REPLICA_KEYS: dict[str, Callable[[Any, bool], Any]] = {
+    "name": _str, "url": _url, "path": _str, "timeout": _duration, "retries": _int(0),
+}
+SECRET_HINTS = {
+    ("webhook", "secret"): "POLYLOG_WEBHOOK_SECRET or webhook.secret_file",
+    ("email", "password"): "POLYLOG_EMAIL_PASSWORD or email.password_file",
+}
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    path: Path
+    poll: bool = False
+    poll_interval: float = 0.25
+    history: int = 500
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    scheme: str = "engine"
+    stale_after: float = 3600.0
+    escalate_after: int = 3
+    refresh_enabled: bool = False
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    secret: Secret | None = None
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    host: str
+    port: int = 587
+    tls: str = "starttls"
+    username: str | None = None
+    password: Secret | None = None
+    sender: str = "polylog-console@localhost"
+    to: tuple[str, ...] = DEFAULT_EMAIL_TO
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class AlertmanagerConfig:
+    url: str
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    repeat_interval: float = 4 * 3600.0
+    runbook_url: str = DEFAULT_RUNBOOK_URL
+    webhook: WebhookConfig | None = None
+    email: EmailConfig | None = None
+    alertmanager: AlertmanagerConfig | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    name: str
+    url: str | None = None
+    path: Path | None = None
+    timeout: float = 5.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    theme: str = "dark"
+    read_only: bool = False
+    keys: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    workspace: Path
+    source: str  # where it came from, for messages ("monitoring.toml", "defaults")
+    feed: FeedConfig
+    monitor: MonitorConfig = MonitorConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    replicas: tuple[ReplicaConfig, ...] = ()
+    ui: UIConfig = UIConfig()
+
+    @property
+    def scheme(self) -> str:
+        return self.monitor.scheme
+
+
+def _fail(where: str, key: str, reason: str) -> ConfigError:
+    return ConfigError(f"{where}: {key}: {reason}")
+
+
+def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not valid UTF-8 at byte {exc.start}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+
+
+def _read_secret_file(root: Path, name: str, where: str, key: str) -> Secret:
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        path = root / path
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise _fail(where, key, f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise _fail(where, key, f"{path} is not UTF-8 text") from None
+    if not value:
+        raise _fail(where, key, f"{path} is empty")
+    return Secret(value, str(path))
+
+
+def load_config(
+    root: Path,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Load ``monitoring.toml`` (or ``config_file``) and apply environment overrides."""
+    env = os.environ if env is None else env
+    root = Path(root)
+    if config_file is not None:
+        path = Path(config_file)
+        label = str(config_file)
+        data = _read_toml(path if path.is_absolute() else Path.cwd() / path, label)
+    else:
+        path = root / layout.CONFIG
+        label = layout.CONFIG
+        data = _read_toml(path, label) if path.exists() else {}
+        if not path.exists():
+            label = "defaults"
+
+    values: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
+    replicas_raw: list[Any] = []
+    for section, body in data.items():
+        if section == "replicas":
+            if not isinstance(body, list):
+                raise _fail(label, "replicas", "expected an array of tables ([[replicas]])")
+            replicas_raw = body
+            continue
+        if section not in SCHEMA:
+            known = ", ".join([*SCHEMA, "replicas"])
+            raise ConfigError(f'{label}: unknown section "{section}" (known: {known})')
+        if not isinstance(body, dict):
+            raise _fail(label, section, f"expected a table, got {type_name(body)}")
+        for key, value in body.items():
+            if (section, key) in SECRET_HINTS:
+                raise _fail(label, f"{section}.{key}",
+                            f"secrets are not read from the file; use {SECRET_HINTS[(section, key)]}")
+            if key not in SCHEMA[section]:
+                known = ", ".join(SCHEMA[section])
+                raise ConfigError(f'{label}: unknown key "{section}.{key}" (known: {known})')
+            try:
+                values[section][key] = SCHEMA[section][key](value, False)
+            except ValueError as exc:
+                raise _fail(label, f"{section}.{key}", str(exc)) from None
+
+    # Environment overrides: POLYLOG_<SECTION>_<KEY>
+    for name, raw in env.items():
+        if not name.startswith("POLYLOG_"):
+            continue
+        rest = name[len("POLYLOG_"):].lower()
+        section = next((s for s in SCHEMA if rest.startswith(s + "_")), None)
+        if section is None:
+            continue
+        key = rest[len(section) + 1:]
+        if (section, key) in SECRET_HINTS:
+            continue  # the secret itself, read below
+        if key not in SCHEMA[section] or key == "keys":
+            known = ", ".join(f"POLYLOG_{section.upper()}_{k.upper()}" for k in SCHEMA[section] if k != "keys")
+            raise ConfigError(f"environment: unknown variable {name} (known for [{section}]: {known})")
+        try:
+            values[section][key] = SCHEMA[section][key](raw, True)
+        except ValueError as exc:
+            raise ConfigError(f"environment: {name}: {exc}") from None
+
+    feed = values["feed"]
+    feed_path = Path(feed.get("path", layout.FEED)).expanduser()
+    if not feed_path.is_absolute():
+        feed_path = root / feed_path
+    mon = values["monitor"]
+    monitor = MonitorConfig(
+        scheme=values["digest"].get("scheme", "engine"),
+        stale_after=mon.get("stale_after", 3600.0),
+        escalate_after=mon.get("escalate_after", 3),
+        refresh_enabled=values["refresh"].get("enabled", False),
+    )
+
+    webhook = None
+    wh = values["webhook"]
+    secret = None
+    if env.get("POLYLOG_WEBHOOK_SECRET"):
+        secret = Secret(env["POLYLOG_WEBHOOK_SECRET"], "POLYLOG_WEBHOOK_SECRET")
+    elif "secret_file" in wh:
+        secret = _read_secret_file(root, wh["secret_file"], label, "webhook.secret_file")
+    if "url" in wh:
+        webhook = WebhookConfig(wh["url"], secret, wh.get("timeout", 5.0))
+    elif "secret_file" in wh or "timeout" in wh:
+        raise _fail(label, "webhook.url", "required when [webhook] is configured")
+
+    email = None
+    em = values["email"]
+    if em:
+        if "host" not in em:
+            raise _fail(label, "email.host", "required when [email] is configured")
+        password = None
+        if env.get("POLYLOG_EMAIL_PASSWORD"):
+            password = Secret(env["POLYLOG_EMAIL_PASSWORD"], "POLYLOG_EMAIL_PASSWORD")
+        elif "password_file" in em:
+            password = _read_secret_file(root, em["password_file"], label, "email.password_file")
+        tls = em.get("tls", "starttls")
+        email = EmailConfig(
+            host=em["host"],
+            port=em.get("port", 465 if tls == "ssl" else 587 if tls == "starttls" else 25),
+            tls=tls,
+            username=em.get("username"),
+            password=password,
+            sender=em.get("from", f"polylog-console@{os.uname().nodename}"),
+            to=em.get("to", DEFAULT_EMAIL_TO),
+            timeout=em.get("timeout", 10.0),
+        )
+
+    am = values["alertmanager"]
+    alertmanager = AlertmanagerConfig(am["url"], am.get("timeout", 5.0)) if "url" in am else None
+    al = values["alerts"]
+    alerts = AlertsConfig(
+        repeat_interval=al.get("repeat_interval", 4 * 3600.0),
+        runbook_url=al.get("runbook_url", DEFAULT_RUNBOOK_URL),
+        webhook=webhook,
+        email=email,
+        alertmanager=alertmanager,
+    )
+
+    replicas = []
+    seen: set[str] = set()
+    for index, item in enumerate(replicas_raw):
+        where = f"replicas[{index}]"
+        if not isinstance(item, dict):
+            raise _fail(label, where, f"expected a table, got {type_name(item)}")
+        converted: dict[str, Any] = {}
+        for key, value in item.items():
+            if key not in REPLICA_KEYS:
+                raise ConfigError(f'{label}: unknown key "{where}.{key}" (known: {", ".join(REPLICA_KEYS)})')
+            try:
+                converted[key] = REPLICA_KEYS[key](value, False)
+            except ValueError as exc:
+                raise _fail(label, f"{where}.{key}", str(exc)) from None
+        name = converted.get("name")
+        if not name:
+            raise _fail(label, f"{where}.name", "required")
+        if name in seen:
+            raise _fail(label, f"{where}.name", f'duplicate replica name "{name}"')
+        seen.add(name)
+        if ("url" in converted) == ("path" in converted):
+            raise _fail(label, where, "needs exactly one of url or path")
+        replica_path = None
+        if "path" in converted:
+            replica_path = Path(converted["path"]).expanduser()
+            if not replica_path.is_absolute():
+                replica_path = root / replica_path
+        replicas.append(ReplicaConfig(name, converted.get("url"), replica_path,
+                                      converted.get("timeout", 5.0), converted.get("retries", 2)))
+
+    ui = values["ui"]
+    keys = ui.get("keys", {})
+    if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        raise _fail(label, "ui.keys", "expected a table of action = \"key\" strings")
+
+    return Config(
+        workspace=root,
+        source=label,
+        feed=FeedConfig(feed_path, feed.get("poll", False), feed.get("poll_interval", 0.25), feed.get("history", 500)),
+        monitor=monitor,
+        alerts=alerts,
+        replicas=tuple(replicas),
+        ui=UIConfig(ui.get("theme", "dark"), ui.get("read_only", False), dict(keys)),
+    )

@@ -1,0 +1,266 @@
+"""Typed events: the one-way flow feed -> monitor -> events -> (screen, alerts, audit).
+
+Every event has a JSON form (``to_json()``) used by ``watch --json``, the audit log and tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from polylog_console.core.feed.records import Checkpoint, Entry, IngestError
+
+
+class Status(StrEnum):
+    IN_SYNC = "IN SYNC"
+    DRIFT = "DRIFT"
+    STALE = "STALE"
+    NO_DATA = "NO DATA"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+# Alert codes (SPEC §6)
+REGISTRY_MISMATCH = "registry_mismatch"
+REGISTRY_RESOLVED = "registry_resolved"
+SCHEME_MISMATCH = "scheme_mismatch"
+STALE_DIGEST = "stale_digest"
+REGISTRY_PROVIDER_ERROR = "registry_provider_error"
+DRIFT_PERSISTENT = "drift_persistent"
+
+ALERT_CODES = (REGISTRY_MISMATCH, REGISTRY_RESOLVED, SCHEME_MISMATCH, STALE_DIGEST,
+               REGISTRY_PROVIDER_ERROR, DRIFT_PERSISTENT)
+
+SEVERITY = {
+    REGISTRY_MISMATCH: Severity.CRITICAL,
+    DRIFT_PERSISTENT: Severity.CRITICAL,
+    REGISTRY_PROVIDER_ERROR: Severity.CRITICAL,
+    SCHEME_MISMATCH: Severity.WARNING,
+    STALE_DIGEST: Severity.WARNING,
+    REGISTRY_RESOLVED: Severity.INFO,
+}
+
+
+def iso(ts: float | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``."""
+    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dedup_key(*parts: str) -> str:
+    """A stable key for one distinct condition (e.g. one drift = stored digest + live digest)."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A condition raised or cleared by the monitor. ``status`` is ``firing`` or ``resolved``.
+
+    ``resolves`` names the codes a resolution ends (``registry_resolved`` ends ``registry_mismatch``
+    and ``drift_persistent`` for the same drift); ``reason`` says why (e.g. ``superseded`` when a
+    drift is replaced by another drift, ``parity`` when digests match again).
+    """
+
+    code: str
+    status: str
+    dedup_key: str
+    summary: str
+    raised_at: float
+    checkpoint: dict[str, Any] | None = None
+    stored_digest: str | None = None
+    live_digest: str | None = None
+    consecutive_mismatches: int = 0
+    since: float | None = None
+    diff: dict[str, Any] | None = None
+    resolves: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY.get(self.code, Severity.WARNING)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "code": self.code,
+            "status": self.status,
+            "severity": str(self.severity),
+            "dedup_key": self.dedup_key,
+            "summary": self.summary,
+            "raised_at": iso(self.raised_at),
+            "checkpoint": self.checkpoint,
+            "stored_digest": self.stored_digest,
+            "live_digest": self.live_digest,
+            "consecutive_mismatches": self.consecutive_mismatches,
+        }
+        if self.since is not None:
+            out["since"] = iso(self.since)
+        if self.diff is not None:
+            out["diff"] = self.diff
+        if self.resolves:
+            out["resolves"] = list(self.resolves)
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(slots=True)  # not frozen: one is made per checkpoint, and frozen __init__ costs more
+class CheckpointEvent:
+    checkpoint: Checkpoint
+    registry_match: bool | None
+    scheme_mismatch: bool
+    status: Status
+    consecutive_mismatches: int
+    stored_digest: str | None
+    latency_ms: float | None
+    stale: bool = False
+
+    event = "checkpoint"
+
+    def to_json(self) -> dict[str, Any]:
+        cp = self.checkpoint
+        out = {
+            "event": "checkpoint",
+            "line": cp.line,
+            "label": cp.display_label,
+            "registry_match": self.registry_match,
+            "status": str(self.status),
+            "registry_digest": cp.digest,
+            "stored_digest": self.stored_digest,
+            "consecutive_mismatches": self.consecutive_mismatches,
+            "timestamp": cp.timestamp,
+        }
+        if self.scheme_mismatch:
+            out["scheme_mismatch"] = True
+        if self.stale:
+            out["stale"] = True
+        if cp.warnings:
+            out["warnings"] = [w.to_json() for w in cp.warnings]
+        if self.latency_ms is not None:
+            out["latency_ms"] = round(self.latency_ms, 3)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class IngestErrorEvent:
+    error: IngestError
+
+    event = "ingest_error"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "ingest_error", **self.error.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class EntryEvent:
+    entry: Entry
+
+    event = "entry"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "entry", **self.entry.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """Something happened to the feed file: ``started``, ``missing``, ``created``, ``rotated``,
+    ``truncated``, ``deleted``, ``error``, ``lines_indexed``..."""
+
+    kind: str
+    path: str
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    event = "feed"
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"event": "feed", "kind": self.kind, "path": self.path}
+        if self.detail:
+            out["detail"] = self.detail
+        out.update(self.data)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    previous: Status
+    status: Status
+    at: float
+    reason: str = ""
+
+    event = "status"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "status", "previous": str(self.previous), "status": str(self.status),
+                "at": iso(self.at), "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    alert: Alert
+
+    event = "alert"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "alert", **self.alert.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """The stored registry was (re)loaded, or could not be read (``error`` set)."""
+
+    digest: str | None
+    symbols: int | None
+    path: str
+    error: str | None = None
+
+    event = "stored"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": "stored", "path": self.path, "stored_digest": self.digest,
+                               "symbols": self.symbols}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ActionEvent:
+    """A runbook action's lifecycle: ``started``, ``progress``, ``finished``, ``failed``, ``cancelled``.
+
+    ``outcome`` is ``ok`` or ``problem`` for a finished action (a problem was found: invalid
+    source, drift, parity failure); ``result`` is the action's JSON result."""
+
+    action: str
+    phase: str
+    message: str = ""
+    outcome: str | None = None
+    result: dict[str, Any] | None = None
+    done: float | None = None
+    total: float | None = None
+
+    event = "action"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": "action", "action": self.action, "phase": self.phase}
+        if self.message:
+            out["message"] = self.message
+        if self.outcome is not None:
+            out["outcome"] = self.outcome
+        if self.result is not None:
+            out["result"] = self.result
+        if self.done is not None:
+            out["done"] = self.done
+            out["total"] = self.total
+        return out
+
+
+Event = (ActionEvent | CheckpointEvent | IngestErrorEvent | EntryEvent | FeedEvent | StatusEvent | AlertEvent
+         | StoredEvent)

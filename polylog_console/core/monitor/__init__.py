@@ -1,0 +1,1 @@
+"""monitor: see the README's architecture section."""

@@ -1,0 +1,149 @@
+"""The console's activity log: what happened, one line each (actions, alerts, feed events, audit).
+
+:func:`describe` turns a monitor or action event into an :class:`Activity` (or None for events the
+log does not show: individual checkpoints, action progress); :func:`from_audit` does the same for an
+audit-log record written before the console started. Messages may contain untrusted text (labels,
+error messages): the screen passes them through its safe-text helper like everything else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from polylog_console.core.model.events import (
+    ActionEvent,
+    AlertEvent,
+    EntryEvent,
+    FeedEvent,
+    IngestErrorEvent,
+    StatusEvent,
+    StoredEvent,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    at: float
+    kind: str  # "action", "alert", "feed", "status", "stored", "entry", "audit", "ui"
+    message: str
+    level: str = "info"
+
+
+def describe(event: Any, now: float | None = None) -> Activity | None:
+    now = time.time() if now is None else now
+    if isinstance(event, ActionEvent):
+        if event.phase == "progress":
+            return None
+        level = {"started": "info", "cancelled": "warning", "failed": "error"}.get(event.phase, "ok")
+        if event.phase == "finished" and event.outcome == "problem":
+            level = "warning"
+        text = f"{event.action} {event.phase}"
+        if event.message:
+            text += f": {event.message}"
+        return Activity(now, "action", text, level)
+    if isinstance(event, AlertEvent):
+        a = event.alert
+        firing = a.status == "firing"
+        level = ("error" if a.severity == "critical" else "warning") if firing else "ok"
+        return Activity(a.raised_at, "alert", f"{a.code} {a.status}: {a.summary}", level)
+    if isinstance(event, StatusEvent):
+        level = {"IN SYNC": "ok", "DRIFT": "error", "STALE": "warning"}.get(str(event.status), "info")
+        reason = f" ({event.reason})" if event.reason else ""
+        return Activity(event.at, "status", f"{event.previous} → {event.status}{reason}", level)
+    if isinstance(event, FeedEvent):
+        level = "error" if event.kind in ("error", "deleted", "missing") else "info"
+        if event.kind in ("rotated", "truncated"):
+            level = "warning"
+        detail = f": {event.detail}" if event.detail else ""
+        return Activity(now, "feed", f"feed {event.kind}{detail}", level)
+    if isinstance(event, StoredEvent):
+        if event.error:
+            return Activity(now, "stored", f"stored registry unreadable: {event.error}", "error")
+        symbols = f", {event.symbols:,} symbols" if event.symbols is not None else ""
+        return Activity(now, "stored", f"stored registry loaded: digest {(event.digest or '')[:12]}{symbols}")
+    if isinstance(event, EntryEvent):
+        entry = event.entry
+        return Activity(now, "entry", f"line {entry.line}: {entry.entry_kind}")
+    if isinstance(event, IngestErrorEvent):
+        err = event.error
+        return Activity(now, "feed", f"ingest error at line {err.line}: {err.reason}", "warning")
+    return None
+
+
+def _parse_ts(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return 0.0
+
+
+def from_audit(record: dict[str, Any]) -> Activity:
+    """An audit-log record (SPEC §8) as an activity line: ``event by actor: details``."""
+    event = str(record.get("event", "?"))
+    actor = record.get("actor")
+    details = []
+    for key in ("action", "code", "outcome", "message", "summary", "checkpoint"):
+        value = record.get(key)
+        if value not in (None, ""):
+            details.append(str(value))
+    text = event + (f" by {actor}" if actor else "") + (f": {' · '.join(details)}" if details else "")
+    level = "error" if "failed" in event else "warning" if event in ("escalation", "alert_raised") else "info"
+    return Activity(_parse_ts(record.get("ts")), "audit", text, level)
+
+
+class AuditTail:
+    """New records of the audit log since the last look (other processes append to it too: a CLI
+    rehydrate in another terminal, ``watch`` delivering alerts). One ``stat`` per look when nothing
+    changed; a truncated or replaced file is read again from its start. Only complete lines count."""
+
+    def __init__(self, path: Any, *, from_end: bool = True) -> None:
+        import os
+        from pathlib import Path
+
+        self.path = Path(path)
+        self._os = os
+        self.offset = 0
+        self.ident: tuple[int, int] | None = None
+        if from_end:
+            try:
+                st = os.stat(self.path)
+                self.offset, self.ident = st.st_size, (st.st_dev, st.st_ino)
+            except OSError:
+                pass
+
+    def read_new(self, limit: int = 64 * 1024 * 1024) -> list[dict[str, Any]]:
+        import orjson
+
+        try:
+            st = self._os.stat(self.path)
+        except OSError:
+            return []
+        ident = (st.st_dev, st.st_ino)
+        if ident != self.ident or st.st_size < self.offset:
+            self.ident, self.offset = ident, 0
+        if st.st_size == self.offset:
+            return []
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read(min(limit, st.st_size - self.offset))
+        except OSError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        out = []
+        for line in data[:end].split(b"\n"):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out

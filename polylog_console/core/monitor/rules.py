@@ -1,0 +1,584 @@
+"""Monitor state (SPEC §6): compares each checkpoint with the stored registry and emits events.
+
+The monitor is pure logic over its inputs: records in feed order, the stored registry (one stat
+per batch; reloaded and re-digested only when ``catalogs/registry.json`` changes) and a clock.
+It knows nothing of files being followed, screens or sinks; what it decides leaves as typed
+events (:mod:`polylog_console.core.model.events`).
+
+Rules:
+
+* ``registry_match`` is ``checkpoint digest == stored digest`` under the configured scheme. A
+  digest that differs under that scheme but equals the stored one under the other scheme is a
+  *scheme mismatch* (alert ``scheme_mismatch``), not a drift.
+* Status: ``NO DATA`` (no checkpoint yet, or the stored registry cannot be read: nothing can be
+  compared), ``DRIFT`` (latest checkpoint drifts, stale or not), ``STALE`` (latest checkpoint in
+  sync but older than ``stale_after``), ``IN SYNC``.
+* One ``registry_mismatch`` alert per distinct drift (stored digest, live digest); when the live
+  digest changes during a drift the old drift is resolved as ``superseded``; ``registry_resolved``
+  when parity returns; ``drift_persistent`` once per drift when ``escalate_after`` consecutive
+  checkpoints mismatch, or when drift remains after a rehydrate; ``stale_digest`` while the latest
+  checkpoint is older than ``stale_after``; ``registry_provider_error`` while the stored registry
+  cannot be read.
+* A checkpoint without ``timestamp`` counts as written when it was read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polylog_console.core.feed.records import Checkpoint, Entry, IngestError
+from polylog_console.core.model import events as ev
+from polylog_console.core.model.config import MonitorConfig
+from polylog_console.core.model.errors import PolylogError, RegistryError
+from polylog_console.core.model.events import Alert, AlertEvent, CheckpointEvent, Status, StatusEvent, StoredEvent
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.registry.diff import RegistryDiff, diff_states
+from polylog_console.core.registry.stored import State, StoredRegistry, StoredView, load_snapshot, validate_state
+
+
+@dataclass(frozen=True)
+class MonitorView:
+    """A read-only summary of the monitor's state, for headers, banners and summaries."""
+
+    status: Status
+    status_since: float | None
+    latest: Checkpoint | None
+    latest_match: bool | None
+    latest_scheme_mismatch: bool
+    stale: bool
+    age: float | None
+    consecutive_mismatches: int
+    drift_since: float | None
+    stored_digest: str | None
+    stored_error: str | None
+    checkpoints: int
+    ingest_errors: int
+    entries: int
+    warnings: int
+
+
+@dataclass(slots=True)
+class Run:
+    """``count`` consecutive checkpoints with the same digest, of which only the first and the last
+    are kept: what :meth:`Monitor.process` needs to account for them without per-checkpoint
+    events (see :func:`compact`)."""
+
+    first: Checkpoint
+    last: Checkpoint
+    count: int
+
+
+def compact(records: Iterable[Any], into: list[Any]) -> None:
+    """Append ``records`` to ``into``, folding consecutive same-digest checkpoints into :class:`Run`
+    items. Feeding the result to ``Monitor.process(..., emit_checkpoints=False)`` reaches the same
+    state and alerts as feeding the records; this lets a reader buffer a feed compactly before
+    the stored digest is known."""
+    append = into.append
+    for record in records:
+        if record.__class__ is Checkpoint and into:
+            tail = into[-1]
+            if tail.__class__ is Run and tail.first.digest == record.digest:
+                tail.last = record
+                tail.count += 1
+                continue
+            if tail.__class__ is Checkpoint and tail.digest == record.digest:
+                into[-1] = Run(tail, record, 2)
+                continue
+        append(record)
+
+
+def checkpoint_ref(cp: Checkpoint) -> dict[str, Any]:
+    return {"label": cp.display_label, "line": cp.line, "timestamp": cp.timestamp, "registry_digest": cp.digest}
+
+
+class Monitor:
+    def __init__(
+        self,
+        stored: StoredRegistry,
+        config: MonitorConfig | None = None,
+        workspace: Workspace | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stored = stored
+        self.config = config or MonitorConfig()
+        self.workspace = workspace
+        self.clock = clock
+        self.view: StoredView | None = None
+        self.stored_error: str | None = None
+        self.status = Status.NO_DATA
+        self.status_since: float | None = None
+        self.latest: Checkpoint | None = None
+        self.latest_time: float | None = None
+        self.latest_match: bool | None = None
+        self.latest_scheme_mismatch = False
+        self.consecutive = 0
+        self.drift_key: tuple[str, str] | None = None
+        self.drift_since: float | None = None
+        self.escalated = False
+        self.scheme_key: tuple[str, str] | None = None
+        self.stale = False
+        self.rehydrate_pending = False  # a rehydrate ran: escalate if the next comparison drifts
+        self.checkpoints = 0
+        self.ingest_errors = 0
+        self.entries = 0
+        self.warnings = 0
+        self._scheme_cache: tuple[str, str, bool] | None = None  # (stored, live, is scheme mismatch)
+        self._diff_cache: dict[tuple[str, str], RegistryDiff | None] = {}
+        self._diff_errors: dict[tuple[str, str], str] = {}
+
+    # -- stored registry ---------------------------------------------------------------------
+
+    def _refresh_stored(self, now: float, out: list[Any]) -> bool:
+        """Reload the stored registry if its file changed; True when that compared the latest
+        checkpoint again."""
+        try:
+            view = self.stored.get()
+        except RegistryError as exc:
+            message = str(exc)
+            if self.stored_error != message:
+                first = self.stored_error is None
+                self.stored_error = message
+                self.view = None
+                out.append(StoredEvent(None, None, str(self.stored.path), message))
+                if first:
+                    out.append(AlertEvent(Alert(
+                        ev.REGISTRY_PROVIDER_ERROR, "firing", ev.dedup_key("provider", str(self.stored.path)),
+                        f"stored registry cannot be read: {message}", now)))
+                self._set_status(now, out, "stored registry unreadable")
+            return False
+        if view is self.view:
+            return False
+        if self.stored_error is not None:
+            out.append(AlertEvent(Alert(
+                ev.REGISTRY_PROVIDER_ERROR, "resolved", ev.dedup_key("provider", str(self.stored.path)),
+                "stored registry readable again", now, stored_digest=view.digest, reason="recovered")))
+            self.stored_error = None
+        changed = self.view is not None and self.view.digest != view.digest
+        self.view = view
+        self._scheme_cache = None
+        out.append(StoredEvent(view.digest, view.loaded_symbols, str(self.stored.path)))
+        if self.latest is not None and (changed or self.latest_match is None):
+            # The stored registry changed under the latest checkpoint: compare it again.
+            self._evaluate(self.latest, now, out, emit=True, recheck=True)
+            return True
+        return False
+
+    @property
+    def stored_digest(self) -> str | None:
+        return self.view.digest if self.view is not None else None
+
+    # -- processing ------------------------------------------------------------------------
+
+    def process(self, records: Iterable[Any], *, emit_checkpoints: bool = True, now: float | None = None) -> list[Any]:
+        """Feed records (in feed order) through the monitor; return the events they cause."""
+        now = self.clock() if now is None else now
+        out: list[Any] = []
+        self._refresh_stored(now, out)
+        if not emit_checkpoints:
+            self._process_quiet(records, now, out)
+            return out
+        evaluate = self._evaluate
+        stale_after = self.config.stale_after
+        append = out.append
+        monotonic_ns = time.monotonic_ns
+        # A run of checkpoints repeating the digest of the one just evaluated changes nothing but
+        # counters, the latest checkpoint and (possibly) the staleness; it is handled inline with
+        # local state, written back before anything else is evaluated.
+        steady: str | None = None
+        run = 0  # checkpoints handled inline and not yet written back
+        warned = 0
+        last: Checkpoint | None = None
+        last_time = 0.0
+        match: bool | None = None
+        scheme_mm = False
+        status = self.status
+        stale_now = False
+        stored_digest: str | None = None
+        drifting = False
+        consecutive = 0
+        limit = 0  # drifting: consecutive count at which escalation is due (full evaluation)
+        keys: Any = None
+        types: tuple[type, ...] = ()
+        for record in records:
+            cls = record.__class__
+            if cls is Checkpoint:
+                if record.digest == steady:
+                    data = record.data
+                    ts = data.get("timestamp")
+                    if type(ts) is not float or not -1e15 < ts < 1e15:
+                        ts = record.timestamp
+                    latest_time = ts if ts is not None else now
+                    stale = now - latest_time > stale_after
+                    if stale is stale_now and (not drifting or consecutive + 1 < limit):
+                        run += 1
+                        last = record
+                        last_time = latest_time
+                        if drifting:
+                            consecutive += 1
+                        if (record.telemetry_raw is not None or data.keys() != keys
+                                or tuple(map(type, data.values())) != types
+                                or (ts is not None and not -1e15 < ts < 1e15)):
+                            warned += len(record.warnings)  # a different shape: check it
+                        # else: same keys, same value types and same digest as a checkpoint found
+                        # clean, so no warning (every field check is a type check but the time's)
+                        observed = record.observed_ns
+                        append(CheckpointEvent(record, match, scheme_mm, status, consecutive, stored_digest,
+                                               (monotonic_ns() - observed) / 1e6 if observed else None, stale))
+                        continue
+                if run:
+                    self._write_back(run, warned, last, last_time, consecutive)  # type: ignore[arg-type]
+                    run = warned = 0
+                evaluate(record, now, out, True)
+                steady = record.digest if self.view is not None and not record.warnings else None
+                if steady is not None:
+                    match = self.latest_match
+                    scheme_mm = self.latest_scheme_mismatch
+                    status = self.status
+                    stale_now = self.stale
+                    stored_digest = self.view.digest  # type: ignore[union-attr]
+                    consecutive = self.consecutive
+                    drifting = match is False and not scheme_mm
+                    limit = 1 << 62 if self.escalated else self.config.escalate_after
+                    keys = record.data.keys()
+                    types = tuple(map(type, record.data.values()))
+                continue
+            if cls is IngestError:
+                self.ingest_errors += 1
+                append(ev.IngestErrorEvent(record))
+            elif cls is Entry:
+                self.entries += 1
+                append(ev.EntryEvent(record))
+            else:
+                append(record)  # feed events pass through in order
+        if run:
+            self._write_back(run, warned, last, last_time, consecutive)  # type: ignore[arg-type]
+        return out
+
+    def _write_back(self, count: int, warned: int, last: Checkpoint, latest_time: float, consecutive: int) -> None:
+        self.checkpoints += count
+        self.warnings += warned
+        self.latest = last
+        self.latest_time = latest_time
+        self.consecutive = consecutive
+
+    def _process_quiet(self, records: Iterable[Any], now: float, out: list[Any]) -> None:
+        """Like :meth:`process` without per-checkpoint events, for reading a whole feed fast: a
+        run of checkpoints with the same digest is one comparison and a few counter updates."""
+        evaluate = self._evaluate
+        last_digest = None
+        run = 0  # checkpoints after the evaluated one, same digest, not yet absorbed
+        run_last: Checkpoint | None = None
+        for record in records:
+            cls = record.__class__
+            if cls is Checkpoint:
+                if record.digest == last_digest:
+                    run += 1
+                    run_last = record
+                    continue
+                if run:
+                    self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
+                    run = 0
+                evaluate(record, now, out, False)
+                last_digest = record.digest
+                continue
+            if cls is Run:
+                if record.first.digest != last_digest:
+                    if run:
+                        self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
+                        run = 0
+                    evaluate(record.first, now, out, False)
+                    last_digest = record.first.digest
+                    run = record.count - 1
+                else:
+                    run += record.count
+                run_last = record.last
+                continue
+            if run:
+                self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
+                run = 0
+            if cls is IngestError:
+                self.ingest_errors += 1
+                out.append(ev.IngestErrorEvent(record))
+            elif cls is Entry:
+                self.entries += 1
+            else:
+                out.append(record)
+        if run:
+            self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
+
+    def _absorb(self, cp: Checkpoint, count: int, now: float, out: list[Any]) -> None:
+        """``count`` more checkpoints with the latest one's digest, ``cp`` the last of them."""
+        self.checkpoints += count
+        self.latest = cp
+        ts = cp.timestamp
+        self.latest_time = ts if ts is not None else now
+        if self.latest_match is False and not self.latest_scheme_mismatch:
+            self.consecutive += count
+            if not self.escalated and self.consecutive >= self.config.escalate_after:
+                self._escalate(cp, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
+        self._set_stale(self._is_stale(now), cp, now, out)
+        if self._status_for(self.latest_match, self.latest_scheme_mismatch, self.stale) is not self.status:
+            self._set_status(now, out, f"checkpoint {cp.display_label}")
+
+    def _evaluate(self, cp: Checkpoint, now: float, out: list[Any], emit: bool, recheck: bool = False) -> None:
+        if not recheck:
+            self.checkpoints += 1
+            if emit:
+                self.warnings += len(cp.warnings)
+        self.latest = cp
+        ts = cp.timestamp
+        self.latest_time = ts if ts is not None else (self.latest_time if recheck else now)
+        view = self.view
+        live = cp.digest
+        scheme_mm = False
+        if view is None:
+            match: bool | None = None
+        elif live == view.digest:
+            match = True
+        else:
+            match = False
+            scheme_mm = self._is_scheme_mismatch(view, live)
+
+        if match is True or scheme_mm:
+            self.rehydrate_pending = False
+            if self.drift_key is not None:
+                self._resolve_drift(cp, now, out, "parity" if match else "scheme mismatch only")
+            self.consecutive = 0
+            if scheme_mm:
+                key = (view.digest, live)  # type: ignore[union-attr]
+                if self.scheme_key != key:
+                    self.scheme_key = key
+                    out.append(AlertEvent(Alert(
+                        ev.SCHEME_MISMATCH, "firing", ev.dedup_key("scheme", *key),
+                        f"checkpoint {cp.display_label} digest matches the stored registry under the "
+                        f"{'canonical' if self.config.scheme == 'engine' else 'engine'} scheme, not "
+                        f"{self.config.scheme}: check digest.scheme", now,
+                        checkpoint_ref(cp), key[0], live)))
+            elif self.scheme_key is not None:
+                out.append(AlertEvent(Alert(
+                    ev.SCHEME_MISMATCH, "resolved", ev.dedup_key("scheme", *self.scheme_key),
+                    "digests match under the configured scheme", now, checkpoint_ref(cp),
+                    self.scheme_key[0], live, reason="parity")))
+                self.scheme_key = None
+        elif match is False:
+            if not recheck:  # comparing the same checkpoint again is not another mismatch
+                self.consecutive += 1
+            key = (view.digest, live)  # type: ignore[union-attr]
+            if self.drift_key != key:
+                if self.drift_key is not None:
+                    self._resolve_drift(cp, now, out, "superseded")
+                self.drift_key = key
+                self.drift_since = now
+                self.escalated = False
+                diff = self.diff_for(cp)
+                summary = f"checkpoint {cp.display_label} digest {live[:12]} differs from stored {key[0][:12]}"
+                if diff is not None:
+                    summary += f" (missing {diff.missing}, unexpected {diff.unexpected}, mismatched {diff.mismatched})"
+                out.append(AlertEvent(Alert(
+                    ev.REGISTRY_MISMATCH, "firing", ev.dedup_key(*key), summary, now, checkpoint_ref(cp),
+                    key[0], live, self.consecutive, self.drift_since,
+                    diff.summary() if diff is not None else None)))
+            if self.rehydrate_pending:
+                # The runbook's own escalation trigger, announced even when the count already
+                # escalated this drift (receivers group both under the same key).
+                self.rehydrate_pending = False
+                self._escalate(cp, now, out, "drift remains after rehydrate")
+            if not self.escalated and self.consecutive >= self.config.escalate_after:
+                self._escalate(cp, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
+
+        self.latest_match = match
+        self.latest_scheme_mismatch = scheme_mm
+        stale = self._is_stale(now)
+        self._set_stale(stale, cp, now, out)
+        status = self._status_for(match, scheme_mm, stale)
+        if emit:
+            latency = (time.monotonic_ns() - cp.observed_ns) / 1e6 if cp.observed_ns else None
+            out.append(CheckpointEvent(cp, match, scheme_mm, status, self.consecutive,
+                                       view.digest if view is not None else None, latency, stale))
+        if status is not self.status:
+            self._set_status(now, out, f"checkpoint {cp.display_label}")
+
+    def _is_scheme_mismatch(self, view: StoredView, live: str) -> bool:
+        cache = self._scheme_cache
+        if cache is not None and cache[0] == view.digest and cache[1] == live:
+            return cache[2]
+        result = live == view.other_digest
+        self._scheme_cache = (view.digest, live, result)
+        return result
+
+    def _resolve_drift(self, cp: Checkpoint, now: float, out: list[Any], reason: str) -> None:
+        key = self.drift_key
+        assert key is not None
+        superseded = reason == "superseded"
+        code = ev.REGISTRY_MISMATCH if superseded else ev.REGISTRY_RESOLVED
+        if superseded and self.view is not None and key[1] == cp.digest:
+            summary = f"drift {key[1][:12]} now compared with the new stored digest {self.view.digest[:12]}"
+        elif superseded:
+            summary = f"drift {key[1][:12]} superseded by {cp.digest[:12]}"
+        else:
+            summary = f"checkpoint {cp.display_label} matches the stored registry again"
+        resolves = (ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT)
+        out.append(AlertEvent(Alert(code, "resolved", ev.dedup_key(*key), summary, now, checkpoint_ref(cp),
+                                    key[0], key[1], self.consecutive, self.drift_since, None, resolves, reason)))
+        self.drift_key = None
+        self.drift_since = None
+        self.escalated = False
+
+    def _escalate(self, cp: Checkpoint, now: float, out: list[Any], reason: str) -> None:
+        key = self.drift_key
+        assert key is not None
+        self.escalated = True
+        out.append(AlertEvent(Alert(
+            ev.DRIFT_PERSISTENT, "firing", ev.dedup_key(*key), f"escalate: {reason}", now, checkpoint_ref(cp),
+            key[0], key[1], self.consecutive, self.drift_since, reason=reason)))
+
+    # -- staleness ----------------------------------------------------------------------------
+
+    def _is_stale(self, now: float) -> bool:
+        return self.latest_time is not None and now - self.latest_time > self.config.stale_after
+
+    def _set_stale(self, stale: bool, cp: Checkpoint | None, now: float, out: list[Any]) -> None:
+        if stale == self.stale:
+            return
+        self.stale = stale
+        ref = checkpoint_ref(cp) if cp is not None else None
+        key = ev.dedup_key("stale", str(self.stored.path))
+        if stale:
+            age = now - (self.latest_time or now)
+            out.append(AlertEvent(Alert(
+                ev.STALE_DIGEST, "firing", key,
+                f"latest checkpoint is {format_age(age)} old (stale after {format_age(self.config.stale_after)})",
+                now, ref, self.stored_digest, cp.digest if cp else None)))
+        else:
+            out.append(AlertEvent(Alert(ev.STALE_DIGEST, "resolved", key, "a fresh checkpoint arrived", now, ref,
+                                        self.stored_digest, cp.digest if cp else None, reason="fresh")))
+
+    def _status_for(self, match: bool | None, scheme_mm: bool, stale: bool) -> Status:
+        if self.latest is None or match is None:
+            return Status.NO_DATA
+        if match is False and not scheme_mm:
+            return Status.DRIFT
+        return Status.STALE if stale else Status.IN_SYNC
+
+    def _set_status(self, now: float, out: list[Any], reason: str) -> None:
+        status = self._status_for(self.latest_match, self.latest_scheme_mismatch, self.stale)
+        if self.stored_error is not None:
+            status = Status.NO_DATA
+        if status is not self.status:
+            out.append(StatusEvent(self.status, status, now, reason))
+            self.status = status
+            self.status_since = now
+
+    def tick(self, now: float | None = None) -> list[Any]:
+        """Time passes: staleness may begin. Call every few seconds; costs nothing when idle."""
+        now = self.clock() if now is None else now
+        out: list[Any] = []
+        self._refresh_stored(now, out)
+        stale = self._is_stale(now)
+        if stale != self.stale:
+            self._set_stale(stale, self.latest, now, out)
+            self._set_status(now, out, "stale" if stale else "fresh")
+        return out
+
+    def recheck(self, *, after_rehydrate: bool = False, now: float | None = None) -> list[Any]:
+        """Compare the latest checkpoint with the stored registry again (runbook step 4).
+
+        After a rehydrate (``after_rehydrate``) a drift that is still there is escalated
+        (``drift_persistent``: the runbook's "drift persists after manual rehydration").
+        """
+        now = self.clock() if now is None else now
+        out: list[Any] = []
+        if after_rehydrate:
+            self.stored.invalidate()
+            self.rehydrate_pending = True
+        # Exactly one comparison, whether or not the reload found a new digest: the file may have
+        # been reloaded already (by a tick) between the rehydrate and this call.
+        if not self._refresh_stored(now, out) and self.latest is not None:
+            self._evaluate(self.latest, now, out, emit=True, recheck=True)
+        return out
+
+    # -- diffs ------------------------------------------------------------------------------
+
+    def live_state(self, cp: Checkpoint) -> State | None:
+        """The live registry state a checkpoint carries inline or by snapshot path, if any.
+
+        Raises :class:`PolylogError` with a clear message when a snapshot cannot be used.
+        """
+        if cp.registry_state is not None:
+            return validate_state(cp.registry_state, where=f"{cp.display_label}: registry_state")
+        if cp.registry_snapshot is not None:
+            if self.workspace is None:
+                raise PolylogError(f"{cp.display_label}: registry_snapshot needs a workspace")
+            path: Path = self.workspace.confine(cp.registry_snapshot, what="registry_snapshot")
+            return load_snapshot(path).state
+        return None
+
+    def diff_for(self, cp: Checkpoint) -> RegistryDiff | None:
+        """Diff of the stored registry against the checkpoint's live state (cached per drift).
+
+        None when the checkpoint carries no usable state or the stored registry is unreadable;
+        :meth:`diff_error` then says why.
+        """
+        view = self.view
+        if view is None:
+            return None
+        key = (view.digest, cp.digest)
+        if key in self._diff_cache:
+            return self._diff_cache[key]
+        try:
+            live = self.live_state(cp)
+        except PolylogError as exc:
+            self._diff_errors[key] = str(exc)
+            return None
+        if live is None:
+            return None
+        result = diff_states(view.state, live)
+        if len(self._diff_cache) > 64:
+            self._diff_cache.clear()
+        self._diff_cache[key] = result
+        self._diff_errors.pop(key, None)
+        return result
+
+    def diff_error(self, cp: Checkpoint) -> str | None:
+        if self.view is None:
+            return self.stored_error
+        return self._diff_errors.get((self.view.digest, cp.digest))
+
+    # -- summary -----------------------------------------------------------------------------
+
+    def snapshot(self, now: float | None = None) -> MonitorView:
+        now = self.clock() if now is None else now
+        return MonitorView(
+            status=self.status,
+            status_since=self.status_since,
+            latest=self.latest,
+            latest_match=self.latest_match,
+            latest_scheme_mismatch=self.latest_scheme_mismatch,
+            stale=self.stale,
+            age=(now - self.latest_time) if self.latest_time is not None else None,
+            consecutive_mismatches=self.consecutive,
+            drift_since=self.drift_since,
+            stored_digest=self.stored_digest,
+            stored_error=self.stored_error,
+            checkpoints=self.checkpoints,
+            ingest_errors=self.ingest_errors,
+            entries=self.entries,
+            warnings=self.warnings,
+        )
+
+
+def format_age(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h05m``, ``2d04h``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"

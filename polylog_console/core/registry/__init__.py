@@ -1,0 +1,1 @@
+"""registry: see the README's architecture section."""

@@ -1,0 +1,1 @@
+"""runbook: see the README's architecture section."""

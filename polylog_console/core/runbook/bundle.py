@@ -1,0 +1,494 @@
+"""The escalation bundle (SPEC §9, runbook §6): one Markdown file an operator attaches to the
+incident channel, in ``memory/escalations/escalation-<UTC timestamp>.md``.
+
+It holds what the runbook's escalation plan asks for: the monitor's status, the stored and live
+digests, the diff summary, replica parity, ``catalogs/metadata.json`` (and whether the catalogs are
+consistent), the schema validation output, the last 20 feed entries and the recent audit events.
+Each section is built on its own: a section whose data cannot be read (an unreadable stored
+registry is exactly when one escalates) says why, and the others are still written.
+
+Everything shown comes from untrusted files, so:
+
+* raw text (feed lines, metadata, validation output, audit events) goes into fenced code blocks
+  whose fence is longer than any run of backticks inside, so no line can close the fence, and every
+  line passes through :func:`~polylog_console.core.infra.text.safe_text`, so control characters (ANSI/OSC
+  escapes, CR, bidirectional overrides) appear as visible ``\\x1b``-style escapes instead of acting
+  on the terminal or viewer that displays the bundle;
+* short values (labels, digests, replica errors) are Markdown code spans built the same way, with
+  ``|`` escaped inside tables;
+* lines and sections are capped (a feed line may carry a whole inline registry state);
+* the configured secrets (webhook secret, SMTP password, from the environment or their files) are
+  never read into the bundle, and any occurrence of their values in the untrusted text is masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from polylog_console.core.infra import atomic
+from polylog_console.core.infra.audit import actor, read_tail
+from polylog_console.core.infra.text import safe_text
+from polylog_console.core.model.config import Config
+from polylog_console.core.model.errors import PolylogError
+from polylog_console.core.model.events import iso
+from polylog_console.core.model.progress import Cancelled, Progress
+from polylog_console.core.model.workspace import Workspace
+
+FEED_ENTRIES = 20  # runbook §6: "context-brief.jsonl excerpt (last 20 entries)"
+LINE_LIMIT = 4096  # bytes of one feed line shown; the rest is summarised
+AUDIT_EVENTS = 30
+SECTION_LINES = 200  # lines of metadata or validation output shown
+DIFF_SAMPLE = 10
+SECRET_ENV = ("POLYLOG_WEBHOOK_SECRET", "POLYLOG_EMAIL_PASSWORD")
+MIN_SECRET = 4  # shorter values are not masked (masking them would shred the text); see README
+
+_BACKTICKS = re.compile(r"`+")
+
+
+@dataclass
+class Bundle:
+    """A written bundle: where it is and what it says."""
+
+    path: Path
+    markdown: str
+
+    @property
+    def size(self) -> int:
+        return len(self.markdown.encode("utf-8"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "size": self.size}
+
+
+# --- Markdown helpers ------------------------------------------------------------------------------
+
+def _longest_backticks(text: str) -> int:
+    return max((len(m) for m in _BACKTICKS.findall(text)), default=0)
+
+
+def fence(lines: Iterable[str], info: str = "") -> str:
+    """A fenced code block showing ``lines`` literally and safely (see the module docstring)."""
+    body = "\n".join(safe_text(line) for line in lines)
+    marker = "`" * max(3, _longest_backticks(body) + 1)
+    return f"{marker}{info}\n{body}\n{marker}" if body else f"{marker}{info}\n{marker}"
+
+
+def code(value: object, limit: int | None = 200, *, table: bool = False) -> str:
+    """``value`` as an inline code span (literal, control characters escaped)."""
+    if value is None or value == "":
+        return "—"
+    text = safe_text(value, limit)
+    run = _longest_backticks(text)
+    ticks = "`" * (run + 1)
+    if run or text.startswith(" ") or text.endswith(" "):
+        text = f" {text} "
+    if table:
+        text = text.replace("|", "\\|")
+    return f"{ticks}{text}{ticks}"
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    head = list(header)
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(out)
+
+
+def _capped(lines: list[str], limit: int, what: str) -> list[str]:
+    if len(lines) <= limit:
+        return lines
+    return [*lines[:limit], f"… {len(lines) - limit:,} more lines of {what} not shown"]
+
+
+# --- data gathering --------------------------------------------------------------------------------
+
+@dataclass
+class FeedTail:
+    lines: list[bytes]  # complete lines, oldest first, without their newline
+    start: int  # byte offset of the first line shown
+    size: int  # file size when read
+    partial: int  # bytes of an incomplete last line (being written), not shown
+
+
+def tail_lines(path: Path, count: int, block: int = 64 * 1024) -> FeedTail:
+    """The last ``count`` non-blank complete lines of ``path``, reading backwards from the end
+    (a feed may be gigabytes long). Raises OSError when the file cannot be read."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        data = b""
+        pos = size
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            handle.seek(pos)
+            data = handle.read(step) + data
+            if sum(1 for ln in data.split(b"\n")[1:-1] if ln.strip()) >= count:
+                break
+            block = min(block * 2, 8 * 1024 * 1024)
+    last_newline = data.rfind(b"\n")
+    partial = len(data) - last_newline - 1 if last_newline >= 0 else len(data)
+    complete = data[: last_newline + 1] if last_newline >= 0 else b""
+    pieces = complete.split(b"\n")[:-1]
+    offsets = []
+    offset = pos
+    start_index = 0 if pos == 0 else 1  # the first piece may be cut when not at the start of the file
+    for index, piece in enumerate(pieces):
+        if index >= start_index:
+            offsets.append((offset, piece))
+        offset += len(piece) + 1
+    chosen = [(o, p) for o, p in offsets if p.strip()][-count:]
+    return FeedTail([p for _, p in chosen], chosen[0][0] if chosen else size, size, partial)
+
+
+def _show_line(raw: bytes) -> str:
+    """A line's text (invalid UTF-8 as ``\\xNN``), cut at ``LINE_LIMIT`` bytes on a character boundary."""
+    if len(raw) <= LINE_LIMIT:
+        return raw.decode("utf-8", "backslashreplace")
+    cut = LINE_LIMIT
+    while cut > LINE_LIMIT - 4 and raw[cut] & 0xC0 == 0x80:  # do not split a UTF-8 sequence
+        cut -= 1
+    return raw[:cut].decode("utf-8", "backslashreplace") + f" …[line cut: {len(raw) - cut:,} more bytes]"
+
+
+def secret_values(config: Config, env: dict[str, str] | os._Environ[str] | None = None) -> list[str]:
+    """Every secret value the console knows of, longest first (for masking)."""
+    env = os.environ if env is None else env
+    values: set[str] = set()
+    for name in SECRET_ENV:
+        if env.get(name):
+            values.add(env[name])
+    alerts = config.alerts
+    if alerts.webhook is not None and alerts.webhook.secret is not None:
+        values.add(alerts.webhook.secret.reveal())
+    if alerts.email is not None and alerts.email.password is not None:
+        values.add(alerts.email.password.reveal())
+    return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    for value in secrets:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+def _utc(ts: float | None) -> str:
+    return iso(ts) if ts is not None else "—"
+
+
+# --- sections --------------------------------------------------------------------------------------
+
+class _Builder:
+    def __init__(self, ws: Workspace, config: Config, now: float) -> None:
+        self.ws = ws
+        self.config = config
+        self.now = now
+        self.parts: list[str] = []
+
+    def add(self, *blocks: str) -> None:
+        self.parts.extend(blocks)
+
+    def section(self, title: str, build: Callable[[], None]) -> None:
+        self.add(f"## {title}")
+        try:
+            build()
+        except Cancelled:
+            raise
+        except Exception as exc:  # one broken section must not cost the operator the whole bundle
+            if isinstance(exc, PolylogError):
+                message = str(exc)
+            elif isinstance(exc, OSError):
+                message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+            self.add(f"_Unavailable:_ {code(message, 400)}")
+
+    def header(self, user: str) -> None:
+        cfg = self.config
+        self.add(
+            "# Escalation bundle: registry drift",
+            _table(["", ""], [
+                ["generated", code(iso(self.now))],
+                ["by", code(user)],
+                ["host", code(socket.gethostname())],
+                ["workspace", code(self.ws.root, 300, table=True)],
+                ["digest scheme", code(cfg.scheme)],
+                ["configuration", code(cfg.source, table=True)],
+                ["runbook", code(cfg.alerts.runbook_url, 300, table=True)],
+            ]),
+        )
+
+    def status(self, view: Any, *, live: bool) -> None:
+        """The monitor's state. ``live``: the view comes from a running console, whose "since"
+        times are when it observed the changes; a view computed from the feed just now has none."""
+        from polylog_console.core.monitor.rules import format_age
+
+        latest = view.latest
+        rows = [["status", f"**{view.status}**" + (" (stale)" if view.stale and str(view.status) != "STALE" else "")]]
+        if live:
+            rows.append(["status since", code(_utc(view.status_since))])
+        rows += [
+            ["latest checkpoint", "—" if latest is None else
+             f"{code(latest.display_label, 80, table=True)} (line {latest.line})"],
+            ["latest checkpoint age", format_age(view.age) if view.age is not None else "—"],
+            ["registry_match", code(view.latest_match)],
+            ["consecutive mismatches", str(view.consecutive_mismatches)],
+        ]
+        if live:
+            rows.append(["drift observed since", code(_utc(view.drift_since))])
+        rows += [
+            ["checkpoints read", f"{view.checkpoints:,}"],
+            ["ingest errors", f"{view.ingest_errors:,}"],
+            ["field warnings", f"{view.warnings:,}"],
+        ]
+        if view.stored_error:
+            rows.append(["stored registry error", code(view.stored_error, 300, table=True)])
+        self.add(_table(["", ""], rows))
+        reasons = []
+        if view.stored_error:
+            reasons.append("the stored registry cannot be read (`registry_provider_error`)")
+        if view.consecutive_mismatches >= self.config.monitor.escalate_after:
+            reasons.append(f"{view.consecutive_mismatches} consecutive checkpoints mismatch "
+                           f"(escalate_after = {self.config.monitor.escalate_after})")
+        if reasons:
+            self.add("Escalation criteria met (runbook §6): " + "; ".join(reasons) + ".")
+
+    def digests(self, result: Any) -> None:
+        cp = result.checkpoint
+        rows = [
+            ["stored (`catalogs/registry.json`)", code(result.stored_digest), f"{result.symbols:,} symbols"],
+            ["live (latest checkpoint)", code(cp.digest if cp is not None else None, 80, table=True),
+             "—" if cp is None else f"{code(cp.display_label, 80, table=True)}, line {cp.line}, "
+                                    f"at {code(_utc(cp.timestamp))}"],
+        ]
+        self.add(_table(["", "digest", "detail"], rows))
+        verdict = {True: "MATCH", False: "DRIFT", None: "no checkpoint to compare"}[result.registry_match]
+        if result.scheme_mismatch:
+            verdict = "SCHEME MISMATCH (equal under the other digest scheme: check digest.scheme)"
+        lines = [f"- registry_match: {code(result.registry_match)}: **{verdict}**"]
+        if not result.file_digest_ok:
+            lines.append("- `catalogs/registry.json`: its own `digest` field does not match its state")
+        self.add("\n".join(lines))
+
+    def diff(self, result: Any) -> None:
+        d = result.diff
+        if d is None:
+            if result.registry_match is True:
+                self.add("No drift: the latest checkpoint matches the stored registry.")
+            else:
+                self.add(f"No symbol diff: {code(result.diff_error or 'no checkpoint', 300)}")
+            return
+        self.add(f"**missing {d.missing:,}, unexpected {d.unexpected:,}, mismatched {d.mismatched:,}** "
+                 "(stored registry against the latest checkpoint's live state)")
+        self.add(_table(["namespace", "missing", "unexpected", "mismatched"],
+                        [[code(ns, 40, table=True), f"{c['missing']:,}", f"{c['unexpected']:,}",
+                          f"{c['mismatched']:,}"] for ns, c in d.per_namespace().items()]))
+        rows = []
+        for kind, ns, sig, stored, live in d.rows():
+            rows.append([kind, code(ns, 40, table=True), code(sig, 80, table=True),
+                         code(stored, 40, table=True), code(live, 40, table=True)])
+        if rows:
+            shown = rows[:DIFF_SAMPLE * 3]
+            self.add(_table(["kind", "namespace", "signature", "stored", "live"], shown))
+            if len(rows) > len(shown):
+                self.add(f"… {len(rows) - len(shown):,} more differences (`polylog-console digest --json`).")
+
+    def replicas(self, report: Any) -> None:
+        if not report.replicas:
+            self.add("No replicas configured (`[[replicas]]` in monitoring.toml).")
+            return
+        rows = []
+        for r in report.replicas:
+            latency = f"{r.latency_ms:.1f} ms" if r.latency_ms is not None else "—"
+            rows.append([code(r.name, 60, table=True), r.kind, f"**{r.status}**", code(r.digest, 80, table=True),
+                         latency, code(r.location, 120, table=True), code(r.error, 300, table=True)])
+        self.add(_table(["replica", "kind", "status", "digest", "latency", "location", "error"], rows))
+        for r in report.replicas:
+            if r.diff is None:
+                continue
+            d = r.diff
+            counts = "; ".join(f"{safe_text(ns, 40)}: missing {c['missing']}, unexpected {c['unexpected']}, "
+                               f"mismatched {c['mismatched']}" for ns, c in d.per_namespace().items())
+            self.add(f"- {code(r.name, 60)} differs from the stored registry: missing {d.missing:,}, "
+                     f"unexpected {d.unexpected:,}, mismatched {d.mismatched:,} ({code(counts, 600)})")
+        matching = sum(1 for r in report.replicas if r.match is True)
+        self.add(f"Parity {'ok' if report.ok else '**FAILED**'}: {matching} of {len(report.replicas)} replicas "
+                 "match the stored digest.")
+
+    def metadata(self) -> None:
+        from polylog_console.core.runbook.catalogs import verify_catalogs
+
+        check = verify_catalogs(self.ws.root)
+        self.add(f"Catalogs {'consistent' if check.consistent else '**INCONSISTENT**'} "
+                 "(source and artifact checksums against `catalogs/metadata.json`, SPEC §4).")
+        if check.problems:
+            self.add("\n".join(f"- {code(p, 300)}" for p in check.problems))
+        raw = self.ws.metadata.read_bytes()
+        text = raw.decode("utf-8", "backslashreplace")
+        try:
+            text = orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONDecodeError:
+            self.add("`catalogs/metadata.json` is not valid JSON; its text follows.")
+        self.add(fence(_capped(text.splitlines(), SECTION_LINES, "metadata.json"), "json"))
+
+    def validation(self) -> None:
+        from polylog_console.core.runbook.validate import validate_file
+
+        report = validate_file(self.ws.source)
+        text = report.render_text()
+        self.add(f"Output of `polylog-console validate` on `{self.ws.relative(self.ws.source)}` "
+                 "(runbook step 2):")
+        self.add(fence(_capped(text.splitlines(), SECTION_LINES, "validation output"), "text"))
+
+    def feed(self) -> None:
+        path = self.config.feed.path
+        tail = tail_lines(path, FEED_ENTRIES)
+        where = code(self.ws.relative(path), 200)
+        self.add(f"The last {len(tail.lines)} entries of {where} (bytes {tail.start:,}–{tail.size:,} of "
+                 f"{tail.size:,}), raw; control characters appear as `\\xNN` escapes, lines over "
+                 f"{LINE_LIMIT:,} bytes are cut.")
+        self.add(fence([_show_line(line) for line in tail.lines], "jsonl"))
+        if tail.partial:
+            self.add(f"An incomplete last line ({tail.partial:,} bytes, still being written) is not shown.")
+
+    def audit(self) -> None:
+        events = list(read_tail(self.ws.audit, AUDIT_EVENTS))
+        if not events:
+            self.add(f"No audit events in {code(self.ws.relative(self.ws.audit))}.")
+            return
+        what = "event" if len(events) == 1 else f"{len(events)} events"
+        self.add(f"The last {what} of {code(self.ws.relative(self.ws.audit))}:")
+        lines = [orjson.dumps(e, default=str, option=orjson.OPT_NON_STR_KEYS).decode() for e in events]
+        self.add(fence([_show_line(line.encode()) for line in lines], "jsonl"))
+
+
+def monitor_view_from_feed(ws: Workspace, config: Config, now: float | None = None) -> Any:
+    """The monitor's state after reading the whole feed (what the console would show)."""
+    from polylog_console.core.feed.records import read_records
+    from polylog_console.core.monitor.rules import Monitor
+    from polylog_console.core.registry.stored import StoredRegistry
+
+    monitor = Monitor(StoredRegistry.for_workspace(ws, config.scheme), config.monitor, ws)  # type: ignore[arg-type]
+    now = time.time() if now is None else now
+    try:
+        for batch in read_records(config.feed.path):
+            monitor.process(batch, emit_checkpoints=False, now=now)
+    except FileNotFoundError:
+        raise PolylogError(f"{ws.relative(config.feed.path)}: feed not found") from None
+    monitor.tick(now)
+    return monitor.snapshot(now)
+
+
+def build_bundle(ws: Workspace, config: Config, *, parity: Any = None, monitor_view: Any = None,
+                 progress: Progress | None = None, now: float | None = None, user: str | None = None) -> str:
+    """The bundle's Markdown. ``parity`` (a ParityReport) and ``monitor_view`` (a MonitorView) are
+    used when given (the console has them); otherwise replicas are checked and the feed is read.
+    Raises Cancelled when ``progress`` is cancelled between sections."""
+    from polylog_console.core.runbook.recompute import recompute
+
+    now = time.time() if now is None else now
+    b = _Builder(ws, config, now)
+    steps = 8
+    step = 0
+
+    def advance(message: str) -> None:
+        nonlocal step
+        if progress is not None:
+            progress.check()
+            progress.update(step, steps, message)
+        step += 1
+
+    advance("status")
+    b.header(user or actor())
+    live = monitor_view is not None
+    if monitor_view is None:
+        try:
+            monitor_view = monitor_view_from_feed(ws, config, now)
+        except (PolylogError, OSError) as exc:
+            monitor_view = exc
+    view = monitor_view
+
+    def status() -> None:
+        if isinstance(view, BaseException):
+            raise view
+        b.status(view, live=live)
+
+    b.section("Status", status)
+    advance("recompute")
+    recomputed: list[Any] = []
+
+    def digests() -> None:
+        recomputed.append(recompute(ws, config))
+        b.digests(recomputed[0])
+
+    b.section("Digests", digests)
+
+    def diff() -> None:
+        if not recomputed:
+            raise PolylogError("no digests (see above)")
+        b.diff(recomputed[0])
+
+    b.section("Diff summary", diff)
+    advance("replicas")
+
+    def replicas() -> None:
+        report = parity
+        if report is None:
+            from polylog_console.core.runbook.replicas import check_replicas_sync
+
+            report = check_replicas_sync(ws, config)
+        b.replicas(report)
+
+    b.section("Replica parity", replicas)
+    advance("metadata")
+    b.section("Catalog metadata (`catalogs/metadata.json`)", b.metadata)
+    advance("validation")
+
+    def validation() -> None:
+        try:
+            b.validation()
+        except ImportError as exc:  # core/validate.py not available in this build
+            raise PolylogError(f"schema validation unavailable: {exc}") from None
+
+    b.section("Schema validation", validation)
+    advance("feed")
+    b.section(f"Feed: last {FEED_ENTRIES} entries", b.feed)
+    advance("audit")
+    b.section("Recent audit events", b.audit)
+    advance("done")
+    markdown = "\n\n".join(b.parts) + "\n"
+    return mask_secrets(markdown, secret_values(config))
+
+
+def bundle_path(ws: Workspace, now: float) -> Path:
+    """``memory/escalations/escalation-YYYYMMDDTHHMMSSZ.md``, with ``-2``, ``-3``... when taken."""
+    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = ws.escalations / f"escalation-{stamp}.md"
+    n = 2
+    while path.exists():
+        path = ws.escalations / f"escalation-{stamp}-{n}.md"
+        n += 1
+    return path
+
+
+def write_bundle(ws: Workspace, config: Config, **kw: Any) -> Bundle:
+    """Build the bundle and write it atomically into ``memory/escalations/``.
+
+    Raises OSError (e.g. a read-only workspace) with nothing half-written left behind."""
+    now = kw.pop("now", None)
+    now = time.time() if now is None else now
+    markdown = build_bundle(ws, config, now=now, **kw)
+    ws.escalations.mkdir(parents=True, exist_ok=True)
+    path = bundle_path(ws, now)
+    atomic.write_text(path, markdown)
+    return Bundle(path, markdown)
