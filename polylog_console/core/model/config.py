@@ -147,6 +147,21 @@ def _url(value: Any, from_env: bool) -> str:
     return text
 
 
+def _url_list(value: Any, from_env: bool) -> tuple[str, ...]:
+    """One URL or a list of them (every member of an Alertmanager cluster); env: comma-separated."""
+    urls = _str_list(value, from_env)
+    if not urls:
+        raise ValueError("expected at least one URL")
+    return tuple(_url(url, from_env) for url in urls)
+
+
+# TLS and HTTP authentication for Prometheus / Alertmanager (the secrets come from the environment
+# or a *_file, never from the file itself).
+HTTP_AUTH_KEYS: dict[str, Callable[[Any, bool], Any]] = {
+    "ca_file": _str, "username": _str, "password_file": _str, "bearer_token_file": _str,
+}
+
+
 SCHEMA: dict[str, dict[str, Callable[[Any, bool], Any]]] = {
     "feed": {"path": _str, "poll": _bool, "poll_interval": _duration, "history": _int(1)},
     "digest": {"scheme": _choice("engine", "canonical")},
@@ -156,7 +171,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any, bool], Any]]] = {
     "webhook": {"url": _url, "secret_file": _str, "timeout": _duration},
     "email": {"host": _str, "port": _int(1), "tls": _choice("starttls", "ssl", "none"), "username": _str,
               "password_file": _str, "from": _str, "to": _str_list, "timeout": _duration},
-    "alertmanager": {"url": _url, "timeout": _duration},
+    "alertmanager": {"url": _url_list, "timeout": _duration, **HTTP_AUTH_KEYS},
+    "fleet": {"name": _str, "prometheus_url": _url, "alertmanager_url": _url_list, "timeout": _duration,
+              "refresh": _duration, **HTTP_AUTH_KEYS},
     "ui": {"theme": _str, "read_only": _bool, "keys": lambda v, e: v},
 }
 REPLICA_KEYS: dict[str, Callable[[Any, bool], Any]] = {
@@ -165,6 +182,10 @@ REPLICA_KEYS: dict[str, Callable[[Any, bool], Any]] = {
 SECRET_HINTS = {
     ("webhook", "secret"): "POLYLOG_WEBHOOK_SECRET or webhook.secret_file",
     ("email", "password"): "POLYLOG_EMAIL_PASSWORD or email.password_file",
+    ("alertmanager", "password"): "POLYLOG_ALERTMANAGER_PASSWORD or alertmanager.password_file",
+    ("alertmanager", "bearer_token"): "POLYLOG_ALERTMANAGER_BEARER_TOKEN or alertmanager.bearer_token_file",
+    ("fleet", "password"): "POLYLOG_FLEET_PASSWORD or fleet.password_file",
+    ("fleet", "bearer_token"): "POLYLOG_FLEET_BEARER_TOKEN or fleet.bearer_token_file",
 }
 
 
@@ -204,9 +225,38 @@ class EmailConfig:
 
 
 @dataclass(frozen=True)
+class HttpClientConfig:
+    """TLS trust and authentication for an HTTP API (Prometheus, Alertmanager)."""
+
+    ca_file: Path | None = None
+    username: str | None = None
+    password: Secret | None = None
+    bearer_token: Secret | None = None
+
+
+@dataclass(frozen=True)
 class AlertmanagerConfig:
-    url: str
+    urls: tuple[str, ...]
     timeout: float = 5.0
+    http: HttpClientConfig = HttpClientConfig()
+
+    @property
+    def url(self) -> str:
+        """The first member (messages; a single-node setup)."""
+        return self.urls[0]
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """``[fleet]`` (SPEC §12): this workspace's name in fleet views, and where the fleet console
+    finds Prometheus and Alertmanager. ``name`` None: ``<hostname>:<workspace path>``."""
+
+    name: str | None = None
+    prometheus_url: str | None = None
+    alertmanager_urls: tuple[str, ...] = ()
+    timeout: float = 5.0
+    refresh: float | None = None  # None: the scrape interval Prometheus reports
+    http: HttpClientConfig = HttpClientConfig()
 
 
 @dataclass(frozen=True)
@@ -243,6 +293,7 @@ class Config:
     alerts: AlertsConfig = AlertsConfig()
     replicas: tuple[ReplicaConfig, ...] = ()
     ui: UIConfig = UIConfig()
+    fleet: FleetConfig = FleetConfig()
 
     @property
     def scheme(self) -> str:
@@ -393,7 +444,12 @@ def load_config(
         )
 
     am = values["alertmanager"]
-    alertmanager = AlertmanagerConfig(am["url"], am.get("timeout", 5.0)) if "url" in am else None
+    am_http = _http_client(root, am, env, label, "alertmanager")
+    alertmanager = AlertmanagerConfig(am["url"], am.get("timeout", 5.0), am_http) if "url" in am else None
+    fl = values["fleet"]
+    fl_http = _http_client(root, fl, env, label, "fleet")
+    fleet = FleetConfig(fl.get("name"), fl.get("prometheus_url"), fl.get("alertmanager_url", ()),
+                        fl.get("timeout", 5.0), fl.get("refresh"), fl_http)
     al = values["alerts"]
     alerts = AlertsConfig(
         repeat_interval=al.get("repeat_interval", 4 * 3600.0),
@@ -446,4 +502,34 @@ def load_config(
         alerts=alerts,
         replicas=tuple(replicas),
         ui=UIConfig(ui.get("theme", "dark"), ui.get("read_only", False), dict(keys)),
+        fleet=fleet,
     )
+
+
+def _http_client(root: Path, values: Mapping[str, Any], env: Mapping[str, str], label: str,
+                 section: str) -> HttpClientConfig:
+    """TLS/auth of ``[section]``: the password / bearer token from ``POLYLOG_<SECTION>_PASSWORD`` /
+    ``POLYLOG_<SECTION>_BEARER_TOKEN`` or the ``*_file`` keys."""
+    prefix = f"POLYLOG_{section.upper()}_"
+    secrets: dict[str, Secret | None] = {}
+    for key in ("password", "bearer_token"):
+        name = prefix + key.upper()
+        if env.get(name):
+            secrets[key] = Secret(env[name], name)
+        elif f"{key}_file" in values:
+            secrets[key] = _read_secret_file(root, values[f"{key}_file"], label, f"{section}.{key}_file")
+        else:
+            secrets[key] = None
+    if secrets["password"] is not None and not values.get("username"):
+        raise _fail(label, f"{section}.username", "required with a password (basic auth)")
+    if secrets["password"] is not None and secrets["bearer_token"] is not None:
+        raise _fail(label, section, "basic auth (password) and a bearer token exclude each other")
+    ca = values.get("ca_file")
+    ca_path = None
+    if ca:
+        ca_path = Path(ca).expanduser()
+        if not ca_path.is_absolute():
+            ca_path = root / ca_path
+        if not ca_path.is_file():
+            raise _fail(label, f"{section}.ca_file", f"{ca_path}: no such file")
+    return HttpClientConfig(ca_path, values.get("username"), secrets["password"], secrets["bearer_token"])
