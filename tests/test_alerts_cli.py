@@ -129,7 +129,7 @@ def test_watch_serves_prometheus_metrics_and_prints_deliveries(small_ws):
 
             assert wait_until(scraped, timeout=20), text
             assert "polylog_registry_match 0.0" in text
-            assert 'polylog_status{polylog_status="DRIFT"} 1.0' in text
+            assert 'polylog_status{status="DRIFT"} 1.0' in text
             assert "polylog_consecutive_mismatches 6.0" in text
             assert "polylog_checkpoints_total 20.0" in text
             assert "polylog_ingest_errors_total 0.0" in text

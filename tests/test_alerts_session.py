@@ -78,7 +78,7 @@ async def test_session_follows_the_feed_and_fans_out(tmp_path):
 
             values = await asyncio.to_thread(scrape, session)
             assert values["polylog_registry_match"] == 0.0
-            assert values['polylog_status{polylog_status="DRIFT"}'] == 1.0
+            assert values['polylog_status{status="DRIFT"}'] == 1.0
             assert values["polylog_consecutive_mismatches"] == 1.0
             assert values["polylog_checkpoints_total"] == 11.0
             assert values["polylog_detection_latency_seconds_count"] >= 1.0

@@ -9,7 +9,10 @@ at scrape time, so a feed read in bulk (no per-checkpoint events) still counts e
 
 Exposed (all prefixed ``polylog_``):
 
-* ``registry_match`` (1 match, 0 drift, NaN unknown), ``status{status}`` (enum), ``consecutive_mismatches``,
+* ``workspace_info{workspace,host,scheme,version}`` 1 (SPEC §12: the fleet's join key; ``workspace`` is
+  ``[fleet] name``), ``drift_started_timestamp_seconds`` (the open incident's ``started_at``, 0 when in sync);
+* ``registry_match`` (1 match, 0 drift, NaN unknown), ``status{status}`` (1 for the current status, 0 for the others),
+  ``consecutive_mismatches``,
   ``checkpoints_total``, ``ingest_errors_total``, ``feed_entries_total``, ``checkpoint_warnings_total``,
   ``latest_checkpoint_timestamp_seconds``, ``stored_registry_readable``;
 * ``detection_latency_seconds`` (histogram): from a checkpoint line's arrival to its comparison;
@@ -27,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from polylog_console.core.alerts.delivery import DELIVERED, FAILED, RETRY, DeliveryEvent
@@ -62,7 +65,11 @@ class _MonitorCollector(Collector):
         view = self.owner.view
         match = GaugeMetricFamily("polylog_registry_match",
                                   "1 when the latest checkpoint matches the stored registry, 0 on drift, NaN unknown")
-        status = StateSetMetricFamily("polylog_status", "Monitor status (IN SYNC, DRIFT, STALE, NO DATA)")
+        status = GaugeMetricFamily("polylog_status", "Monitor status: 1 for the current one (IN SYNC, DRIFT, STALE, "
+                                   "NO DATA), 0 for the others", labels=["status"])
+        drift = GaugeMetricFamily("polylog_drift_started_timestamp_seconds",
+                                  "When the open drift incident started (its first mismatching checkpoint's "
+                                  "timestamp), 0 when in sync")
         consecutive = GaugeMetricFamily("polylog_consecutive_mismatches", "Consecutive mismatching checkpoints")
         checkpoints = CounterMetricFamily("polylog_checkpoints", "Checkpoints compared")
         errors = CounterMetricFamily("polylog_ingest_errors", "Feed lines that could not be read as records")
@@ -73,7 +80,10 @@ class _MonitorCollector(Collector):
         readable = GaugeMetricFamily("polylog_stored_registry_readable", "1 when the stored registry can be read")
         if view is not None:
             match.add_metric([], math.nan if view.latest_match is None else float(view.latest_match))
-            status.add_metric([], {s: str(view.status) == s for s in STATUSES})
+            current = str(view.status)
+            for name in STATUSES:
+                status.add_metric([name], 1.0 if name == current else 0.0)
+            drift.add_metric([], drift_started(view))
             consecutive.add_metric([], view.consecutive_mismatches)
             checkpoints.add_metric([], view.checkpoints)
             errors.add_metric([], view.ingest_errors)
@@ -82,7 +92,25 @@ class _MonitorCollector(Collector):
             ts = view.latest.timestamp if view.latest is not None else None
             latest.add_metric([], math.nan if ts is None else ts)
             readable.add_metric([], 0.0 if view.stored_error else 1.0)
-        yield from (match, status, consecutive, checkpoints, errors, entries, warnings, latest, readable)
+        yield from (match, status, drift, consecutive, checkpoints, errors, entries, warnings, latest, readable)
+        info = self.owner.workspace_info
+        if info:
+            family = GaugeMetricFamily("polylog_workspace_info", "This workspace in fleet views (value 1)",
+                                       labels=list(INFO_LABELS))
+            family.add_metric([str(info.get(k, "")) for k in INFO_LABELS], 1.0)
+            yield family
+
+
+INFO_LABELS = ("workspace", "host", "scheme", "version")
+
+
+def drift_started(view: MonitorView) -> float:
+    """The open incident's ``started_at`` (epoch seconds), 0 when there is none."""
+    incident = getattr(view, "incident", None)
+    if incident is not None:
+        return float(incident.started_at) if getattr(incident, "open", True) else 0.0
+    since = view.drift_since  # before the incident model is in the view: when the drift was read
+    return float(since) if since is not None else 0.0
 
 
 class _OutboxCollector(Collector):
@@ -104,9 +132,10 @@ class _OutboxCollector(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, workspace_info: Mapping[str, str] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.view: MonitorView | None = None
+        self.workspace_info = dict(workspace_info or {})
         self.outbox_source: Callable[[], Mapping[str, int]] | None = None
         r = self.registry
         self.registry.register(_MonitorCollector(self))
