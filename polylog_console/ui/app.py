@@ -356,14 +356,14 @@ class ConsoleApp(App[int]):
         # feed (hundreds of checkpoints a second, one small batch each) cannot swamp the event loop
         # and keys stay answered. The first batch (the feed's history) is shown at once.
         if first or not self.loaded:
-            self._flush()
+            self._flush_frame()
         elif not self._flush_pending:
             # A plain event-loop timer: Textual timers cannot be made while the app is closing,
             # which is when the session hands over its last events.
             self._flush_pending = True
-            self._flush_handle = asyncio.get_running_loop().call_later(FRAME, self._flush)
+            self._flush_handle = asyncio.get_running_loop().call_later(FRAME, self._flush_frame)
 
-    def _flush(self) -> None:
+    def _flush_frame(self) -> None:
         self._flush_pending = False
         try:
             if self._rows_pending:

@@ -468,6 +468,10 @@ def rehydrate(ws: Workspace, config: Config, *, workers: int | str = "auto", pro
         audit.append("action_cancelled", action="rehydrate", outcome="cancelled", message="interrupted",
                      written=False)
         raise
+    except Exception as exc:  # a bug: the audit log still closes what it opened
+        audit.append("action_failed", action="rehydrate", outcome="error", message=f"{type(exc).__name__}: {exc}",
+                     written=False)
+        raise
     result.duration = time.perf_counter() - started
     audit.append("action_finished", action="rehydrate", outcome="ok", polyforms=result.polyforms,
                  registry_digest=result.registry_digest, source_checksum=result.source_checksum,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import multiprocessing
 import os
 import select
 import signal
@@ -41,6 +40,7 @@ import fastjsonschema
 import orjson
 
 from polylog_console.core.infra.audit import AuditLog
+from polylog_console.core.infra.parallel import process_context
 from polylog_console.core.infra.text import safe_text
 from polylog_console.core.model.errors import PolylogError, WorkspaceError
 from polylog_console.core.model.progress import Cancelled, Progress
@@ -397,14 +397,9 @@ def _worker_init(parent: int) -> None:
 
 
 def _pool_context() -> Any:
-    """``forkserver`` (fork would copy a multi-threaded console's locks; spawn is slower)."""
-    try:
-        ctx = multiprocessing.get_context("forkserver")
-    except ValueError:
-        return multiprocessing.get_context("spawn")
-    with contextlib.suppress(Exception):
-        ctx.set_forkserver_preload(["polylog_console.core.runbook.rehydrate"])
-    return ctx
+    """``forkserver`` (fork would copy a multi-threaded console's locks; spawn is slower), started
+    so that it works under the console too (:mod:`polylog_console.core.infra.parallel`)."""
+    return process_context(["polylog_console.core.runbook.rehydrate"])
 
 
 def _run_on_range(fn: Callable[[bytes, int], Any], path: str, start: int, end: int, first_line: int) -> Any:
@@ -600,6 +595,9 @@ def validate_workspace(ws: Any, *, progress: Progress | None = None, workers: in
         raise
     except PolylogError as exc:
         audit.append("action_failed", action="validate", outcome="error", message=str(exc))
+        raise
+    except Exception as exc:  # a bug: the audit log still closes what it opened
+        audit.append("action_failed", action="validate", outcome="error", message=f"{type(exc).__name__}: {exc}")
         raise
     audit.append("action_finished", action="validate", outcome="ok" if report.valid else "problem",
                  lines=report.lines, polyforms=report.polyforms, error_count=report.error_count,
