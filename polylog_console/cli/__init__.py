@@ -24,6 +24,8 @@ COMMANDS = {
     "watch": "headless monitor: follow the feed, alerts, audit, metrics",
     "bundle": "write the escalation bundle (runbook §6)",
     "demo": "a scratch workspace with a simulated engine and replicas, opened in the console",
+    "fleet": "every workspace's drift from Prometheus and Alertmanager (SPEC §12)",
+    "ack": "acknowledge a workspace's drift as an Alertmanager silence (SPEC §12)",
 }
 
 
