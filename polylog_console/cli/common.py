@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from polylog_console.core.infra.text import safe_text
+from polylog_console.core.infra.text import dumps_json, safe_text, valid_unicode
 from polylog_console.core.model.config import Config, load_config
 from polylog_console.core.model.workspace import Workspace
 
@@ -40,20 +38,31 @@ def fail(message: str) -> int:
 
 
 def print_json(document: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE))
+    """A command's JSON document, one line (:func:`~polylog_console.core.infra.text.dumps_json`:
+    valid UTF-8 whatever the data holds, controls and bidi characters escaped)."""
+    sys.stdout.buffer.write(dumps_json(document, newline=True))
     sys.stdout.flush()
 
 
 def write_json_line(document: Any) -> None:
     """One JSON line, flushed at once (for ``watch --json`` piped into another program)."""
     out = sys.stdout.buffer
-    out.write(orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE))
+    out.write(dumps_json(document, newline=True))
+    out.flush()
+
+
+def write_json_lines(documents: Any) -> None:
+    """Several JSON lines in one write, flushed (one batch of ``watch --json`` events)."""
+    out = sys.stdout.buffer
+    out.write(b"".join(dumps_json(d, newline=True) for d in documents))
     out.flush()
 
 
 def say(text: str = "") -> None:
-    """Print a line of human-readable output (already made safe by the caller)."""
-    sys.stdout.write(text + "\n")
+    """Print a line of human-readable output. Untrusted parts are made safe by the caller
+    (:func:`~polylog_console.core.infra.text.safe_text`); a lone surrogate that slipped through
+    anyway is written as U+FFFD rather than end the command with ``UnicodeEncodeError``."""
+    sys.stdout.write(valid_unicode(text) + "\n")
 
 
 def diff_lines(diff, indent: str = "", label: str = "") -> list[str]:

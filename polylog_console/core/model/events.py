@@ -56,8 +56,10 @@ def iso(ts: float | None = None) -> str:
 
 
 def dedup_key(*parts: str) -> str:
-    """A stable key for one distinct condition (e.g. one drift = stored digest + live digest)."""
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:24]
+    """A stable key for one distinct condition (e.g. one drift = stored digest + live digest).
+    ``surrogatepass``: a digest read from the feed may hold lone surrogates (SPEC §5 keeps it a
+    checkpoint); each still has its own key."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
