@@ -192,16 +192,23 @@ class FeedEvent:
 
 @dataclass(frozen=True, slots=True)
 class StatusEvent:
+    """The status changed. ``at`` is when it was read (the monitor's clock), ``checkpoint_ts`` the
+    time of the checkpoint that changed it (its ``timestamp``, else when it was read; None when
+    no checkpoint did, e.g. the stored registry became unreadable)."""
+
     previous: Status
     status: Status
     at: float
     reason: str = ""
+    checkpoint_ts: float | None = None
 
     event = "status"
 
     def to_json(self) -> dict[str, Any]:
         return {"event": "status", "previous": str(self.previous), "status": str(self.status),
-                "at": iso(self.at), "reason": self.reason}
+                "at": iso(self.at),
+                "checkpoint_ts": iso(self.checkpoint_ts) if self.checkpoint_ts is not None else None,
+                "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ distinct live digests, never one entry per checkpoint.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,17 @@ class IncidentView:
     resolved_label: str | None = None
     notes: tuple[IncidentNote, ...] = ()
     diff_at_start: dict[str, int] | None = None
+    last_label: str | None = None  # the latest checkpoint compared during the incident
+    last_at: float | None = None  # ... and its timestamp (else the time it was read)
+    escalations: int = 0
+    live_digests_total: int = 0  # distinct live digests seen (live_digests keeps the last few)
+    notes_dropped: int = 0  # notes beyond MAX_NOTES (the oldest are dropped)
+    scan: str | None = None  # the backwards scan for the start: None, "running", "found", "limit", "failed"
+
+    def duration(self, now: float) -> float:
+        """Seconds from the start to the resolution (or to ``now`` while open)."""
+        end = self.resolved_at if self.resolved_at is not None else now
+        return max(0.0, end - self.started_at)
 
     @property
     def open(self) -> bool:
@@ -87,7 +99,13 @@ class IncidentView:
             "stored_digest": self.stored_digest,
             "live_digests": list(self.live_digests),
             "diff_at_start": self.diff_at_start,
+            "last_label": self.last_label,
+            "last_at": iso(self.last_at) if self.last_at is not None else None,
+            "escalations": self.escalations,
+            "live_digests_total": self.live_digests_total,
             "notes": [n.to_json() for n in self.notes],
+            "notes_dropped": self.notes_dropped,
+            "scan": self.scan,
         }
 
 
@@ -103,3 +121,56 @@ class IncidentEvent:
 
     def to_json(self) -> dict[str, Any]:
         return {"event": "incident", "kind": self.kind, **self.incident.to_json()}
+
+
+class Incident:
+    """The open incident as the monitor keeps it (mutable, monitor thread only); :meth:`view`
+    gives the immutable picture. Bounded: counts, the last :data:`MAX_LIVE_DIGESTS` distinct live
+    digests and the last :data:`MAX_NOTES` notes."""
+
+    __slots__ = ("diff_at_start", "escalated", "escalations", "id", "last_at", "last_label", "live_digests",
+                 "live_total", "mismatching", "notes", "notes_dropped", "observed_at", "scan", "start_in_history",
+                 "started_at", "started_label", "started_line", "started_offset", "stored_digest")
+
+    def __init__(self, ident: int, started_at: float, label: str, line: int | None, offset: int,
+                 observed_at: float, stored_digest: str, live_digest: str, start_in_history: bool) -> None:
+        self.id = ident
+        self.started_at = started_at
+        self.started_label = label
+        self.started_line = line if line is not None else 0
+        self.started_offset = offset  # where the start checkpoint's line begins in the feed
+        self.observed_at = observed_at
+        self.stored_digest = stored_digest
+        self.live_digests: deque[str] = deque((live_digest,), MAX_LIVE_DIGESTS)
+        self.live_total = 1
+        self.mismatching = 1
+        self.escalated = False
+        self.escalations = 0
+        self.start_in_history = start_in_history
+        self.notes: deque[IncidentNote] = deque(maxlen=MAX_NOTES)
+        self.notes_dropped = 0
+        self.diff_at_start: dict[str, int] | None = None
+        self.last_label: str | None = label
+        self.last_at: float | None = started_at
+        self.scan: str | None = None
+
+    def add_live(self, digest: str) -> bool:
+        """A live digest compared during the incident; True when it is new to it."""
+        if digest in self.live_digests:
+            return False
+        self.live_digests.append(digest)
+        self.live_total += 1
+        return True
+
+    def note(self, note: IncidentNote) -> None:
+        if len(self.notes) == MAX_NOTES:
+            self.notes_dropped += 1
+        self.notes.append(note)
+
+    def view(self, consecutive: int, resolved_at: float | None = None,
+             resolved_label: str | None = None) -> IncidentView:
+        return IncidentView(
+            self.id, self.started_at, self.started_label, self.started_line, self.observed_at, self.stored_digest,
+            tuple(self.live_digests), consecutive, self.mismatching, self.escalated, self.start_in_history,
+            resolved_at, resolved_label, tuple(self.notes), self.diff_at_start, self.last_label, self.last_at,
+            self.escalations, self.live_total, self.notes_dropped, self.scan)

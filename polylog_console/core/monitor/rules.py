@@ -36,6 +36,7 @@ from polylog_console.core.model.config import MonitorConfig
 from polylog_console.core.model.errors import PolylogError, RegistryError
 from polylog_console.core.model.events import Alert, AlertEvent, CheckpointEvent, Status, StatusEvent, StoredEvent
 from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.incident import Incident, IncidentEvent, IncidentNote, IncidentView
 from polylog_console.core.registry.diff import RegistryDiff, diff_states
 from polylog_console.core.registry.stored import State, StoredRegistry, StoredView, load_snapshot, validate_state
 
@@ -52,50 +53,101 @@ class MonitorView:
     stale: bool
     age: float | None
     consecutive_mismatches: int
-    drift_since: float | None
+    drift_since: float | None  # the open incident's started_at (checkpoint time), None when none
     stored_digest: str | None
     stored_error: str | None
     checkpoints: int
     ingest_errors: int
     entries: int
     warnings: int
+    incident: IncidentView | None = None  # the open incident
+    last_incident: IncidentView | None = None  # the last resolved one
+    incidents: int = 0  # incidents opened since this monitor started
 
 
-@dataclass(slots=True)
 class Run:
-    """``count`` consecutive checkpoints with the same digest, of which only the first and the last
-    are kept: what :meth:`Monitor.process` needs to account for them without per-checkpoint
-    events (see :func:`compact`)."""
+    """``count`` consecutive checkpoints with the same digest and the same shape (keys and value
+    types) as the first, which has no field warnings. ``head`` keeps the first few of them
+    (enough for the escalation to name the checkpoint that reached ``escalate_after``) and
+    ``last`` the last one: what :meth:`Monitor.process` needs to account for the run exactly
+    without per-checkpoint events (see :func:`compact`)."""
 
-    first: Checkpoint
-    last: Checkpoint
-    count: int
+    __slots__ = ("count", "first", "head", "last", "limit")
+
+    def __init__(self, first: Checkpoint, limit: int) -> None:
+        self.first = first
+        self.head: list[Checkpoint] = [first]
+        self.last = first
+        self.count = 1
+        self.limit = limit
+
+    def add(self, record: Checkpoint) -> None:
+        if len(self.head) < self.limit:
+            self.head.append(record)
+        self.last = record
+        self.count += 1
 
 
-def compact(records: Iterable[Any], into: list[Any]) -> None:
-    """Append ``records`` to ``into``, folding consecutive same-digest checkpoints into :class:`Run`
-    items. Feeding the result to ``Monitor.process(..., emit_checkpoints=False)`` reaches the same
-    state and alerts as feeding the records; this lets a reader buffer a feed compactly before
-    the stored digest is known."""
+def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
+    """Append ``records`` to ``into``, folding consecutive same-digest, same-shape checkpoints
+    into :class:`Run` items (keeping the first ``keep`` of each). Feeding the result to
+    ``Monitor.process(..., emit_checkpoints=False)`` reaches the same state and alerts as feeding
+    the records when ``keep >= escalate_after``; this lets a reader buffer a feed compactly before
+    the stored digest is known. Returns the bytes of the lines kept whole (for a memory bound)."""
     append = into.append
+    kept = 0
     for record in records:
         if record.__class__ is Checkpoint and into:
             tail = into[-1]
-            if tail.__class__ is Run and tail.first.digest == record.digest:
-                tail.last = record
-                tail.count += 1
-                continue
-            if tail.__class__ is Checkpoint and tail.digest == record.digest:
-                into[-1] = Run(tail, record, 2)
+            first = tail.first if tail.__class__ is Run else tail
+            if (first.__class__ is Checkpoint and first.digest == record.digest and record.telemetry_raw is None
+                    and first.telemetry_raw is None and record.data.keys() == first.data.keys()
+                    and tuple(map(type, record.data.values())) == tuple(map(type, first.data.values()))
+                    and (tail.__class__ is Run or not first.warnings)):
+                if tail.__class__ is not Run:
+                    tail = into[-1] = Run(first, max(1, keep))
+                tail.add(record)
                 continue
         append(record)
+        kept += len(getattr(record, "raw", b"") or b"")
+    return kept
 
 
 def checkpoint_ref(cp: Checkpoint) -> dict[str, Any]:
     return {"label": cp.display_label, "line": cp.line, "timestamp": cp.timestamp, "registry_digest": cp.digest}
 
 
+def _starts_at_zero(records: list[Any]) -> bool | None:
+    """Whether the first feed line among ``records`` is the feed's first (offset 0); None when
+    ``records`` holds no feed line."""
+    for record in records:
+        cls = record.__class__
+        if cls is Run:
+            return record.first.offset == 0
+        if cls is Checkpoint or cls is Entry or cls is IngestError:
+            return record.offset == 0
+    return None
+
+
+def _clean_time(ts: Any) -> float | None:
+    """A checkpoint's ``timestamp`` as the fast path reads it (None when absent or unusable)."""
+    if type(ts) is float and -1e15 < ts < 1e15:
+        return ts
+    return None
+
+
+_RESOLVES = (ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT)
+
+
 class Monitor:
+    """The monitor's rules (module docstring). One evaluation (:meth:`_evaluate`) decides every
+    checkpoint; :meth:`_consume`'s fast path only shortcuts a checkpoint that repeats the digest
+    of the one just evaluated when nothing can change but counters (no escalation due, no
+    staleness to clear), so every mode (``watch``, ``watch --once``, the console) reaches the
+    same state and the same alerts."""
+
+    DEDUP_CACHE = 256  # dedup keys kept (one per distinct drift)
+
     def __init__(
         self,
         stored: StoredRegistry,
@@ -118,7 +170,6 @@ class Monitor:
         self.latest_scheme_mismatch = False
         self.consecutive = 0
         self.drift_key: tuple[str, str] | None = None
-        self.drift_since: float | None = None
         self.escalated = False
         self.scheme_key: tuple[str, str] | None = None
         self.stale = False
@@ -127,7 +178,13 @@ class Monitor:
         self.ingest_errors = 0
         self.entries = 0
         self.warnings = 0
+        self.incident: Incident | None = None
+        self.last_incident: IncidentView | None = None
+        self.incidents = 0
+        self._from_start: bool | None = None  # the first record read began at offset 0 of the feed
+        self._compared = False  # a checkpoint has been compared with a readable stored registry
         self._scheme_cache: tuple[str, str, bool] | None = None  # (stored, live, is scheme mismatch)
+        self._dedup: dict[tuple[str, str], str] = {}
         self._diff_cache: dict[tuple[str, str], RegistryDiff | None] = {}
         self._diff_errors: dict[tuple[str, str], str] = {}
 
@@ -149,7 +206,7 @@ class Monitor:
                     out.append(AlertEvent(Alert(
                         ev.REGISTRY_PROVIDER_ERROR, "firing", ev.dedup_key("provider", str(self.stored.path)),
                         f"stored registry cannot be read: {message}", now)))
-                self._set_status(now, out, "stored registry unreadable")
+                self._set_status(now, out, "stored registry unreadable", None)
             return False
         if view is self.view:
             return False
@@ -164,7 +221,7 @@ class Monitor:
         out.append(StoredEvent(view.digest, view.loaded_symbols, str(self.stored.path)))
         if self.latest is not None and (changed or self.latest_match is None):
             # The stored registry changed under the latest checkpoint: compare it again.
-            self._evaluate(self.latest, now, out, emit=True, recheck=True)
+            self._evaluate(self.latest, now, out, True, recheck=True)
             return True
         return False
 
@@ -172,75 +229,94 @@ class Monitor:
     def stored_digest(self) -> str | None:
         return self.view.digest if self.view is not None else None
 
+    @property
+    def drift_since(self) -> float | None:
+        """When the open incident began (its first mismatching checkpoint's time)."""
+        return self.incident.started_at if self.incident is not None else None
+
     # -- processing ------------------------------------------------------------------------
 
-    def process(self, records: Iterable[Any], *, emit_checkpoints: bool = True, now: float | None = None) -> list[Any]:
-        """Feed records (in feed order) through the monitor; return the events they cause."""
+    def process(self, records: Iterable[Any], *, emit_checkpoints: bool = True, now: float | None = None,
+                check_stale: bool = True) -> list[Any]:
+        """Feed records (in feed order; :class:`Run` items allowed) through the monitor; return the
+        events they cause. Staleness is judged on the latest checkpoint once the batch has been
+        read (``check_stale``; a fresh checkpoint ends a staleness at once): ``watch --once``
+        judges it at the end of the feed, every mode the same way."""
         now = self.clock() if now is None else now
         out: list[Any] = []
         self._refresh_stored(now, out)
-        if not emit_checkpoints:
-            self._process_quiet(records, now, out)
-            return out
+        self._consume(records, now, out, emit_checkpoints)
+        if check_stale:
+            self._check_stale(now, out)
+        return out
+
+    def _consume(self, records: Iterable[Any], now: float, out: list[Any], emit: bool) -> None:
         evaluate = self._evaluate
-        stale_after = self.config.stale_after
         append = out.append
         monotonic_ns = time.monotonic_ns
-        # A run of checkpoints repeating the digest of the one just evaluated changes nothing but
-        # counters, the latest checkpoint and (possibly) the staleness; it is handled inline with
-        # local state, written back before anything else is evaluated.
+        stale_after = self.config.stale_after
+        # A checkpoint repeating the digest of the one just evaluated changes nothing but counters
+        # and the latest checkpoint unless an escalation is due or a staleness would end: it is
+        # handled inline with local state, written back before anything else is evaluated.
         steady: str | None = None
         run = 0  # checkpoints handled inline and not yet written back
         warned = 0
         last: Checkpoint | None = None
-        last_time = 0.0
         match: bool | None = None
         scheme_mm = False
         status = self.status
-        stale_now = False
+        stale = self.stale
         stored_digest: str | None = None
         drifting = False
         consecutive = 0
         limit = 0  # drifting: consecutive count at which escalation is due (full evaluation)
         keys: Any = None
         types: tuple[type, ...] = ()
+        if self._from_start is None and isinstance(records, list):
+            self._from_start = _starts_at_zero(records)
         for record in records:
             cls = record.__class__
+            if cls is Run:
+                if run:
+                    self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+                    run = warned = 0
+                self._consume(record.head, now, out, emit)
+                self._absorb(record, now, out)
+                steady = None
+                continue
             if cls is Checkpoint:
                 if record.digest == steady:
                     data = record.data
-                    ts = data.get("timestamp")
-                    if type(ts) is not float or not -1e15 < ts < 1e15:
-                        ts = record.timestamp
-                    latest_time = ts if ts is not None else now
-                    stale = now - latest_time > stale_after
-                    if stale is stale_now and (not drifting or consecutive + 1 < limit):
+                    if (not drifting or consecutive + 1 < limit) and (
+                            not stale or not self._fresh(record, now, stale_after)):
                         run += 1
                         last = record
-                        last_time = latest_time
                         if drifting:
                             consecutive += 1
                         if (record.telemetry_raw is not None or data.keys() != keys
                                 or tuple(map(type, data.values())) != types
-                                or (ts is not None and not -1e15 < ts < 1e15)):
+                                or (data.get("timestamp") is not None
+                                    and _clean_time(data.get("timestamp")) is None)):
                             warned += len(record.warnings)  # a different shape: check it
                         # else: same keys, same value types and same digest as a checkpoint found
                         # clean, so no warning (every field check is a type check but the time's)
-                        observed = record.observed_ns
-                        append(CheckpointEvent(record, match, scheme_mm, status, consecutive, stored_digest,
-                                               (monotonic_ns() - observed) / 1e6 if observed else None, stale))
+                        if emit:
+                            observed = record.observed_ns
+                            append(CheckpointEvent(record, match, scheme_mm, status, consecutive, stored_digest,
+                                                   (monotonic_ns() - observed) / 1e6 if observed else None, stale))
                         continue
                 if run:
-                    self._write_back(run, warned, last, last_time, consecutive)  # type: ignore[arg-type]
+                    self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
                     run = warned = 0
-                evaluate(record, now, out, True)
-                steady = record.digest if self.view is not None and not record.warnings else None
+                evaluate(record, now, out, emit)
+                view = self.view
+                steady = record.digest if view is not None and not record.warnings else None
                 if steady is not None:
                     match = self.latest_match
                     scheme_mm = self.latest_scheme_mismatch
                     status = self.status
-                    stale_now = self.stale
-                    stored_digest = self.view.digest  # type: ignore[union-attr]
+                    stale = self.stale
+                    stored_digest = view.digest  # type: ignore[union-attr]
                     consecutive = self.consecutive
                     drifting = match is False and not scheme_mm
                     limit = 1 << 62 if self.escalated else self.config.escalate_after
@@ -256,83 +332,50 @@ class Monitor:
             else:
                 append(record)  # feed events pass through in order
         if run:
-            self._write_back(run, warned, last, last_time, consecutive)  # type: ignore[arg-type]
-        return out
+            self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
 
-    def _write_back(self, count: int, warned: int, last: Checkpoint, latest_time: float, consecutive: int) -> None:
+    def _fresh(self, cp: Checkpoint, now: float, stale_after: float) -> bool:
+        ts = cp.timestamp
+        return now - (ts if ts is not None else now) <= stale_after
+
+    def _write_back(self, count: int, warned: int, last: Checkpoint, now: float, consecutive: int) -> None:
         self.checkpoints += count
         self.warnings += warned
         self.latest = last
-        self.latest_time = latest_time
+        ts = last.timestamp
+        self.latest_time = ts if ts is not None else now
+        incident = self.incident
+        if incident is not None and consecutive > self.consecutive:
+            incident.mismatching += consecutive - self.consecutive
+            incident.last_label = last.display_label
+            incident.last_at = self.latest_time
         self.consecutive = consecutive
 
-    def _process_quiet(self, records: Iterable[Any], now: float, out: list[Any]) -> None:
-        """Like :meth:`process` without per-checkpoint events, for reading a whole feed fast: a
-        run of checkpoints with the same digest is one comparison and a few counter updates."""
-        evaluate = self._evaluate
-        last_digest = None
-        run = 0  # checkpoints after the evaluated one, same digest, not yet absorbed
-        run_last: Checkpoint | None = None
-        for record in records:
-            cls = record.__class__
-            if cls is Checkpoint:
-                if record.digest == last_digest:
-                    run += 1
-                    run_last = record
-                    continue
-                if run:
-                    self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
-                    run = 0
-                evaluate(record, now, out, False)
-                last_digest = record.digest
-                continue
-            if cls is Run:
-                if record.first.digest != last_digest:
-                    if run:
-                        self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
-                        run = 0
-                    evaluate(record.first, now, out, False)
-                    last_digest = record.first.digest
-                    run = record.count - 1
-                else:
-                    run += record.count
-                run_last = record.last
-                continue
-            if run:
-                self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
-                run = 0
-            if cls is IngestError:
-                self.ingest_errors += 1
-                out.append(ev.IngestErrorEvent(record))
-            elif cls is Entry:
-                self.entries += 1
-            else:
-                out.append(record)
-        if run:
-            self._absorb(run_last, run, now, out)  # type: ignore[arg-type]
-
-    def _absorb(self, cp: Checkpoint, count: int, now: float, out: list[Any]) -> None:
-        """``count`` more checkpoints with the latest one's digest, ``cp`` the last of them."""
-        self.checkpoints += count
-        self.latest = cp
-        ts = cp.timestamp
-        self.latest_time = ts if ts is not None else now
-        if self.latest_match is False and not self.latest_scheme_mismatch:
-            self.consecutive += count
-            if not self.escalated and self.consecutive >= self.config.escalate_after:
-                self._escalate(cp, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
-        self._set_stale(self._is_stale(now), cp, now, out)
-        if self._status_for(self.latest_match, self.latest_scheme_mismatch, self.stale) is not self.status:
-            self._set_status(now, out, f"checkpoint {cp.display_label}")
+    def _absorb(self, run: Run, now: float, out: list[Any]) -> None:
+        """The checkpoints of ``run`` after its head: the head's digest and shape, no warnings."""
+        count = run.count - len(run.head)
+        if count <= 0:
+            return
+        cp = run.last
+        consecutive = self.consecutive
+        if self.latest_match is False and not self.latest_scheme_mismatch and self.view is not None:
+            consecutive += count
+        self._write_back(count, 0, cp, now, consecutive)
+        if self.stale and not self._is_stale(now):
+            self._set_stale(False, cp, now, out)
+            self._set_status(now, out, f"checkpoint {cp.display_label}", self.latest_time)
+        if self.drift_key is not None and not self.escalated and self.consecutive >= self.config.escalate_after:
+            self._escalate(cp, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
 
     def _evaluate(self, cp: Checkpoint, now: float, out: list[Any], emit: bool, recheck: bool = False) -> None:
+        """The monitor's rules for one checkpoint (``recheck``: the latest one compared again)."""
         if not recheck:
             self.checkpoints += 1
-            if emit:
-                self.warnings += len(cp.warnings)
+            self.warnings += len(cp.warnings)
         self.latest = cp
         ts = cp.timestamp
-        self.latest_time = ts if ts is not None else (self.latest_time if recheck else now)
+        self.latest_time = ts if ts is not None else (self.latest_time if recheck and self.latest_time else now)
+        cp_time = self.latest_time
         view = self.view
         live = cp.digest
         scheme_mm = False
@@ -343,25 +386,30 @@ class Monitor:
         else:
             match = False
             scheme_mm = self._is_scheme_mismatch(view, live)
+        first_compare = match is not None and not self._compared
+        if match is not None:
+            self._compared = True
 
         if match is True or scheme_mm:
             self.rehydrate_pending = False
             if self.drift_key is not None:
                 self._resolve_drift(cp, now, out, "parity" if match else "scheme mismatch only")
+            if self.incident is not None:
+                self._close_incident(cp, cp_time, now, out, "parity" if match else "scheme mismatch only")
             self.consecutive = 0
             if scheme_mm:
                 key = (view.digest, live)  # type: ignore[union-attr]
                 if self.scheme_key != key:
                     self.scheme_key = key
                     out.append(AlertEvent(Alert(
-                        ev.SCHEME_MISMATCH, "firing", ev.dedup_key("scheme", *key),
-                        f"checkpoint {cp.display_label} digest matches the stored registry under the "
+                        ev.SCHEME_MISMATCH, "firing", self._key("scheme", key), f"checkpoint {cp.display_label} "
+                        f"digest matches the stored registry under the "
                         f"{'canonical' if self.config.scheme == 'engine' else 'engine'} scheme, not "
                         f"{self.config.scheme}: check digest.scheme", now,
                         checkpoint_ref(cp), key[0], live)))
             elif self.scheme_key is not None:
                 out.append(AlertEvent(Alert(
-                    ev.SCHEME_MISMATCH, "resolved", ev.dedup_key("scheme", *self.scheme_key),
+                    ev.SCHEME_MISMATCH, "resolved", self._key("scheme", self.scheme_key),
                     "digests match under the configured scheme", now, checkpoint_ref(cp),
                     self.scheme_key[0], live, reason="parity")))
                 self.scheme_key = None
@@ -369,19 +417,33 @@ class Monitor:
             if not recheck:  # comparing the same checkpoint again is not another mismatch
                 self.consecutive += 1
             key = (view.digest, live)  # type: ignore[union-attr]
+            incident = self.incident
+            if incident is None:
+                incident = self._open_incident(cp, cp_time, now, key, out,
+                                               in_history=not (first_compare and self._from_start is False))
+            elif not recheck:
+                incident.mismatching += 1
+                incident.last_label = cp.display_label
+                incident.last_at = cp_time
             if self.drift_key != key:
                 if self.drift_key is not None:
                     self._resolve_drift(cp, now, out, "superseded")
+                    if incident.add_live(live):
+                        incident.note(IncidentNote(now, "live_digest", f"live digest now {live[:12]} "
+                                                   f"(checkpoint {cp.display_label})"))
+                    incident.stored_digest = key[0]
                 self.drift_key = key
-                self.drift_since = now
                 self.escalated = False
                 diff = self.diff_for(cp)
                 summary = f"checkpoint {cp.display_label} digest {live[:12]} differs from stored {key[0][:12]}"
                 if diff is not None:
                     summary += f" (missing {diff.missing}, unexpected {diff.unexpected}, mismatched {diff.mismatched})"
+                    if incident.diff_at_start is None:
+                        incident.diff_at_start = {"missing": diff.missing, "unexpected": diff.unexpected,
+                                                  "mismatched": diff.mismatched}
                 out.append(AlertEvent(Alert(
-                    ev.REGISTRY_MISMATCH, "firing", ev.dedup_key(*key), summary, now, checkpoint_ref(cp),
-                    key[0], live, self.consecutive, self.drift_since,
+                    ev.REGISTRY_MISMATCH, "firing", self._key("", key), summary, now, checkpoint_ref(cp),
+                    key[0], live, self.consecutive, incident.started_at,
                     diff.summary() if diff is not None else None)))
             if self.rehydrate_pending:
                 # The runbook's own escalation trigger, announced even when the count already
@@ -393,15 +455,24 @@ class Monitor:
 
         self.latest_match = match
         self.latest_scheme_mismatch = scheme_mm
-        stale = self._is_stale(now)
-        self._set_stale(stale, cp, now, out)
-        status = self._status_for(match, scheme_mm, stale)
+        if self.stale and not self._is_stale(now):
+            self._set_stale(False, cp, now, out)  # a fresh checkpoint ends a staleness at once
+        status = self._status_for(match, scheme_mm, self.stale)
         if emit:
             latency = (time.monotonic_ns() - cp.observed_ns) / 1e6 if cp.observed_ns else None
             out.append(CheckpointEvent(cp, match, scheme_mm, status, self.consecutive,
-                                       view.digest if view is not None else None, latency, stale))
+                                       view.digest if view is not None else None, latency, self.stale))
         if status is not self.status:
-            self._set_status(now, out, f"checkpoint {cp.display_label}")
+            self._set_status(now, out, f"checkpoint {cp.display_label}", cp_time)
+
+    def _key(self, kind: str, key: tuple[str, str]) -> str:
+        cache_key = (kind + key[0], key[1])
+        value = self._dedup.get(cache_key)
+        if value is None:
+            if len(self._dedup) >= self.DEDUP_CACHE:
+                self._dedup.clear()
+            value = self._dedup[cache_key] = ev.dedup_key(kind, *key) if kind else ev.dedup_key(*key)
+        return value
 
     def _is_scheme_mismatch(self, view: StoredView, live: str) -> bool:
         cache = self._scheme_cache
@@ -410,6 +481,73 @@ class Monitor:
         result = live == view.other_digest
         self._scheme_cache = (view.digest, live, result)
         return result
+
+    # -- incidents ----------------------------------------------------------------------------
+
+    def _open_incident(self, cp: Checkpoint, cp_time: float, now: float, key: tuple[str, str], out: list[Any],
+                       *, in_history: bool) -> Incident:
+        self.incidents += 1
+        incident = Incident(self.incidents, cp_time, cp.display_label, cp.line, cp.offset, now, key[0], key[1],
+                            in_history)
+        self.incident = incident
+        out.append(IncidentEvent("opened", incident.view(self.consecutive)))
+        return incident
+
+    def _close_incident(self, cp: Checkpoint, cp_time: float, now: float, out: list[Any], reason: str) -> None:
+        incident = self.incident
+        assert incident is not None
+        if reason != "parity":
+            incident.note(IncidentNote(now, "resolved", reason))
+        view = incident.view(self.consecutive, cp_time, cp.display_label)
+        self.incident = None
+        self.last_incident = view
+        out.append(IncidentEvent("resolved", view))
+
+    def note(self, what: str, detail: str = "", *, actor: str | None = None, data: dict[str, Any] | None = None,
+             now: float | None = None) -> IncidentView | None:
+        """Add a note (an acknowledgement, an action and its outcome, ...) to the open incident;
+        returns its new picture, None when no incident is open. Monitor thread only."""
+        incident = self.incident
+        if incident is None:
+            return None
+        incident.note(IncidentNote(self.clock() if now is None else now, what, detail, actor, dict(data or {})))
+        return incident.view(self.consecutive)
+
+    def scan_request(self) -> tuple[int, int, str, str] | None:
+        """What a backwards scan for the open incident's true start needs, when its start is not
+        in the history read: (incident id, offset of its first checkpoint, stored digest, stored
+        digest under the other scheme: computed already, the drift was checked for a scheme
+        mismatch). None when there is nothing to find; marks the scan as running."""
+        incident = self.incident
+        if incident is None or incident.start_in_history or incident.scan is not None or self.view is None:
+            return None
+        incident.scan = "running"
+        return incident.id, incident.started_offset, self.view.digest, self.view.other_digest
+
+    def restart_incident(self, ident: int, cp: Checkpoint | None, *, complete: bool, detail: str = "",
+                         now: float | None = None) -> list[Any]:
+        """A backwards scan found the open incident's start (``cp``, the earliest mismatching
+        checkpoint before the history read; None when it found none earlier). ``complete``: the
+        scan reached a matching checkpoint or the start of the feed, so the start is proven.
+        Emits ``IncidentEvent("restarted")``; nothing when that incident is no longer open."""
+        now = self.clock() if now is None else now
+        incident = self.incident
+        if incident is None or incident.id != ident:
+            return []
+        if cp is not None:
+            ts = cp.timestamp
+            incident.started_at = ts if ts is not None else incident.started_at
+            incident.started_label = cp.display_label
+            incident.started_line = cp.line if cp.line is not None else 0
+            incident.started_offset = cp.offset
+        incident.start_in_history = complete
+        incident.scan = "found" if complete else "limit"
+        incident.note(IncidentNote(now, "restarted", detail or (
+            f"start found at {incident.started_label}" if complete else
+            f"started before {incident.started_label} (scan limit reached)")))
+        return [IncidentEvent("restarted", incident.view(self.consecutive))]
+
+    # -- alerts -----------------------------------------------------------------------------
 
     def _resolve_drift(self, cp: Checkpoint, now: float, out: list[Any], reason: str) -> None:
         key = self.drift_key
@@ -422,25 +560,37 @@ class Monitor:
             summary = f"drift {key[1][:12]} superseded by {cp.digest[:12]}"
         else:
             summary = f"checkpoint {cp.display_label} matches the stored registry again"
-        resolves = (ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT)
-        out.append(AlertEvent(Alert(code, "resolved", ev.dedup_key(*key), summary, now, checkpoint_ref(cp),
-                                    key[0], key[1], self.consecutive, self.drift_since, None, resolves, reason)))
+        since = self.incident.started_at if self.incident is not None else None
+        out.append(AlertEvent(Alert(code, "resolved", self._key("", key), summary, now, checkpoint_ref(cp),
+                                    key[0], key[1], self.consecutive, since, None, _RESOLVES, reason)))
         self.drift_key = None
-        self.drift_since = None
         self.escalated = False
 
     def _escalate(self, cp: Checkpoint, now: float, out: list[Any], reason: str) -> None:
         key = self.drift_key
         assert key is not None
         self.escalated = True
+        incident = self.incident
+        since = incident.started_at if incident is not None else None
         out.append(AlertEvent(Alert(
-            ev.DRIFT_PERSISTENT, "firing", ev.dedup_key(*key), f"escalate: {reason}", now, checkpoint_ref(cp),
-            key[0], key[1], self.consecutive, self.drift_since, reason=reason)))
+            ev.DRIFT_PERSISTENT, "firing", self._key("", key), f"escalate: {reason}", now, checkpoint_ref(cp),
+            key[0], key[1], self.consecutive, since, reason=reason)))
+        if incident is not None:
+            incident.escalated = True
+            incident.escalations += 1
+            incident.note(IncidentNote(now, "escalated", reason, data={"label": cp.display_label}))
+            out.append(IncidentEvent("escalated", incident.view(self.consecutive)))
 
     # -- staleness ----------------------------------------------------------------------------
 
     def _is_stale(self, now: float) -> bool:
         return self.latest_time is not None and now - self.latest_time > self.config.stale_after
+
+    def _check_stale(self, now: float, out: list[Any]) -> None:
+        stale = self._is_stale(now)
+        if stale != self.stale:
+            self._set_stale(stale, self.latest, now, out)
+            self._set_status(now, out, "stale" if stale else "fresh", self.latest_time)
 
     def _set_stale(self, stale: bool, cp: Checkpoint | None, now: float, out: list[Any]) -> None:
         if stale == self.stale:
@@ -453,7 +603,7 @@ class Monitor:
             out.append(AlertEvent(Alert(
                 ev.STALE_DIGEST, "firing", key,
                 f"latest checkpoint is {format_age(age)} old (stale after {format_age(self.config.stale_after)})",
-                now, ref, self.stored_digest, cp.digest if cp else None)))
+                now, ref, self.stored_digest, cp.digest if cp else None, since=self.latest_time)))
         else:
             out.append(AlertEvent(Alert(ev.STALE_DIGEST, "resolved", key, "a fresh checkpoint arrived", now, ref,
                                         self.stored_digest, cp.digest if cp else None, reason="fresh")))
@@ -465,12 +615,12 @@ class Monitor:
             return Status.DRIFT
         return Status.STALE if stale else Status.IN_SYNC
 
-    def _set_status(self, now: float, out: list[Any], reason: str) -> None:
+    def _set_status(self, now: float, out: list[Any], reason: str, checkpoint_ts: float | None) -> None:
         status = self._status_for(self.latest_match, self.latest_scheme_mismatch, self.stale)
         if self.stored_error is not None:
             status = Status.NO_DATA
         if status is not self.status:
-            out.append(StatusEvent(self.status, status, now, reason))
+            out.append(StatusEvent(self.status, status, now, reason, checkpoint_ts))
             self.status = status
             self.status_since = now
 
@@ -479,10 +629,7 @@ class Monitor:
         now = self.clock() if now is None else now
         out: list[Any] = []
         self._refresh_stored(now, out)
-        stale = self._is_stale(now)
-        if stale != self.stale:
-            self._set_stale(stale, self.latest, now, out)
-            self._set_status(now, out, "stale" if stale else "fresh")
+        self._check_stale(now, out)
         return out
 
     def recheck(self, *, after_rehydrate: bool = False, now: float | None = None) -> list[Any]:
@@ -499,7 +646,7 @@ class Monitor:
         # Exactly one comparison, whether or not the reload found a new digest: the file may have
         # been reloaded already (by a tick) between the rehydrate and this call.
         if not self._refresh_stored(now, out) and self.latest is not None:
-            self._evaluate(self.latest, now, out, emit=True, recheck=True)
+            self._evaluate(self.latest, now, out, True, recheck=True)
         return out
 
     # -- diffs ------------------------------------------------------------------------------
@@ -515,7 +662,7 @@ class Monitor:
             if self.workspace is None:
                 raise PolylogError(f"{cp.display_label}: registry_snapshot needs a workspace")
             path: Path = self.workspace.confine(cp.registry_snapshot, what="registry_snapshot")
-            return load_snapshot(path).state
+            return load_snapshot(path, label=self.workspace.relative(path)).state
         return None
 
     def diff_for(self, cp: Checkpoint) -> RegistryDiff | None:
@@ -569,6 +716,9 @@ class Monitor:
             ingest_errors=self.ingest_errors,
             entries=self.entries,
             warnings=self.warnings,
+            incident=self.incident.view(self.consecutive) if self.incident is not None else None,
+            last_incident=self.last_incident,
+            incidents=self.incidents,
         )
 
 

@@ -1,0 +1,83 @@
+"""The incident model (SPEC §6, issue 11 item 4): opens at the first mismatching checkpoint, keeps
+its start (the checkpoint's time and label), stays one incident across live-digest changes, closes
+at the first matching checkpoint; status events carry the checkpoint's time."""
+
+from __future__ import annotations
+
+from polylog_console.core.model.events import AlertEvent, StatusEvent
+from polylog_console.core.monitor.incident import MAX_NOTES, IncidentEvent
+from tests.test_monitor import LIVE, NOW, cp, setup  # noqa: F401  (fixture)
+
+T0 = NOW - 600.0
+
+
+def kinds(events):
+    return [e.kind for e in events if isinstance(e, IncidentEvent)]
+
+
+def test_incident_opens_at_the_first_mismatch_with_the_checkpoints_time(setup):  # noqa: F811
+    monitor, clock, _ = setup
+    events = monitor.process([cp(1, ts=T0), cp(2, LIVE, ts=T0 + 10), cp(3, LIVE, ts=T0 + 20)])
+    assert kinds(events) == ["opened"]
+    opened = next(e.incident for e in events if isinstance(e, IncidentEvent))
+    assert (opened.started_at, opened.started_label, opened.started_line) == (T0 + 10, "cp-2", 2)
+    assert opened.observed_at == clock.t and opened.start_in_history
+    view = monitor.snapshot()
+    assert view.incident is not None and view.incident.consecutive_mismatches == 2
+    assert view.incident.mismatching_checkpoints == 2 and view.drift_since == T0 + 10
+    status = next(e for e in events if isinstance(e, StatusEvent) and e.status == "DRIFT")
+    assert status.checkpoint_ts == T0 + 10 and status.at == clock.t
+    assert status.to_json()["checkpoint_ts"].startswith("2027-01-15T")  # ISO, the checkpoint's time
+    firing = [e.alert for e in events if isinstance(e, AlertEvent) and e.alert.code == "registry_mismatch"]
+    assert firing[0].since == T0 + 10  # startsAt: when the drift began, not when it was read
+
+
+def test_a_new_live_digest_is_the_same_incident_and_parity_closes_it(setup):  # noqa: F811
+    monitor, _, _ = setup
+    monitor.process([cp(1, LIVE, ts=T0)])
+    events = monitor.process([cp(2, {"clusters": {}}, ts=T0 + 5), cp(3, {"clusters": {}}, ts=T0 + 6),
+                              cp(4, {"clusters": {}}, ts=T0 + 7)])
+    assert kinds(events) == ["escalated"]
+    incident = monitor.snapshot().incident
+    assert incident.id == 1 and len(incident.live_digests) == 2 and incident.escalated
+    assert incident.started_label == "cp-1" and incident.consecutive_mismatches == 4
+    events = monitor.process([cp(5, ts=T0 + 8), cp(6, LIVE, ts=T0 + 9)])
+    assert kinds(events) == ["resolved", "opened"]
+    resolved = next(e.incident for e in events if isinstance(e, IncidentEvent))
+    assert (resolved.resolved_at, resolved.resolved_label, resolved.state) == (T0 + 8, "cp-5", "resolved")
+    assert resolved.mismatching_checkpoints == 4 and resolved.duration(0) == 8.0
+    view = monitor.snapshot()
+    assert view.last_incident == resolved and view.incident.id == 2 and view.incidents == 2
+
+
+def test_scheme_mismatch_is_not_an_incident(setup):  # noqa: F811
+    from polylog_console.core.registry.digest import digest
+    from tests.test_monitor import STORED
+
+    monitor, _, _ = setup
+    events = monitor.process([cp(1, dg=digest(STORED, "canonical"))])
+    assert kinds(events) == [] and monitor.snapshot().incident is None
+
+
+def test_feed_starting_in_drift_marks_the_start_as_not_in_history(setup):  # noqa: F811
+    monitor, _, _ = setup
+    first = cp(7, LIVE)  # offset 700: the history read does not begin at the feed's start
+    monitor.process([first])
+    incident = monitor.snapshot().incident
+    assert not incident.start_in_history and incident.started_label == "cp-7"
+    request = monitor.scan_request()
+    assert request is not None and request[0] == incident.id and request[1] == 700
+    events = monitor.restart_incident(incident.id, cp(3, LIVE, ts=T0), complete=True)
+    assert kinds(events) == ["restarted"]
+    restarted = events[0].incident
+    assert restarted.started_label == "cp-3" and restarted.started_at == T0 and restarted.start_in_history
+
+
+def test_notes_stay_bounded(setup):  # noqa: F811
+    monitor, _, _ = setup
+    monitor.process([cp(1, LIVE)])
+    for i in range(MAX_NOTES * 3):
+        monitor.note("acknowledged", f"ack {i}", actor="a@b")
+    incident = monitor.snapshot().incident
+    assert len(incident.notes) == MAX_NOTES and incident.notes_dropped == MAX_NOTES * 2
+    assert incident.notes[-1].detail == f"ack {MAX_NOTES * 3 - 1}"
