@@ -433,11 +433,15 @@ def read_records(path, *, chunk_size: int = 4 * 1024 * 1024, max_line: int = MAX
     """Read a whole feed file in large chunks; yields lists of records (one list per chunk).
 
     A last line without its newline is still read (the file is complete for this purpose).
-    Raises OSError if the file cannot be opened.
+    Raises OSError if the file cannot be opened, :class:`~polylog_console.core.infra.reader.UnreadableFile`
+    if it is not a regular file (a FIFO or ``/dev/zero`` would block or never end).
     """
+    from polylog_console.core.infra.reader import open_regular
+
     splitter = LineSplitter(0, max_line)
     line = 1
-    with open(path, "rb") as handle:
+    fd, _ = open_regular(path, what="feed")
+    with open(fd, "rb") as handle:
         while True:
             chunk = handle.read(chunk_size)
             if not chunk:

@@ -9,6 +9,7 @@ SMTP password from ``POLYLOG_EMAIL_PASSWORD`` or ``email.password_file``; they a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polylog_console.core.infra import reader
 from polylog_console.core.model import workspace as layout
 from polylog_console.core.model.errors import ConfigError
 from polylog_console.core.registry.stored import type_name
@@ -52,14 +54,71 @@ class Secret:
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
+YEAR = 365 * 86400.0
+DURATION_MAX = 10 * YEAR  # no duration anywhere is longer (finite, and far inside datetime's range)
+
+# Ranges of every number and duration (inclusive), checked for the file, the environment and
+# every [[replicas]] table alike. Maxima are generous: a stale_after of weeks or a year is a real
+# setting. README "Reliability" lists them.
+RANGES: dict[str, tuple[float, float]] = {
+    "feed.poll_interval": (0.01, 3600.0),      # below 10 ms polling is a busy loop
+    "feed.history": (1, 100_000),              # checkpoints kept in view (memory is bounded by it)
+    "monitor.stale_after": (1.0, DURATION_MAX),
+    "monitor.escalate_after": (1, 1_000_000),
+    "alerts.repeat_interval": (1.0, DURATION_MAX),
+    "webhook.timeout": (0.1, 600.0),
+    "email.port": (1, 65535),
+    "email.timeout": (0.1, 600.0),
+    "alertmanager.timeout": (0.1, 600.0),
+    "fleet.timeout": (0.1, 600.0),
+    "fleet.refresh": (0.1, 86400.0),
+    "replicas.timeout": (0.05, 3600.0),
+    "replicas.retries": (0, 10),
+}
+
+
+def format_seconds(seconds: float) -> str:
+    """``250 ms``, ``90 s``, ``10 min``, ``3 h``, ``3650 days`` (for range messages)."""
+    if seconds < 1:
+        return f"{seconds * 1000:g} ms"
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def check_range(key: str, value: Any) -> Any:
+    """``value`` if it lies in ``RANGES[key]`` (``section.key``, ``replicas.key``), else ValueError."""
+    bounds = RANGES.get(key)
+    if bounds is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    low, high = bounds
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be finite, got {value}")
+    if low <= value <= high:
+        return value
+    if isinstance(low, int) and isinstance(high, int):
+        raise ValueError(f"must be between {low} and {high}, got {value}")
+    raise ValueError(f"must be between {format_seconds(low)} and {format_seconds(high)}, got {value:g} s")
+
+
+def convert(table: Mapping[str, Callable[[Any, bool], Any]], section: str, key: str, value: Any,
+            from_env: bool) -> Any:
+    """``table[key]``'s conversion of ``value``, then its range (ValueError with the reason)."""
+    return check_range(f"{section}.{key}", table[key](value, from_env))
+
 
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a string like ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {type_name(value)}")
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite duration, got {value}")
         if value < 0:
             raise ValueError("a duration cannot be negative")
+        if value > DURATION_MAX:
+            raise ValueError(f"must be at most {format_seconds(DURATION_MAX)}, got {value:g} s")
         return float(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
@@ -74,9 +133,13 @@ def parse_duration(value: Any) -> float:
                 seconds += float(match.group(1)) * _UNITS[match.group(2)]
                 pos = match.end()
             if pos != len(text) or not text:
-                raise ValueError(f'expected a duration like "90s", "5m" or "1h", got "{value}"') from None
+                raise ValueError(f'expected a duration like "90s", "5m" or "1h", got "{value[:40]}"') from None
+        if not math.isfinite(seconds):
+            raise ValueError(f'must be a finite duration, got "{value[:40]}"')
         if seconds < 0:
             raise ValueError("a duration cannot be negative")
+        if seconds > DURATION_MAX:
+            raise ValueError(f'must be at most {format_seconds(DURATION_MAX)}, got "{value[:40]}"')
         return seconds
     raise ValueError(f"expected a duration, got {type_name(value)}")
 
@@ -305,12 +368,10 @@ def _fail(where: str, key: str, reason: str) -> ConfigError:
 
 
 def _read_toml(path: Path, label: str) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{label}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    try:  # the bounded reader: a regular file of at most 1 MB, never blocking (a FIFO is refused)
+        raw = reader.read_bytes(path, reader.LIMITS["config"], label=label, what="configuration")
+    except reader.UnreadableFile as exc:
+        raise ConfigError(f"{label}: no such file" if exc.missing else str(exc)) from None
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -323,10 +384,10 @@ def _read_secret_file(root: Path, name: str, where: str, key: str) -> Secret:
     path = Path(name).expanduser()
     if not path.is_absolute():
         path = root / path
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise _fail(where, key, f"cannot read {path}: {exc.strerror or exc}") from None
+    try:  # bounded (64 KB), regular files only, never blocking
+        value = reader.read_bytes(path, reader.LIMITS["secret"], what="secret file").decode("utf-8").strip()
+    except reader.UnreadableFile as exc:
+        raise _fail(where, key, f"cannot read {path}: {'no such file' if exc.missing else exc.reason}") from None
     except UnicodeDecodeError:
         raise _fail(where, key, f"{path} is not UTF-8 text") from None
     if not value:
@@ -374,7 +435,7 @@ def load_config(
                 known = ", ".join(SCHEMA[section])
                 raise ConfigError(f'{label}: unknown key "{section}.{key}" (known: {known})')
             try:
-                values[section][key] = SCHEMA[section][key](value, False)
+                values[section][key] = convert(SCHEMA[section], section, key, value, False)
             except ValueError as exc:
                 raise _fail(label, f"{section}.{key}", str(exc)) from None
 
@@ -393,7 +454,7 @@ def load_config(
             known = ", ".join(f"POLYLOG_{section.upper()}_{k.upper()}" for k in SCHEMA[section] if k != "keys")
             raise ConfigError(f"environment: unknown variable {name} (known for [{section}]: {known})")
         try:
-            values[section][key] = SCHEMA[section][key](raw, True)
+            values[section][key] = convert(SCHEMA[section], section, key, raw, True)
         except ValueError as exc:
             raise ConfigError(f"environment: {name}: {exc}") from None
 
@@ -470,7 +531,7 @@ def load_config(
             if key not in REPLICA_KEYS:
                 raise ConfigError(f'{label}: unknown key "{where}.{key}" (known: {", ".join(REPLICA_KEYS)})')
             try:
-                converted[key] = REPLICA_KEYS[key](value, False)
+                converted[key] = convert(REPLICA_KEYS, "replicas", key, value, False)
             except ValueError as exc:
                 raise _fail(label, f"{where}.{key}", str(exc)) from None
         name = converted.get("name")

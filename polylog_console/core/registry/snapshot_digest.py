@@ -35,13 +35,14 @@ _ESCAPED = bytes(range(0x20)) + b"\x7f"
 CHUNK = 32 * 1024
 
 
-def state_bytes(raw: bytes) -> bytes | None:
-    """The bytes of the ``"state"`` member of a compact snapshot whose state is its last member
-    (where sorted keys put it), or None if ``raw`` is not laid out that way."""
+def split_snapshot(raw: bytes) -> tuple[dict, bytes] | None:
+    """``(head, state)`` of a compact snapshot whose state is its last member (where sorted keys put
+    it): ``head`` is every other member, parsed (``label``, ``digest``, ``scheme``, ...), ``state``
+    the bytes of the ``"state"`` member; None if ``raw`` is not laid out that way."""
     if b"\\" in raw or not raw.endswith(b"}}"):
         return None
     if raw.startswith(_ONLY_STATE):
-        return raw[len(_ONLY_STATE) - 1: -1]
+        return {}, raw[len(_ONLY_STATE) - 1: -1]
     at = raw.find(_STATE_KEY)
     if at < 0:
         return None
@@ -52,7 +53,20 @@ def state_bytes(raw: bytes) -> bytes | None:
     # A valid head proves the split is at the top level (no escapes: every quote is real).
     if not isinstance(head, dict) or "state" in head:
         return None
-    return raw[at + len(_STATE_KEY) - 1: -1]
+    return head, raw[at + len(_STATE_KEY) - 1: -1]
+
+
+def state_bytes(raw: bytes) -> bytes | None:
+    """The bytes of the ``"state"`` member of a compact snapshot (see :func:`split_snapshot`)."""
+    found = split_snapshot(raw)
+    return None if found is None else found[1]
+
+
+def snapshot_head(raw: bytes) -> dict | None:
+    """The members other than ``state`` of a snapshot in this project's layout, without parsing the
+    state (None for another layout)."""
+    found = split_snapshot(raw)
+    return None if found is None else found[0]
 
 
 def _table_end(state: bytes, start: int) -> int:

@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 
-from polylog_console.core.infra import atomic
+from polylog_console.core.infra import atomic, reader
 from polylog_console.core.model.errors import RegistryError
 from polylog_console.core.registry.digest import Scheme, digest, other_scheme
-from polylog_console.core.registry.snapshot_digest import digest_of_snapshot_bytes
+from polylog_console.core.registry.snapshot_digest import digest_of_snapshot_bytes, snapshot_head
 
 NAMESPACES = ("clusters", "assemblies", "megas")
 DEFAULT_NAMESPACE = "clusters"
@@ -51,13 +51,35 @@ def symbol_count(state: Mapping[str, Mapping[str, Any]]) -> int:
     return sum(len(t) for t in state.values() if isinstance(t, Mapping))
 
 
-def validate_state(obj: Any, *, where: str) -> State:
-    """Check that ``obj`` is ``{str: {str: str}}``; raise RegistryError naming ``where`` if not."""
+def validate_state(obj: Any, *, where: str, strict: bool = False) -> State:
+    """Check that ``obj`` is ``{namespace: {...}}``; raise RegistryError naming ``where`` if not.
+
+    With ``strict`` (the stored registry) it must be exactly ``{str: {str: str}}``: a registry whose
+    symbols are numbers, arrays, objects or null is refused as unreadable, never digested as if it
+    were a registry. ``str.join`` checks every key and symbol in C (~20 ms for 1,000,000 symbols);
+    only a failure walks the table to name the culprit. Without it (a state given to ``digest
+    --of``, a checkpoint's state, a replica's) any JSON values digest, as SPEC §3's vectors do.
+    """
     if not isinstance(obj, dict):
         raise RegistryError(f"{where}: registry state must be an object, got {type_name(obj)}")
     for ns, table in obj.items():
+        if not isinstance(ns, str):
+            raise RegistryError(f"{where}: namespace names must be strings, got {type_name(ns)}")
         if not isinstance(table, dict):
             raise RegistryError(f"{where}: namespace {ns!r} must be an object, got {type_name(table)}")
+        if not strict:
+            continue
+        try:
+            "".join(table)
+            "".join(table.values())
+        except TypeError:
+            for signature, symbol in table.items():
+                if not isinstance(signature, str):
+                    raise RegistryError(f"{where}: namespace {ns!r}: signatures must be strings, "
+                                        f"got {type_name(signature)}") from None
+                if not isinstance(symbol, str):
+                    raise RegistryError(f"{where}: namespace {ns!r}: symbol of {signature[:80]!r} must be a "
+                                        f"string, got {type_name(symbol)}") from None
     return obj
 
 
@@ -91,12 +113,13 @@ class Snapshot:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def parse_snapshot(data: Any, *, where: str) -> Snapshot:
-    """A snapshot object, or a bare state (an object whose values are all objects)."""
+def parse_snapshot(data: Any, *, where: str, strict: bool = False) -> Snapshot:
+    """A snapshot object, or a bare state (an object whose values are all objects). ``strict``: see
+    :func:`validate_state`."""
     if not isinstance(data, dict):
         raise RegistryError(f"{where}: expected a JSON object, got {type_name(data)}")
     if "state" in data:
-        state = validate_state(data["state"], where=where)
+        state = validate_state(data["state"], where=where, strict=strict)
         label = data.get("label")
         file_digest = data.get("digest")
         scheme = data.get("scheme")
@@ -108,16 +131,21 @@ def parse_snapshot(data: Any, *, where: str) -> Snapshot:
             scheme if isinstance(scheme, str) else None,
             extra,
         )
-    return Snapshot(validate_state(data, where=where))
+    return Snapshot(validate_state(data, where=where, strict=strict))
 
 
-def read_json(path: Path, *, what: str = "file") -> Any:
-    """Parse a JSON file, or raise a one-line :class:`RegistryError` naming ``what``."""
-    return _loads(_read_bytes(path, what), path)
+def read_json(path: Path, *, what: str = "file", label: str | None = None,
+              limit: int = reader.LIMITS["registry snapshot"]) -> Any:
+    """Parse a JSON file (read with :mod:`~polylog_console.core.infra.reader`: a regular file of at
+    most ``limit`` bytes, never blocking), or raise a one-line :class:`RegistryError` naming it."""
+    return _loads(_read_bytes(path, what, label, limit), label or path)
 
 
-def load_snapshot(path: Path) -> Snapshot:
-    return parse_snapshot(read_json(path, what="registry snapshot"), where=str(path))
+def load_snapshot(path: Path, *, label: str | None = None) -> Snapshot:
+    """A registry snapshot file (a ``registry_snapshot``, ``digest --of FILE``); ``label`` names it in
+    messages (default: the path)."""
+    label = str(path) if label is None else label
+    return parse_snapshot(read_json(path, what="registry snapshot", label=label), where=label)
 
 
 def snapshot_bytes(state: State, *, label: str, scheme: Scheme = "engine", **extra: Any) -> bytes:
@@ -146,8 +174,9 @@ class StoredView:
     """
 
     def __init__(self, path: Path, scheme: Scheme, digest_value: str, identity: tuple[int, int, int, int],
-                 content_hash: str, snapshot: Snapshot | None = None) -> None:
+                 content_hash: str, snapshot: Snapshot | None = None, label: str | None = None) -> None:
         self.path = path
+        self.file_label = str(path) if label is None else label  # the file's name in messages
         self.scheme: Scheme = scheme
         self.digest = digest_value
         self.identity = identity
@@ -158,15 +187,15 @@ class StoredView:
 
     def _current_bytes(self) -> bytes:
         """The file's bytes, as they were when this view was made (else RegistryError)."""
-        raw = _read_bytes(self.path)
+        raw = _read_bytes(self.path, label=self.file_label)
         if hashlib.sha256(raw).hexdigest() != self.content_hash:
-            raise RegistryError(f"{self.path}: changed while being read; it will be reloaded")
+            raise RegistryError(f"{self.file_label}: changed while being read; it will be reloaded")
         return raw
 
     def _parse(self, raw: bytes) -> Snapshot:
         with self._lock:
             if self._snapshot is None:
-                self._snapshot = parse_snapshot(_loads(raw, self.path), where=str(self.path))
+                self._snapshot = parse_snapshot(_loads(raw, self.file_label), where=self.file_label, strict=True)
         return self._snapshot
 
     @property
@@ -222,18 +251,18 @@ class StoredView:
         return self.digest_under(other_scheme(self.scheme))
 
 
-def _read_bytes(path: Path, what: str = "stored registry") -> bytes:
+def _read_bytes(path: Path, what: str = "stored registry", label: str | None = None,
+                limit: int | None = None) -> bytes:
+    """The file's bytes through the bounded reader; RegistryError (one line naming it) otherwise."""
+    if limit is None:
+        limit = reader.LIMITS["stored registry" if what == "stored registry" else "registry snapshot"]
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise RegistryError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise RegistryError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+        return reader.read_bytes(path, limit, label=str(path) if label is None else label, what=what)
+    except reader.UnreadableFile as exc:
+        raise RegistryError(str(exc)) from None
 
 
-def _loads(raw: bytes, path: Path) -> Any:
+def _loads(raw: bytes, path: Path | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -244,7 +273,12 @@ class DigestCache:
     """Digests of registry files keyed by the SHA-256 of the file's bytes and the scheme, in a small
     JSON file, so that a 1,000,000-symbol registry is parsed and digested once, not at every start.
     Hashing the bytes (not trusting mtime) makes a stale entry impossible. Best effort: a cache
-    that cannot be read or written is simply not used."""
+    that cannot be read or written is simply not used.
+
+    The cache may speed an answer up, never change it: :class:`StoredRegistry` trusts an entry
+    only when it equals the file's own ``digest`` field under the same scheme (see
+    :func:`trusted_cached_digest`), so a cache file written by anyone else with wrong values is
+    ignored and the digest recomputed."""
 
     LIMIT = 16
 
@@ -255,8 +289,8 @@ class DigestCache:
         if self.path is None:
             return {}
         try:
-            data = orjson.loads(self.path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+            data = orjson.loads(reader.read_bytes(self.path, reader.LIMITS["digest cache"], what="digest cache"))
+        except (reader.UnreadableFile, orjson.JSONDecodeError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -279,6 +313,20 @@ class DigestCache:
             pass
 
 
+def trusted_cached_digest(raw: bytes, scheme: str, cached: str | None) -> str | None:
+    """``cached`` when it may stand for the digest of the snapshot ``raw`` under ``scheme``: the file
+    is in this project's layout and its own ``digest`` field, written for that same scheme, says
+    the same. Anything else (another layout, no digest field, a field for the other scheme, a
+    field that disagrees) is None: the caller recomputes. A wrong cache entry therefore cannot
+    make a drifted registry look like parity."""
+    if cached is None:
+        return None
+    head = snapshot_head(raw)
+    if head is None or head.get("digest") != cached or (head.get("scheme") or "engine") != scheme:
+        return None
+    return cached
+
+
 class StoredRegistry:
     """``catalogs/registry.json`` with its digest cached until the file changes.
 
@@ -288,17 +336,20 @@ class StoredRegistry:
     cannot be read or parsed (the monitor's ``registry_provider_error``). Thread-safe.
     """
 
-    def __init__(self, path: Path, scheme: Scheme = "engine", cache: Path | None = None) -> None:
+    def __init__(self, path: Path, scheme: Scheme = "engine", cache: Path | None = None,
+                 label: str | None = None) -> None:
         self.path = Path(path)
         self.scheme: Scheme = scheme
         self.cache = DigestCache(cache)
+        self.label = str(self.path) if label is None else label  # the file's name in messages
         self._view: StoredView | None = None
         self._lock = threading.Lock()
         self.loads = 0  # how many times the file was digested, not found in the cache (tests, benchmarks)
+        self.cache_refused = 0  # cache entries found but not trusted (they disagreed with the file)
 
     @classmethod
     def for_workspace(cls, ws: Any, scheme: Scheme = "engine") -> StoredRegistry:
-        return cls(ws.registry, scheme, ws.digest_cache)
+        return cls(ws.registry, scheme, ws.digest_cache, label=ws.relative(ws.registry))
 
     def peek(self) -> StoredView | None:
         """The last loaded view without touching the disk."""
@@ -316,14 +367,17 @@ class StoredRegistry:
                 return view
             self._view = None
             if identity is None:
-                raise RegistryError(f"{self.path}: stored registry not found")
-            raw = _read_bytes(self.path)
+                raise RegistryError(f"{self.label}: stored registry not found")
+            raw = _read_bytes(self.path, label=self.label)
             content_hash = hashlib.sha256(raw).hexdigest()
             if view is not None and view.content_hash == content_hash:
                 view.identity = identity  # touched, not changed
                 self._view = view
                 return view
-            value = self.cache.get(content_hash, self.scheme)
+            cached = self.cache.get(content_hash, self.scheme)
+            value = trusted_cached_digest(raw, self.scheme, cached)
+            if cached is not None and value is None:
+                self.cache_refused += 1
             snapshot = None
             if value is None:
                 self.loads += 1
@@ -331,14 +385,15 @@ class StoredRegistry:
                 # the state is then parsed only when something needs it (a diff).
                 value = digest_of_snapshot_bytes(raw, self.scheme)
                 if value is None:
-                    snapshot = parse_snapshot(_loads(raw, self.path), where=str(self.path))
+                    snapshot = parse_snapshot(_loads(raw, self.label), where=self.label, strict=True)
                     value = digest(snapshot.state, self.scheme)
                     if symbol_count(snapshot.state) > 100_000:
                         # A big registry is long-lived and acyclic: keep the cyclic GC from
                         # re-walking it (reference counting still frees it when replaced).
                         gc.freeze()
                 self.cache.put(content_hash, self.scheme, value)
-            view = self._view = StoredView(self.path, self.scheme, value, identity, content_hash, snapshot)
+            view = self._view = StoredView(self.path, self.scheme, value, identity, content_hash, snapshot,
+                                           label=self.label)
             return view
 
     def invalidate(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from polylog_console.core.feed.follower import BackScanner, count_newlines
 from polylog_console.core.feed.records import MAX_LINE, Checkpoint, parse_line, read_records
+from polylog_console.core.infra.reader import open_regular
 from polylog_console.core.model.config import Config, MonitorConfig
 from polylog_console.core.model.errors import PolylogError, WorkspaceError
 from polylog_console.core.model.progress import Progress
@@ -60,7 +61,7 @@ class RecomputeResult:
 def _last_checkpoint(feed: Path, progress: Progress | None, block: int = 64 * 1024) -> Checkpoint | None:
     """The feed's last checkpoint, read backwards from the end (never the whole of a big feed). A
     last line without its newline counts, as :func:`read_records` reads it."""
-    fd = os.open(feed, os.O_RDONLY)
+    fd, _ = open_regular(feed, what="feed")  # a FIFO or a device is refused, never waited on
     try:
         end = os.fstat(fd).st_size
         scanner = BackScanner(fd, end, first_block=block)
