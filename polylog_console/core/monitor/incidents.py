@@ -1,0 +1,339 @@
+"""The incident index (``memory/incidents/index.jsonl``): what the monitor decided about incidents,
+kept as it goes, so that a post-incident report over a feed of gigabytes need not replay it all.
+
+The index is a cache, never the truth: the truth is the feed run through the monitor's rules
+(:mod:`polylog_console.core.monitor.rules`) plus the audit log. A report uses the index only when it
+is consistent with the feed (same file: device, inode and a hash of its first bytes; offsets
+within its size; coverage from the feed's first byte without a gap) and replays the feed only
+after the last covered offset; otherwise it reconstructs from scratch, and then writes what it
+found back here so that the next report is fast.
+
+One JSON object per line, appended with one ``write()`` on an ``O_APPEND`` file under ``flock``
+(the audit log's discipline: a ``watch`` and a ``report`` may append at the same time):
+
+* ``{"kind": "incident", "event": "opened|escalated|restarted|resolved", "feed": F, "offset": O,
+  "incident": IncidentView.to_json()}``: an incident event; ``offset`` is the byte offset of its
+  first mismatching checkpoint when known (else null).
+* ``{"kind": "mark", "feed": F, "from": A, "to": B, "line": L, "stored_digest": D, "open": K|null,
+  "at": host time}``: the monitor compared every checkpoint in bytes ``[A, B)`` of feed ``F``;
+  ``line`` is the line number at ``B``, ``open`` the open incident's key at ``B``.
+
+``F`` is ``{"dev", "ino", "head", "head_len"}`` (``head``: SHA-256 of the first ``head_len`` bytes).
+An incident's key is ``started_label`` + ``started_at``. The file is bounded: past
+:data:`MAX_BYTES` it is rewritten atomically with the latest record per incident and one mark
+per contiguous coverage range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from polylog_console.core.infra import atomic
+
+INDEX = "memory/incidents/index.jsonl"
+HEAD_BYTES = 4096  # bytes of the feed's start hashed to recognise the same file
+MARK_INTERVAL = 5.0  # seconds between coverage marks written by a running monitor
+MAX_BYTES = 8 * 1024 * 1024  # the index is compacted past this size
+MAX_READ = 64 * 1024 * 1024  # never read more than this much of an index
+
+
+def index_path(ws: Any) -> Path:
+    return ws.path(INDEX)
+
+
+def incident_key(incident: dict[str, Any]) -> str:
+    return f"{incident.get('started_label')}@{incident.get('started_at')}"
+
+
+def feed_identity(path: Path, head_len: int | None = None) -> dict[str, Any] | None:
+    """The feed's identity: device, inode and a hash of its first ``head_len`` bytes (at most
+    :data:`HEAD_BYTES`; fewer when the file is shorter). None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            want = HEAD_BYTES if head_len is None else head_len
+            head = handle.read(want)
+    except OSError:
+        return None
+    if head_len is not None and len(head) < head_len:
+        return None
+    return {"dev": st.st_dev, "ino": st.st_ino, "head": hashlib.sha256(head).hexdigest(), "head_len": len(head),
+            "size": st.st_size}
+
+
+def same_feed(recorded: dict[str, Any], path: Path) -> bool:
+    """Is ``path`` still the file ``recorded`` describes (same device, inode and first bytes)?"""
+    try:
+        current = feed_identity(path, int(recorded.get("head_len", 0)))
+    except (TypeError, ValueError):
+        return False
+    return (current is not None and current["dev"] == recorded.get("dev") and current["ino"] == recorded.get("ino")
+            and current["head"] == recorded.get("head"))
+
+
+def _feed_key(feed: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (feed.get("dev"), feed.get("ino"), feed.get("head"))
+
+
+class IndexFile:
+    """Appends records to the index (one ``write()`` per line, under ``flock``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.last_error: str | None = None
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        data = b"".join(orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS) + b"\n" for r in records)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            self.last_error = None
+        except OSError as exc:  # the index is a cache: a failure costs a slower report, nothing else
+            self.last_error = f"{self.path}: {exc.strerror or exc}"
+            return
+        if size > MAX_BYTES:
+            self.compact()
+
+    def compact(self) -> None:
+        """Rewrite the index with the latest record per incident and merged coverage (atomic)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            index = read_index(self.path)
+            records: list[dict[str, Any]] = []
+            for feed, ranges in index.coverage.items():
+                for start, end, line, stored, open_key, at in ranges:
+                    records.append({"kind": "mark", "feed": index.feeds[feed], "from": start, "to": end,
+                                    "line": line, "stored_digest": stored, "open": open_key, "at": at})
+            records.extend(index.latest.values())
+            data = b"".join(orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS) + b"\n" for r in records)
+            with contextlib.suppress(OSError):
+                atomic.write_bytes(self.path, data, durable=False)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class Index:
+    """An index as read: the latest record per incident and the coverage per feed file."""
+
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)  # incident key -> latest incident record
+    feeds: dict[tuple[Any, Any, Any], dict[str, Any]] = field(default_factory=dict)
+    # feed -> merged ranges [(from, to, line at to, stored digest at to, open key at to, at)]
+    coverage: dict[tuple[Any, Any, Any], list[tuple[int, int, int, Any, Any, Any]]] = field(default_factory=dict)
+    bad_lines: int = 0
+
+    def covered_to(self, feed: dict[str, Any]) -> tuple[int, int, Any, Any] | None:
+        """(offset, line, stored digest, open incident key) up to which ``feed`` is covered without a
+        gap from its first byte, or None."""
+        ranges = self.coverage.get(_feed_key(feed))
+        if not ranges or ranges[0][0] != 0:
+            return None
+        _start, end, line, stored, open_key, _at = ranges[0]
+        return end, line, stored, open_key
+
+    def incidents_for(self, feed: dict[str, Any], before: int) -> list[dict[str, Any]]:
+        """The incident records of ``feed`` that started before offset ``before``, oldest first."""
+        key = _feed_key(feed)
+        out = [r for r in self.latest.values()
+               if _feed_key(r.get("feed") or {}) == key and isinstance(r.get("offset"), int) and r["offset"] < before]
+        return sorted(out, key=lambda r: r["offset"])
+
+    def other_feeds(self, feed: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Incident records of earlier feed files (rotated away): history the current feed no longer holds."""
+        key = _feed_key(feed) if feed is not None else None
+        return [r for r in self.latest.values() if _feed_key(r.get("feed") or {}) != key]
+
+
+ORDER = {"opened": 0, "restarted": 1, "escalated": 2, "resolved": 3}
+
+
+def read_index(path: Path) -> Index:
+    """Read an index (bounded: at most :data:`MAX_READ` bytes, the newest ones). Unknown or
+    malformed lines are counted and skipped."""
+    index = Index()
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_READ:
+                handle.seek(size - MAX_READ)
+                handle.readline()
+            data = handle.read(MAX_READ)
+    except OSError:
+        return index
+    raw_ranges: dict[tuple[Any, Any, Any], list[tuple[int, int, int, Any, Any, Any]]] = {}
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            index.bad_lines += 1
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("feed"), dict):
+            index.bad_lines += 1
+            continue
+        feed = record["feed"]
+        kind = record.get("kind")
+        if kind == "mark":
+            start, end = record.get("from"), record.get("to")
+            if type(start) is int and type(end) is int and 0 <= start <= end:
+                fk = _feed_key(feed)
+                index.feeds.setdefault(fk, feed)
+                raw_ranges.setdefault(fk, []).append((start, end, int(record.get("line") or 0),
+                                                      record.get("stored_digest"), record.get("open"),
+                                                      record.get("at")))
+            else:
+                index.bad_lines += 1
+        elif kind == "incident" and isinstance(record.get("incident"), dict):
+            key = incident_key(record["incident"])
+            old = index.latest.get(key)
+            if old is None or _newer(record, old):
+                index.latest[key] = record
+        else:
+            index.bad_lines += 1
+    for fk, ranges in raw_ranges.items():
+        ranges.sort(key=lambda r: (r[0], r[1]))
+        merged: list[tuple[int, int, int, Any, Any, Any]] = []
+        for item in ranges:
+            if merged and item[0] <= merged[-1][1]:
+                last = merged[-1]
+                if item[1] > last[1]:
+                    merged[-1] = (last[0], item[1], item[2], item[3], item[4], item[5])
+            else:
+                merged.append(item)
+        index.coverage[fk] = merged
+    return index
+
+
+def _newer(record: dict[str, Any], old: dict[str, Any]) -> bool:
+    a, b = record["incident"], old["incident"]
+    if (b.get("resolved_at") is not None) != (a.get("resolved_at") is not None):
+        return a.get("resolved_at") is not None
+    rank = ORDER.get(record.get("event"), 0) - ORDER.get(old.get("event"), 0)
+    if rank:
+        return rank > 0
+    return int(a.get("mismatching_checkpoints") or 0) >= int(b.get("mismatching_checkpoints") or 0)
+
+
+class IndexWriter:
+    """A :class:`~polylog_console.core.monitor.session.Session` subscriber that keeps the index as
+    the monitor goes: each incident event at once, a coverage mark at most every
+    :data:`MARK_INTERVAL` seconds (no timer: written with the next batch after the interval)."""
+
+    def __init__(self, path: Path, feed_path: Path, *, clock: Any = time.time,
+                 interval: float = MARK_INTERVAL) -> None:
+        self.file = IndexFile(path)
+        self.feed_path = Path(feed_path)
+        self.clock = clock
+        self.interval = interval
+        self.feed: dict[str, Any] | None = None
+        self.start: int | None = None  # first offset compared since the feed was (re)opened
+        self.end: int | None = None  # just past the last line compared
+        self.line = 0
+        self.stored: str | None = None
+        self.open_key: str | None = None
+        self.last_mark = 0.0
+        self._recent: list[tuple[int, int]] = []  # (line, offset) of the checkpoints of the current batch
+
+    def __call__(self, events: list[Any]) -> None:
+        records: list[dict[str, Any]] = []
+        recent: list[tuple[int, int]] = []
+        incidents: list[Any] = []
+        for event in events:
+            kind = getattr(event, "event", None)
+            if kind == "checkpoint":
+                cp = event.checkpoint
+                if cp.line is not None:
+                    recent.append((cp.line, cp.offset))
+                if self.start is None:
+                    self.start = cp.offset
+                    self._identify()
+                self.end = cp.offset + len(cp.raw) + 1
+                self.line = (cp.line or 0) + 1
+                if event.stored_digest is not None:
+                    self.stored = event.stored_digest
+            elif kind == "entry" or kind == "ingest_error":
+                record = event.entry if kind == "entry" else event.error
+                if self.start is None:
+                    self.start = record.offset
+                    self._identify()
+                if record.line is not None:
+                    self.end = record.offset + len(record.raw) + 1
+                    self.line = record.line + 1
+            elif kind == "feed" and event.kind in ("started", "created", "rotated", "truncated", "deleted", "replaced"):
+                if self.start is not None and self.end is not None:
+                    records.append(self._mark())
+                self.feed = None
+                self.start = self.end = None
+            elif kind == "stored" and event.digest is not None:
+                self.stored = event.digest
+            elif kind == "incident":
+                incidents.append(event)
+        for event in incidents:  # after the loop: the checkpoint that opened it may follow its event
+            view = event.incident
+            data = view.to_json()
+            self.open_key = None if view.resolved_at is not None else incident_key(data)
+            if self.feed is None:
+                self._identify()
+            records.append({"kind": "incident", "event": event.kind, "feed": self._feed_ref(),
+                            "offset": self._offset_of(view.started_line, recent), "incident": data})
+        due = records or (self.end is not None and self.clock() - self.last_mark >= self.interval)
+        if due and self.start is not None and self.end is not None and self.feed is not None:
+            records.append(self._mark())
+        self._recent = recent[-1024:] if recent else self._recent
+        self.file.append(records)
+
+    def _offset_of(self, line: int | None, recent: list[tuple[int, int]]) -> int | None:
+        if line is None:
+            return None
+        for pool in (recent, self._recent):
+            i = bisect_left(pool, (line, -1))
+            if i < len(pool) and pool[i][0] == line:
+                return pool[i][1]
+        return None
+
+    def _identify(self) -> None:
+        self.feed = feed_identity(self.feed_path)
+
+    def _feed_ref(self) -> dict[str, Any]:
+        feed = self.feed or {}
+        return {k: feed.get(k) for k in ("dev", "ino", "head", "head_len")}
+
+    def _mark(self) -> dict[str, Any]:
+        self.last_mark = self.clock()
+        return {"kind": "mark", "feed": self._feed_ref(), "from": self.start, "to": self.end, "line": self.line,
+                "stored_digest": self.stored, "open": self.open_key, "at": self.last_mark}
+
+
+def attach_incident_index(session: Any) -> IndexWriter | None:
+    """Keep ``memory/incidents/index.jsonl`` for this session (not in observer mode: the index is a
+    workspace write). Returns the subscriber."""
+    if getattr(session, "read_only", False):
+        return None
+    writer = IndexWriter(index_path(session.ws), session.config.feed.path)
+    session.subscribe(writer)
+    return writer

@@ -1,0 +1,1048 @@
+"""Incidents reconstructed, and the post-incident report (SPEC §6, §13).
+
+**One copy of the rules.** Incidents are what the monitor (:mod:`polylog_console.core.monitor.rules`)
+decides: the feed is read with :func:`~polylog_console.core.feed.records.parse_lines` (the one
+parser) and run through a real :class:`~polylog_console.core.monitor.rules.Monitor`, whose
+``IncidentEvent`` s (``opened``, ``escalated``, ``restarted``, ``resolved``) are collected. Nothing
+here decides what a mismatch, an incident or an escalation is.
+
+**The stored registry of that moment.** A rehydrate changes the stored registry; comparing a
+week-old feed with today's registry would turn every earlier checkpoint into drift. The replay
+therefore swaps the stored digest the monitor sees at the moments the audit log says it changed
+(:func:`stored_epochs`: ``action_finished`` of a rehydrate with its ``registry_digest``, and the
+``stored_digest`` every alert record carries), mapped onto checkpoint time; the current
+``catalogs/registry.json`` is the last epoch (from its modification time when nothing recorded the
+change). The monitor sees the change between two checkpoints as a live ``watch`` does (it compares
+the latest checkpoint again), so parity returns the same way. Only the current file's epoch has a
+state for symbol diffs; for earlier ones the report uses the counts the alert records carry.
+
+**The audit log** adds what the feed cannot know: when this workspace's monitor observed the drift
+(the first alert record of it), each alert raised and delivered per sink with its latency,
+acknowledgements (the console's ``acknowledged``, Alertmanager ``silence_created``), actions with
+actor, outcome and duration, refresh attempts, escalations. Rotated files (``events.jsonl.N``, the
+highest number oldest) are read too, malformed lines and unknown events are skipped, and records
+written before incidents existed (no ``dedup_key`` on actions) are placed by time.
+
+**Derived times** are measured from ``started_at`` (the first mismatching checkpoint's timestamp,
+the engine's clock). The observation is this host's clock: when it comes *before* the checkpoint's
+own time, the engine's clock is ahead; that skew is reported (``clock_skew_s``) and the start is
+taken on this host's clock for the host-side times, so no time to detect is ever negative.
+
+**The index** (:mod:`polylog_console.core.monitor.incidents`) that ``watch`` keeps saves the replay
+of everything it covers; see there for when it is trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from polylog_console.core.feed.records import Checkpoint, LineSplitter, parse_lines
+from polylog_console.core.infra import atomic
+from polylog_console.core.model import events as ev
+from polylog_console.core.model.config import Config
+from polylog_console.core.model.errors import PolylogError, RegistryError
+from polylog_console.core.model.events import iso
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor import incidents as idx
+from polylog_console.core.monitor.rules import Monitor, Run
+from polylog_console.core.registry.stored import StoredRegistry
+
+REPORTS = "memory/reports"
+MAX_TIMELINE = 400  # timeline entries kept per incident (the rest are counted)
+MAX_ACTIONS = 100
+MAX_ALERTS = 100
+MAX_DELIVERIES = 20  # per alert
+RESOLVE_GRACE = 5.0  # seconds after resolution still counted as the incident's (the recheck, the resolved alert)
+CHUNK = 4 * 1024 * 1024
+DRIFT_CODES = (ev.REGISTRY_MISMATCH, ev.REGISTRY_RESOLVED, ev.DRIFT_PERSISTENT)
+
+
+# --- time ----------------------------------------------------------------------------------------
+
+def parse_time(value: Any) -> float | None:
+    """Epoch seconds from an ISO-8601 string (``Z`` or an offset) or a number; None if unusable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """``--since``: an ISO-8601 time, epoch seconds, or a duration back from now (``90s``, ``2h``, ``7d``)."""
+    now = time.time() if now is None else now
+    match = _RELATIVE.match(value)
+    if match:
+        return now - float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parsed = parse_time(value)
+    if parsed is None:
+        raise PolylogError(f"--since {value!r}: not an ISO-8601 time, epoch seconds or a duration like 2h")
+    return parsed
+
+
+def _iso(ts: float | None) -> str | None:
+    return iso(ts) if ts is not None else None
+
+
+# --- the feed, from an offset ----------------------------------------------------------------------
+
+def read_from(path: Path, offset: int = 0, line: int = 1, *, chunk_size: int = CHUNK) -> Iterator[list[Any]]:
+    """Batches of records from byte ``offset`` (a line start, line number ``line``) to the end,
+    with the feed's own splitter and parser. A last line without its newline is read too."""
+    splitter = LineSplitter(offset)
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while True:
+            chunk = handle.read(chunk_size)
+            if not chunk:
+                break
+            first, lines = splitter.feed(chunk)
+            if lines:
+                yield parse_lines(lines, line, first)
+                line += len(lines)
+        if splitter.partial:
+            first, lines = splitter.feed(b"\n")
+            yield parse_lines(lines, line, first)
+
+
+# --- the stored registry of each moment --------------------------------------------------------------
+
+class DigestOnlyView:
+    """A stored registry known only by its digest (an earlier epoch: its state is gone)."""
+
+    loaded_symbols = None
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        self.other_digest = ""  # unknown: never a scheme mismatch
+
+    @property
+    def state(self) -> Any:
+        raise RegistryError(f"stored registry {self.digest[:12]} of an earlier moment: its state is not kept")
+
+
+class EpochStored:
+    """What the replayed monitor sees as ``catalogs/registry.json``: the real file while its digest
+    is in force, a :class:`DigestOnlyView` for earlier digests."""
+
+    def __init__(self, real: StoredRegistry) -> None:
+        self.real = real
+        self.path = real.path
+        self.digest: str | None = None  # None: the current file
+        self._views: dict[str, DigestOnlyView] = {}
+
+    def get(self) -> Any:
+        if self.digest is None:
+            return self.real.get()
+        with contextlib.suppress(RegistryError):
+            view = self.real.get()
+            if view.digest == self.digest:
+                return view
+        if self.digest not in self._views:
+            self._views[self.digest] = DigestOnlyView(self.digest)
+        return self._views[self.digest]
+
+    def invalidate(self) -> None:
+        self.real.invalidate()
+
+
+class ReplayMonitor(Monitor):
+    """The monitor, unchanged, except that a stored registry of an earlier moment has no state to
+    diff against."""
+
+    def diff_for(self, cp: Checkpoint) -> Any:
+        if isinstance(self.view, DigestOnlyView):
+            return None
+        return super().diff_for(cp)
+
+
+@dataclass
+class Epochs:
+    """``initial`` is in force before the first change; ``changes`` are ``(time, digest)``, oldest
+    first (this host's clock). ``None`` as a digest means the current file."""
+
+    initial: str | None = None
+    changes: list[tuple[float, str | None]] = field(default_factory=list)
+
+    def at(self, ts: float | None) -> str | None:
+        if ts is None or not self.changes:
+            return self.initial if ts is not None or not self.changes else self.changes[-1][1]
+        i = bisect_right([c[0] for c in self.changes], ts)
+        return self.initial if i == 0 else self.changes[i - 1][1]
+
+
+def stored_epochs(points: list[tuple[float, str]], current: str | None, current_mtime: float | None) -> Epochs:
+    """The stored digest over time from ``points`` (``(time, digest)`` from the audit log: a
+    rehydrate's result, the stored digest of each alert) and the current file's digest."""
+    points = sorted(points)
+    if not points:
+        return Epochs(None)
+    digests: list[tuple[float, str | None]] = []
+    for ts, digest in points:
+        if not digests or digests[-1][1] != digest:
+            digests.append((ts, digest))
+    initial: str | None = digests[0][1]
+    changes: list[tuple[float, str | None]] = list(digests[1:])
+    last = digests[-1][1]
+    if current is not None and last != current:
+        when = current_mtime if current_mtime is not None and current_mtime > digests[-1][0] else digests[-1][0]
+        changes.append((when, None))
+    # the current file's digest reads from the file itself (it has a state for diffs)
+    if initial == current:
+        initial = None
+    changes = [(ts, None if d == current else d) for ts, d in changes]
+    return Epochs(initial, changes)
+
+
+# --- the audit log -------------------------------------------------------------------------------------
+
+def audit_files(ws: Workspace) -> list[Path]:
+    """The audit log and its rotated files, oldest first (``events.jsonl.N``: higher N is older)."""
+    base = ws.audit
+    rotated: list[tuple[int, Path]] = []
+    with contextlib.suppress(OSError):
+        for entry in base.parent.iterdir():
+            suffix = entry.name[len(base.name) + 1:]
+            if entry.name.startswith(base.name + ".") and suffix.isdigit():
+                rotated.append((int(suffix), entry))
+    files = [p for _, p in sorted(rotated, reverse=True)]
+    if base.exists():
+        files.append(base)
+    return files
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    ts: float
+    event: str
+    actor: str | None
+    data: dict[str, Any]
+
+
+def iter_audit(ws: Workspace, want: Callable[[bytes], bool] | None = None) -> Iterator[AuditRecord]:
+    """Audit records in file order, oldest file first; ``want(raw)`` filters lines before parsing.
+    Malformed lines, records without a usable ``ts`` or ``event`` are skipped."""
+    for path in audit_files(ws):
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (a file that cannot be opened is skipped, not fatal)
+        except OSError:
+            continue
+        with handle:
+            pending = b""
+            while True:
+                chunk = handle.read(CHUNK)
+                if not chunk:
+                    lines = [pending] if pending else []
+                else:
+                    data = pending + chunk
+                    cut = data.rfind(b"\n")
+                    if cut < 0:
+                        pending = data
+                        continue
+                    lines = data[:cut].split(b"\n")
+                    pending = data[cut + 1:]
+                for raw in lines:
+                    if not raw or (want is not None and not want(raw)):
+                        continue
+                    try:
+                        obj = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if type(obj) is not dict:
+                        continue
+                    event = obj.get("event")
+                    ts = parse_time(obj.get("ts"))
+                    if not isinstance(event, str) or ts is None:
+                        continue
+                    who = obj.get("actor")
+                    yield AuditRecord(ts, event, who if isinstance(who, str) else None, obj)
+                if not chunk:
+                    break
+
+
+def _keyed(raw: bytes) -> bool:
+    return b'"dedup_key"' in raw or b"rehydrate" in raw or b"silence" in raw or b"acknowledg" in raw
+
+
+def _unkeyed(raw: bytes) -> bool:
+    return (b'"action_' in raw or b'"refresh_' in raw) and b'"dedup_key"' not in raw
+
+
+# --- reconstruction --------------------------------------------------------------------------------------
+
+@dataclass
+class Found:
+    """One incident as the monitor's rules decided it (from a replay or from the index)."""
+
+    view: dict[str, Any]  # IncidentView.to_json() of its latest picture
+    offset: int | None = None  # byte offset of its first mismatching checkpoint
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, picture)
+    diff_at_end: dict[str, int] | None = None
+
+    @property
+    def started_at(self) -> float:
+        return parse_time(self.view.get("started_at")) or 0.0
+
+    @property
+    def resolved_at(self) -> float | None:
+        return parse_time(self.view.get("resolved_at"))
+
+    @property
+    def key(self) -> str:
+        return idx.incident_key(self.view)
+
+
+@dataclass
+class ReplayResult:
+    incidents: list[Found]
+    monitor: Monitor
+    end_offset: int
+    end_line: int
+    alerts: list[Any]  # the alert events of the replay (the console's banner would have shown these)
+
+
+def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int = 1, epochs: Epochs | None = None,
+           stop_line: int | None = None, now: float | None = None, resume: Found | None = None,
+           keep_alerts: bool = False) -> ReplayResult:
+    """Run the feed from ``offset`` through the monitor and collect its incidents.
+
+    ``stop_line``: stop after that line (the state as of that checkpoint). ``resume``: the incident
+    open at ``offset`` (its first mismatching checkpoint is at ``offset``): the replay continues it.
+    Raises OSError when the feed cannot be read.
+    """
+    epochs = epochs or Epochs()
+    stored = EpochStored(StoredRegistry.for_workspace(ws, config.scheme))  # type: ignore[arg-type]
+    monitor = ReplayMonitor(stored, config.monitor, ws)  # type: ignore[arg-type]
+    now = time.time() if now is None else now
+    found: list[Found] = []
+    by_id: dict[int, Found] = {}
+    alerts: list[Any] = []
+    end_offset, end_line = offset, line
+    changes = epochs.changes
+    next_change = 0
+    stored.digest = epochs.initial
+    # resuming an incident at its first checkpoint: the monitor starts "in drift", but its start is known
+    resumed_in_history = bool(resume.view.get("start_in_history", True)) if resume is not None else True
+
+    def collect(events: list[Any]) -> None:
+        for event in events:
+            kind = getattr(event, "event", None)
+            if kind == "incident":
+                view = event.incident
+                item = by_id.get(view.id)
+                data = view.to_json()
+                if item is None:
+                    item = by_id[view.id] = Found(data)
+                    if resume is not None and not found:
+                        item.offset = resume.offset
+                    found.append(item)
+                if resume is not None and item is found[0]:
+                    data["start_in_history"] = resumed_in_history
+                item.view = data
+                if len(item.events) < MAX_TIMELINE:
+                    item.events.append((event.kind, data))
+            elif kind == "alert" and keep_alerts:
+                alerts.append(event)
+
+    def process(records: list[Any]) -> None:
+        if records:
+            out = monitor.process(records, emit_checkpoints=False, now=now)
+            collect(out)
+            _offsets(out, records)
+
+    def _offsets(out: list[Any], records: list[Any]) -> None:
+        for event in out:
+            if getattr(event, "event", None) == "incident" and event.kind in ("opened", "restarted"):
+                item = by_id.get(event.incident.id)
+                if item is not None and (item.offset is None or event.kind == "restarted"):
+                    target = event.incident.started_line
+                    for record in records:
+                        first = record.first if record.__class__ is Run else record
+                        if first.__class__ is Checkpoint and first.line == target:
+                            item.offset = first.offset
+                            break
+
+    for batch in read_from(config.feed.path, offset, line):
+        if stop_line is not None and batch and batch[-1].line is not None and batch[-1].line > stop_line:
+            batch = [r for r in batch if r.line is None or r.line <= stop_line]
+            done = True
+        else:
+            done = False
+        # split the batch where the stored registry changed
+        while next_change < len(changes) and batch:
+            when, digest = changes[next_change]
+            last_ts = _last_ts(batch)
+            if last_ts is None or last_ts < when:
+                break
+            cut = next((i for i, r in enumerate(batch) if r.__class__ is Checkpoint and r.timestamp is not None
+                        and r.timestamp >= when), len(batch))
+            process(batch[:cut])
+            batch = batch[cut:]
+            stored.digest = digest
+            next_change += 1
+            collect(monitor.process([], emit_checkpoints=False, now=now))  # compares the latest again
+        process(batch)
+        if batch:
+            tail = batch[-1]
+            end_line = (tail.line or end_line) + 1
+            end_offset = tail.offset + (len(tail.raw) if tail.raw else 0) + 1
+        if done:
+            break
+    if stop_line is None:
+        while next_change < len(changes):  # changes after the last checkpoint: compared again at once
+            stored.digest = changes[next_change][1]
+            next_change += 1
+            collect(monitor.process([], emit_checkpoints=False, now=now))
+    current = monitor.snapshot(now).incident  # the open incident as of the end (its last event may be older)
+    if current is not None and current.id in by_id:
+        item = by_id[current.id]
+        item.view = current.to_json()
+        if resume is not None and item is found[0]:
+            item.view["start_in_history"] = resumed_in_history
+    for item in found:
+        if item.resolved_at is None and monitor.latest is not None:
+            with contextlib.suppress(PolylogError, OSError):
+                diff = monitor.diff_for(monitor.latest)
+                if diff is not None:
+                    item.diff_at_end = diff.counts()
+    return ReplayResult(found, monitor, end_offset, end_line, alerts)
+
+
+def _last_ts(batch: list[Any]) -> float | None:
+    for record in reversed(batch):
+        if record.__class__ is Checkpoint and record.timestamp is not None:
+            return record.timestamp
+    return None
+
+
+@dataclass
+class Reconstruction:
+    incidents: list[Found]
+    source: str  # "index" or "scratch"
+    feed_error: str | None = None
+    index_note: str | None = None
+
+
+def _audit_points(records: list[AuditRecord]) -> list[tuple[float, str]]:
+    points: list[tuple[float, str]] = []
+    for r in records:
+        d = r.data
+        if (r.event == "action_finished" and d.get("action") == "rehydrate" and d.get("outcome") == "ok"
+                and isinstance(d.get("registry_digest"), str)):
+            points.append((r.ts, d["registry_digest"]))
+        elif r.event in ("alert_raised", "alert_resolved", "escalation") and isinstance(d.get("stored_digest"), str) \
+                and d.get("code") in DRIFT_CODES:
+            points.append((r.ts, d["stored_digest"]))
+    return points
+
+
+def epochs_for(ws: Workspace, config: Config, keyed: list[AuditRecord]) -> Epochs:
+    stored = StoredRegistry.for_workspace(ws, config.scheme)  # type: ignore[arg-type]
+    try:
+        current: str | None = stored.get().digest
+        mtime: float | None = os.stat(ws.registry).st_mtime
+    except (RegistryError, OSError):
+        current, mtime = None, None
+    return stored_epochs(_audit_points(keyed), current, mtime)
+
+
+def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | None = None, use_index: bool = True,
+                write_index: bool = True, now: float | None = None) -> Reconstruction:
+    """Every incident of the feed, oldest first: from the index where it is consistent with the
+    feed, else by replaying the whole feed (and then the index is written for next time)."""
+    keyed = list(iter_audit(ws, _keyed)) if keyed is None else keyed
+    epochs = epochs_for(ws, config, keyed)
+    feed = config.feed.path
+    index_path = idx.index_path(ws)
+    note = None
+    if use_index and index_path.exists():
+        index = idx.read_index(index_path)
+        for recorded in index.feeds.values():
+            if not idx.same_feed(recorded, feed):
+                continue
+            covered = index.covered_to(recorded)
+            try:
+                size = os.stat(feed).st_size
+            except OSError:
+                break
+            if covered is None:
+                note = "index does not cover the feed from its start"
+                continue
+            end, line, _stored, open_key = covered
+            if end > size:
+                note = "index covers more than the feed holds"
+                continue
+            records = index.incidents_for(recorded, end)
+            done = [Found(r["incident"], r.get("offset")) for r in records
+                    if r["incident"].get("resolved_at") is not None and r["incident"].get("start_in_history", True)]
+            open_ones = [r for r in records if idx.incident_key(r["incident"]) == open_key]
+            if open_key is not None and (not open_ones or not isinstance(open_ones[0].get("offset"), int)):
+                note = "index: the open incident's start offset is unknown"
+                continue
+            history = _earlier(index.other_feeds(recorded))
+            if open_ones:
+                resume = Found(open_ones[0]["incident"], open_ones[0]["offset"])
+                tail = replay(ws, config, offset=resume.offset,  # type: ignore[arg-type]
+                              line=int(resume.view.get("started_line") or 1), epochs=epochs, now=now, resume=resume)
+            else:
+                tail = replay(ws, config, offset=end, line=line, epochs=epochs, now=now)
+            return Reconstruction(history + done + tail.incidents, "index", index_note=None)
+        else:
+            note = note or "index is for another feed file"
+    try:
+        result = replay(ws, config, epochs=epochs, now=now)
+    except FileNotFoundError:
+        return Reconstruction([], "scratch", f"{ws.relative(feed)}: feed not found", note)
+    history: list[Found] = []
+    if index_path.exists():
+        identity = idx.feed_identity(feed)
+        history = _earlier(idx.read_index(index_path).other_feeds(identity))
+    if write_index and not config.ui.read_only:
+        write_scratch_index(index_path, feed, result)
+    return Reconstruction(history + result.incidents, "scratch", index_note=note)
+
+
+def _earlier(records: list[dict[str, Any]]) -> list[Found]:
+    """Resolved incidents of feed files rotated away (their feed is gone; the index keeps them)."""
+    out = [Found(r["incident"], None) for r in records if r["incident"].get("resolved_at") is not None]
+    return sorted(out, key=lambda f: f.started_at)
+
+
+def write_scratch_index(path: Path, feed: Path, result: ReplayResult) -> None:
+    """What a whole replay found, as index records (coverage ``[0, end)``)."""
+    identity = idx.feed_identity(feed)
+    if identity is None:
+        return
+    ref = {k: identity[k] for k in ("dev", "ino", "head", "head_len")}
+    records: list[dict[str, Any]] = []
+    open_key = None
+    for item in result.incidents:
+        event = "resolved" if item.resolved_at is not None else "opened"
+        if item.resolved_at is None:
+            open_key = item.key
+        records.append({"kind": "incident", "event": event, "feed": ref, "offset": item.offset, "incident": item.view})
+    stored = result.monitor.stored_digest
+    records.append({"kind": "mark", "feed": ref, "from": 0, "to": result.end_offset, "line": result.end_line,
+                    "stored_digest": stored, "open": open_key, "at": time.time()})
+    idx.IndexFile(path).append(records)
+
+
+# --- the report --------------------------------------------------------------------------------------------
+
+@dataclass
+class Alerted:
+    code: str
+    status: str
+    raised_at: float
+    dedup_key: str | None
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+    failed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "status": self.status, "raised_at": iso(self.raised_at),
+                "dedup_key": self.dedup_key, "delivered": self.delivered, "failed_attempts": self.failed}
+
+
+@dataclass
+class Report:
+    """One incident with everything the audit log adds, and its derived times."""
+
+    id: int
+    found: Found
+    observed_at: float | None = None
+    observed_by: str | None = None  # "watch" (the audit/index), None: no monitor of this workspace saw it
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    alerts: list[Alerted] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    acknowledgements: list[dict[str, Any]] = field(default_factory=list)
+    silences: list[dict[str, Any]] = field(default_factory=list)
+    refreshes: list[dict[str, Any]] = field(default_factory=list)
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)
+    timeline_dropped: int = 0
+    diff_at_start: dict[str, int] | None = None
+    diff_at_end: dict[str, int] | None = None
+    resolution_seen_at: float | None = None
+    keys: set[str] = field(default_factory=set)
+    _open_actions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def view(self) -> dict[str, Any]:
+        return self.found.view
+
+    @property
+    def started_at(self) -> float:
+        return self.found.started_at
+
+    @property
+    def resolved_at(self) -> float | None:
+        return self.found.resolved_at
+
+    @property
+    def clock_skew_s(self) -> float | None:
+        """How far the engine's clock is ahead of this host's (the drift was observed before the
+        checkpoint's own time), else None."""
+        if self.observed_at is not None and self.observed_at < self.started_at:
+            return round(self.started_at - self.observed_at, 3)
+        return None
+
+    @property
+    def start_on_host(self) -> float:
+        return self.started_at - (self.clock_skew_s or 0.0)
+
+    def _since_start(self, ts: float | None) -> float | None:
+        return None if ts is None else round(max(0.0, ts - self.start_on_host), 3)
+
+    @property
+    def time_to_detect_s(self) -> float | None:
+        return self._since_start(self.observed_at)
+
+    @property
+    def time_to_acknowledge_s(self) -> float | None:
+        return self._since_start(self.acknowledged_at)
+
+    @property
+    def time_to_resolve_s(self) -> float | None:
+        if self.resolved_at is None:
+            return None
+        return round(max(0.0, self.resolved_at - self.started_at), 3)
+
+    def window(self) -> tuple[float, float]:
+        """The incident's span on this host's clock (for placing audit records without a key)."""
+        start = min(self.start_on_host, self.observed_at if self.observed_at is not None else self.start_on_host)
+        if self.resolved_at is None:
+            return start, float("inf")
+        end = self.resolved_at - (self.clock_skew_s or 0.0)
+        if self.resolution_seen_at is not None:
+            end = max(end, self.resolution_seen_at)
+        return start, end + RESOLVE_GRACE
+
+    def add(self, at: float, what: str, detail: str = "") -> None:
+        if len(self.timeline) < MAX_TIMELINE:
+            self.timeline.append((at, what, detail))
+        else:
+            self.timeline_dropped += 1
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.view
+        return {
+            "id": self.id,
+            "state": "open" if self.resolved_at is None else "resolved",
+            "started_at": iso(self.started_at),
+            "started_label": v.get("started_label"),
+            "started_line": v.get("started_line"),
+            "start_in_history": v.get("start_in_history", True),
+            "observed_at": _iso(self.observed_at),
+            "observed_by": self.observed_by,
+            "acknowledged_at": _iso(self.acknowledged_at),
+            "acknowledged_by": self.acknowledged_by,
+            "resolved_at": _iso(self.resolved_at),
+            "resolved_label": v.get("resolved_label"),
+            "time_to_detect_s": self.time_to_detect_s,
+            "time_to_acknowledge_s": self.time_to_acknowledge_s,
+            "time_to_resolve_s": self.time_to_resolve_s,
+            "clock_skew_s": self.clock_skew_s,
+            "consecutive_mismatches": v.get("consecutive_mismatches"),
+            "mismatching_checkpoints": v.get("mismatching_checkpoints"),
+            "escalated": bool(v.get("escalated")) or bool(self.escalations),
+            "stored_digest": v.get("stored_digest"),
+            "live_digests": list(v.get("live_digests") or []),
+            "diff_at_start": self.diff_at_start,
+            "diff_at_end": self.diff_at_end,
+            "alerts": [a.to_json() for a in self.alerts],
+            "acknowledgements": self.acknowledgements,
+            "silences": self.silences,
+            "actions": self.actions,
+            "refreshes": self.refreshes,
+            "escalations": self.escalations,
+            "timeline": [{"at": iso(at), "what": what, "detail": detail} for at, what, detail in self.timeline],
+            "timeline_dropped": self.timeline_dropped,
+        }
+
+
+def _keys_of(view: dict[str, Any]) -> set[str]:
+    stored = view.get("stored_digest")
+    return {ev.dedup_key(stored, live) for live in view.get("live_digests") or [] if isinstance(stored, str)}
+
+
+def _short(value: Any, n: int = 12) -> str:
+    return value[:n] if isinstance(value, str) else "—"
+
+
+def build_reports(found: list[Found], keyed: list[AuditRecord], unkeyed: Iterator[AuditRecord]) -> list[Report]:
+    """Merge the audit log into the incidents: keyed records (with a ``dedup_key``: alerts,
+    deliveries, acknowledgements) by key, the others (actions, refresh attempts) by time."""
+    reports = [Report(i + 1, f, diff_at_end=f.diff_at_end) for i, f in enumerate(found)]
+    by_key: dict[str, Report] = {}
+    for rep in reports:
+        rep.keys = _keys_of(rep.view)
+        for key in rep.keys:
+            by_key[key] = rep
+        rep.diff_at_start = rep.view.get("diff_at_start")
+        for kind, picture in rep.found.events:
+            _incident_entry(rep, kind, picture)
+        if not rep.found.events:  # from the index: its latest picture
+            _incident_entry(rep, "opened", rep.view)
+            if rep.resolved_at is not None:
+                _incident_entry(rep, "resolved", rep.view)
+    starts = [r.start_on_host for r in reports]
+
+    def by_time(ts: float) -> Report | None:
+        i = bisect_right(starts, ts) - 1
+        for j in (i, i + 1):  # the observation may precede the start (clock skew)
+            if 0 <= j < len(reports):
+                lo, hi = reports[j].window()
+                if lo - RESOLVE_GRACE <= ts <= hi:
+                    return reports[j]
+        return None
+
+    for r in keyed:
+        d = r.data
+        key = d.get("dedup_key")
+        rep = by_key.get(key) if isinstance(key, str) else None
+        if rep is None and r.event in ("alert_raised", "escalation") and d.get("code") in DRIFT_CODES:
+            rep = by_time(r.ts)  # a drift of the same incident against another stored digest (superseded)
+            if rep is not None and isinstance(key, str):
+                rep.keys.add(key)
+                by_key[key] = rep
+        if rep is None and r.event in ("acknowledged", "silence_created", "silence_expired"):
+            rep = _by_matchers(d, by_key) or by_time(r.ts)
+        if rep is None:
+            continue
+        _keyed_entry(rep, r)
+    # refresh attempts carry the drift's key; actions written before incidents existed do not
+    for rep in reports:
+        rep.timeline.sort(key=lambda e: e[0])
+    for r in unkeyed:
+        rep = by_time(r.ts)
+        if rep is not None:
+            _unkeyed_entry(rep, r)
+    for rep in reports:
+        for pending in rep._open_actions.values():
+            if len(rep.actions) < MAX_ACTIONS:
+                rep.actions.append(pending)
+        rep.actions.sort(key=lambda a: a.get("started_at") or "")
+        rep.timeline.sort(key=lambda e: e[0])
+    return reports
+
+
+def _by_matchers(d: dict[str, Any], by_key: dict[str, Report]) -> Report | None:
+    matchers = d.get("matchers")
+    if isinstance(matchers, list):
+        for m in matchers:
+            if isinstance(m, dict) and m.get("name") == "dedup_key" and m.get("value") in by_key:
+                return by_key[m["value"]]
+    return None
+
+
+def _incident_entry(rep: Report, kind: str, p: dict[str, Any]) -> None:
+    if kind == "opened":
+        live = _short((p.get("live_digests") or [None])[0])
+        rep.add(rep.started_at, "started", f"checkpoint {p.get('started_label')} (line {p.get('started_line')}): "
+                f"live {live} differs from stored {_short(p.get('stored_digest'))}")
+    elif kind == "restarted":
+        rep.add(rep.started_at, "start found", f"the drift began earlier, at {p.get('started_label')}")
+    elif kind == "escalated":
+        at = parse_time(p.get("last_at")) or rep.started_at
+        rep.add(at, "escalated", f"at {p.get('last_label')}: {p.get('consecutive_mismatches')} consecutive "
+                                 "mismatching checkpoints")
+    elif kind == "resolved":
+        ts = parse_time(p.get("resolved_at"))
+        if ts is not None:
+            rep.add(ts, "resolved", f"checkpoint {p.get('resolved_label')} matches the stored registry again")
+
+
+def _keyed_entry(rep: Report, r: AuditRecord) -> None:
+    d, ev_name = r.data, r.event
+    code = d.get("code")
+    if ev_name in ("alert_raised", "escalation") or (ev_name == "alert_resolved" and code in DRIFT_CODES):
+        status = "resolved" if ev_name == "alert_resolved" else "firing"
+        if status == "firing" and (rep.observed_at is None or r.ts < rep.observed_at):
+            rep.observed_at, rep.observed_by = r.ts, "watch"
+        if status == "resolved" and d.get("reason") != "superseded":
+            rep.resolution_seen_at = max(rep.resolution_seen_at or r.ts, r.ts)
+        if len(rep.alerts) < MAX_ALERTS:
+            rep.alerts.append(Alerted(str(code), status, r.ts, d.get("dedup_key")))
+        diff = d.get("diff")
+        if isinstance(diff, dict):
+            counts = {k: diff.get(k) for k in ("missing", "unexpected", "mismatched")}
+            if rep.diff_at_start is None:
+                rep.diff_at_start = counts
+            if rep.resolved_at is not None or rep.diff_at_end is None:
+                rep.diff_at_end = counts
+        if ev_name == "escalation":
+            rep.escalations.append({"at": iso(r.ts), "reason": d.get("summary"), "actor": r.actor})
+        rep.add(r.ts, "alert " + ("escalated" if ev_name == "escalation" else status),
+                f"{code}: {d.get('summary') or ''}")
+    elif ev_name in ("alert_delivered", "alert_failed", "alert_retry"):
+        target = None
+        for alert in reversed(rep.alerts):
+            if alert.code == code and alert.status == d.get("status") and alert.dedup_key == d.get("dedup_key"):
+                target = alert
+                break
+        if ev_name == "alert_delivered":
+            latency = d.get("latency_ms")
+            entry = {"sink": d.get("sink"), "at": iso(r.ts),
+                     "latency_ms": latency if isinstance(latency, int | float) else None,
+                     "after_raised_s": round(r.ts - target.raised_at, 3) if target is not None else None}
+            if target is not None and len(target.delivered) < MAX_DELIVERIES:
+                target.delivered.append(entry)
+            after = entry["after_raised_s"]
+            rep.add(r.ts, "delivered", f"{code} {d.get('status')} to {d.get('sink')}"
+                    + (f" ({after:.3f}s after raised)" if after is not None else ""))
+        else:
+            if target is not None:
+                target.failed += 1
+            rep.add(r.ts, "delivery " + ("failed" if ev_name == "alert_failed" else "retry"),
+                    f"{code} to {d.get('sink')}: {d.get('error') or ''}")
+    elif ev_name == "acknowledged":
+        entry = {"at": iso(r.ts), "by": r.actor, "code": code, "via": "console"}
+        rep.acknowledgements.append(entry)
+        if rep.acknowledged_at is None:
+            rep.acknowledged_at, rep.acknowledged_by = r.ts, r.actor
+        rep.add(r.ts, "acknowledged", f"{code} by {r.actor}")
+    elif ev_name in ("silence_created", "silence_expired"):
+        entry = {"at": iso(r.ts), "event": ev_name, "by": r.actor, "silence_id": d.get("silence_id"),
+                 "ends_at": d.get("ends_at"), "comment": d.get("comment")}
+        rep.silences.append(entry)
+        if ev_name == "silence_created":
+            rep.acknowledgements.append({"at": iso(r.ts), "by": r.actor, "code": code, "via": "alertmanager silence"})
+            if rep.acknowledged_at is None:
+                rep.acknowledged_at, rep.acknowledged_by = r.ts, r.actor
+        rep.add(r.ts, "silence " + ev_name.split("_")[1], f"{d.get('silence_id')} by {r.actor}")
+    elif ev_name.startswith(("refresh_", "action_")):
+        _unkeyed_entry(rep, r)
+
+
+def _unkeyed_entry(rep: Report, r: AuditRecord) -> None:
+    d, name = r.data, r.event
+    if name.startswith("refresh_"):
+        rep.refreshes.append({"at": iso(r.ts), "phase": name[len("refresh_"):], "outcome": d.get("outcome"),
+                              "error": d.get("error")})
+        rep.add(r.ts, "auto-refresh " + name[len("refresh_"):], str(d.get("outcome") or d.get("error") or ""))
+        return
+    if not name.startswith("action_"):
+        return
+    action = d.get("action")
+    if not isinstance(action, str) or action == "acknowledge":
+        return
+    phase = name[len("action_"):]
+    key = f"{action}|{r.actor}"
+    if phase == "started":
+        if key in rep._open_actions and len(rep.actions) < MAX_ACTIONS:
+            rep.actions.append(rep._open_actions.pop(key))
+        rep._open_actions[key] = {"action": action, "actor": r.actor, "started_at": iso(r.ts), "finished_at": None,
+                                  "duration_s": None, "outcome": None, "message": None}
+        rep.add(r.ts, f"{action} started", f"by {r.actor}")
+        return
+    entry = rep._open_actions.pop(key, None)
+    if entry is None:
+        entry = {"action": action, "actor": r.actor, "started_at": None, "finished_at": None, "duration_s": None,
+                 "outcome": None, "message": None}
+    entry["finished_at"] = iso(r.ts)
+    outcome = d.get("outcome") or {"finished": "ok", "failed": "error", "cancelled": "cancelled"}.get(phase)
+    entry["outcome"] = outcome
+    if isinstance(d.get("message"), str):
+        entry["message"] = d["message"][:300]
+    started = parse_time(entry["started_at"])
+    duration = d.get("duration")
+    entry["duration_s"] = (round(float(duration), 3) if isinstance(duration, int | float)
+                           else round(r.ts - started, 3) if started is not None else None)
+    if len(rep.actions) < MAX_ACTIONS:
+        rep.actions.append(entry)
+    rep.add(r.ts, f"{action} {phase}", f"{outcome}" + (f" in {entry['duration_s']}s" if entry["duration_s"] is not None
+                                                      else "") + f" by {r.actor}")
+
+
+@dataclass
+class ReportSet:
+    reports: list[Report]
+    source: str
+    generated_at: float
+    feed_error: str | None = None
+    index_note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"incidents": [r.to_json() for r in self.reports], "generated_at": iso(self.generated_at),
+                "source": self.source, "feed_error": self.feed_error}
+
+    @property
+    def any_open(self) -> bool:
+        return any(r.resolved_at is None for r in self.reports)
+
+
+def build_report(ws: Workspace, config: Config, *, incident: str = "latest", since: float | None = None,
+                 use_index: bool = True, write_index: bool = True, now: float | None = None) -> ReportSet:
+    """The incidents asked for (``latest``, an id, or ``all``; ``since``: those active at or after
+    that time), oldest first, with the audit log merged in."""
+    now = time.time() if now is None else now
+    keyed = list(iter_audit(ws, _keyed))
+    rec = reconstruct(ws, config, keyed=keyed, use_index=use_index, write_index=write_index, now=now)
+    found = rec.incidents
+    selected = list(range(len(found)))
+    if since is not None:
+        selected = [i for i in selected if (found[i].resolved_at or float("inf")) >= since]
+    if incident == "latest":
+        selected = selected[-1:]
+    elif incident != "all":
+        try:
+            wanted = int(incident)
+        except ValueError:
+            raise PolylogError(f"--incident {incident!r}: expected latest, all or an incident number") from None
+        if not 1 <= wanted <= len(found):
+            raise PolylogError(f"--incident {wanted}: no such incident (the feed holds {len(found)})")
+        selected = [wanted - 1]
+    reports = build_reports(found, keyed, iter_audit(ws, _unkeyed))
+    chosen = [reports[i] for i in selected]
+    return ReportSet(chosen, rec.source, now, rec.feed_error, rec.index_note)
+
+
+# --- Markdown ------------------------------------------------------------------------------------------
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.3f} s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+def render_markdown(rs: ReportSet, ws: Workspace, config: Config) -> str:
+    from polylog_console.core.runbook.bundle import code, mask_secrets, secret_values
+
+    parts = ["# Post-incident report: registry drift",
+             f"Generated {code(iso(rs.generated_at))} for workspace {code(ws.root, 300)} "
+             f"(incidents {'from the incident index' if rs.source == 'index' else 'reconstructed from the feed'}"
+             " and the audit log)."]
+    if rs.feed_error:
+        parts.append(f"_Feed unavailable:_ {code(rs.feed_error, 300)}")
+    if not rs.reports:
+        parts.append("No incident: every checkpoint of the feed matched the stored registry of its moment.")
+    for rep in rs.reports:
+        parts.extend(incident_markdown(rep))
+    return mask_secrets("\n\n".join(parts) + "\n", secret_values(config))
+
+
+def incident_markdown(rep: Report) -> list[str]:
+    from polylog_console.core.runbook.bundle import _table, code, fence
+
+    v = rep.view
+    state = "**OPEN**" if rep.resolved_at is None else "resolved"
+    out = [f"## Incident {rep.id}: {state}"]
+    rows = [
+        ["started", f"{code(iso(rep.started_at))} at {code(v.get('started_label'), 80, table=True)} "
+                    f"(line {v.get('started_line')})"
+         + ("" if v.get("start_in_history", True) else " — the loaded history began in this drift")],
+        ["observed", code(_iso(rep.observed_at)) + ("" if rep.observed_at is not None
+                                                     else " (no monitor of this workspace recorded it)")],
+        ["acknowledged", f"{code(_iso(rep.acknowledged_at))}" + (f" by {code(rep.acknowledged_by, 120, table=True)}"
+                                                                if rep.acknowledged_by else "")],
+        ["resolved", "still open" if rep.resolved_at is None else
+         f"{code(iso(rep.resolved_at))} at {code(v.get('resolved_label'), 80, table=True)}"],
+        ["time to detect", _dur(rep.time_to_detect_s)],
+        ["time to acknowledge", _dur(rep.time_to_acknowledge_s)],
+        ["time to resolve", _dur(rep.time_to_resolve_s) if rep.resolved_at is not None else "— (open)"],
+        ["consecutive mismatches", str(v.get("consecutive_mismatches"))],
+        ["stored digest", code(v.get("stored_digest"), 80, table=True)],
+        ["live digests", ", ".join(code(d, 80, table=True) for d in v.get("live_digests") or []) or "—"],
+    ]
+    if rep.clock_skew_s is not None:
+        rows.append(["clock skew", f"the engine's clock is {rep.clock_skew_s:.3f} s ahead of this host "
+                                   "(times on this host are measured from the start on this host's clock)"])
+    out.append(_table(["", ""], rows))
+    out.append("### Diff summary")
+
+    def counts(d: dict[str, int] | None) -> str:
+        if not d:
+            return "no symbol diff (no checkpoint state, or the stored registry of that moment is not kept)"
+        return f"missing {d.get('missing')}, unexpected {d.get('unexpected')}, mismatched {d.get('mismatched')}"
+
+    out.append(f"- at the start: {counts(rep.diff_at_start)}\n- at the end: {counts(rep.diff_at_end)}")
+    out.append("### Timeline")
+    if rep.timeline:
+        out.append(_table(["at (UTC)", "what", "detail"],
+                          [[code(iso(at)), code(what, 60, table=True), code(detail, 300, table=True)]
+                           for at, what, detail in rep.timeline]))
+        if rep.timeline_dropped:
+            out.append(f"… {rep.timeline_dropped:,} more entries not shown.")
+    out.append("### Alerts")
+    if rep.alerts:
+        rows = []
+        for a in rep.alerts:
+            sinks = ", ".join(f"{d['sink']} at {d['at']}" + (f" ({d['after_raised_s']:.3f} s)"
+                                                             if d.get("after_raised_s") is not None else "")
+                              for d in a.delivered) or "not delivered"
+            rows.append([code(a.code, 40, table=True), a.status, code(iso(a.raised_at)), code(sinks, 600, table=True)])
+        out.append(_table(["code", "status", "raised", "delivered"], rows))
+    else:
+        out.append("No alert recorded in the audit log for this incident.")
+    out.append("### Actions")
+    if rep.actions:
+        out.append(_table(["action", "actor", "started", "finished", "duration", "outcome"],
+                          [[code(a["action"], 40, table=True), code(a["actor"], 120, table=True),
+                            code(a["started_at"]), code(a["finished_at"]), _dur(a["duration_s"]),
+                            code(a["outcome"], 40, table=True)] for a in rep.actions]))
+        messages = [f"{a['action']}: {a['message']}" for a in rep.actions if a.get("message")]
+        if messages:
+            out.append(fence(messages, "text"))
+    else:
+        out.append("No action recorded during this incident.")
+    return out
+
+
+def report_path(ws: Workspace, now: float, ext: str) -> Path:
+    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    directory = ws.path(REPORTS)
+    path = directory / f"report-{stamp}.{ext}"
+    n = 2
+    while path.exists():
+        path = directory / f"report-{stamp}-{n}.{ext}"
+        n += 1
+    return path
+
+
+def write_report(ws: Workspace, text: str, now: float, ext: str) -> Path:
+    """Write the report atomically into ``memory/reports/``. Raises OSError."""
+    path = report_path(ws, now, ext)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(path, text)
+    return path
+
+
+# --- the timeline so far, for the escalation bundle ------------------------------------------------------
+
+def timeline_markdown(ws: Workspace, config: Config, now: float | None = None) -> str:
+    """The latest incident's timeline so far (the escalation bundle's section)."""
+    rs = build_report(ws, config, incident="latest", write_index=False, now=now)
+    if not rs.reports:
+        return "No incident in the feed."
+    return "\n\n".join(incident_markdown(rs.reports[-1])[1:])
