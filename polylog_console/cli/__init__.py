@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": "a scratch workspace with a simulated engine and replicas, opened in the console",
     "fleet": "every workspace's drift from Prometheus and Alertmanager (SPEC §12)",
     "ack": "acknowledge a workspace's drift as an Alertmanager silence (SPEC §12)",
+    "report": "post-incident report: timeline, derived times, alerts, actions (SPEC §13)",
 }
 
 
