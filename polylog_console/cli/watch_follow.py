@@ -140,6 +140,9 @@ def run_follow(ctx, args) -> int:
     if getattr(args, "poll", False):
         config = replace(config, feed=replace(config.feed, poll=True))
     session = Session(ctx.workspace, config)
+    from polylog_console.core.monitor.incidents import attach_incident_index
+
+    index = attach_incident_index(session)  # memory/incidents/index.jsonl, for `report` (issue 14)
     if getattr(args, "metrics", None):  # Prometheus metrics (issue 5)
         from polylog_console.core.infra.metrics import parse_address
 
@@ -166,6 +169,8 @@ def run_follow(ctx, args) -> int:
 
     session.subscribe(print_events)
     asyncio.run(_follow(session))
+    if index is not None:
+        index.flush()
     if reader_gone:
         # Point stdout at devnull so that the interpreter's final flush does not fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)

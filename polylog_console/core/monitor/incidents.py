@@ -307,6 +307,11 @@ class IndexWriter:
         self._recent = recent[-1024:] if recent else self._recent
         self.file.append(records)
 
+    def flush(self) -> None:
+        """Write a last coverage mark (when the monitor stops)."""
+        if self.start is not None and self.end is not None and self.feed is not None:
+            self.file.append([self._mark()])
+
     def _offset_of(self, line: int | None, recent: list[tuple[int, int]]) -> int | None:
         if line is None:
             return None
