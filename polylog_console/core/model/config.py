@@ -74,6 +74,14 @@ RANGES: dict[str, tuple[float, float]] = {
     "fleet.refresh": (0.1, 86400.0),
     "replicas.timeout": (0.05, 3600.0),
     "replicas.retries": (0, 10),
+    "audit.max_bytes": (64 * 1024, 1 << 40),   # the audit log rotates past this size (64 KiB .. 1 TiB)
+    "audit.keep": (1, 100),                    # rotated audit files kept
+    "retention.escalations_keep": (1, 100_000),
+    "retention.escalations_max_age": (3600.0, DURATION_MAX),
+    "retention.reports_keep": (1, 100_000),
+    "retention.reports_max_age": (3600.0, DURATION_MAX),
+    "retention.failed_keep": (1, 100_000),
+    "retention.failed_max_age": (3600.0, DURATION_MAX),
 }
 
 
@@ -238,6 +246,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any, bool], Any]]] = {
     "fleet": {"name": _str, "prometheus_url": _url, "alertmanager_url": _url_list, "timeout": _duration,
               "refresh": _duration, **HTTP_AUTH_KEYS},
     "ui": {"theme": _str, "read_only": _bool, "keys": lambda v, e: v},
+    "audit": {"max_bytes": _int(1), "keep": _int(1)},
+    "retention": {"escalations_keep": _int(1), "escalations_max_age": _duration, "reports_keep": _int(1),
+                  "reports_max_age": _duration, "failed_keep": _int(1), "failed_max_age": _duration},
 }
 REPLICA_KEYS: dict[str, Callable[[Any, bool], Any]] = {
     "name": _str, "url": _url, "path": _str, "timeout": _duration, "retries": _int(0),
@@ -348,6 +359,28 @@ class UIConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: ``memory/audit/events.jsonl`` rotates when a record would take it past
+    ``max_bytes``; ``keep`` rotated files (``events.jsonl.1`` .. ``.keep``) are kept."""
+
+    max_bytes: int = 16 * 1024 * 1024
+    keep: int = 5
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: how many files (and for how long) ``memory/escalations``, ``memory/reports``
+    and ``memory/outbox/failed`` keep; the newest file of each is never deleted."""
+
+    escalations_keep: int = 200
+    escalations_max_age: float = 180 * 86400.0
+    reports_keep: int = 200
+    reports_max_age: float = 365 * 86400.0
+    failed_keep: int = 1000
+    failed_max_age: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     workspace: Path
     source: str  # where it came from, for messages ("monitoring.toml", "defaults")
@@ -357,6 +390,8 @@ class Config:
     replicas: tuple[ReplicaConfig, ...] = ()
     ui: UIConfig = UIConfig()
     fleet: FleetConfig = FleetConfig()
+    audit: AuditConfig = AuditConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def scheme(self) -> str:
@@ -564,6 +599,8 @@ def load_config(
         replicas=tuple(replicas),
         ui=UIConfig(ui.get("theme", "dark"), ui.get("read_only", False), dict(keys)),
         fleet=fleet,
+        audit=AuditConfig(**values["audit"]),
+        retention=RetentionConfig(**values["retention"]),
     )
 
 
