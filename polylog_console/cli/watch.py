@@ -1,21 +1,30 @@
 """``polylog-console watch``: the headless monitor.
 
-``--once`` reads the feed to its end and exits (1 when the last status is DRIFT or STALE);
-without it the feed is followed until SIGTERM/SIGINT. ``--json`` prints one JSON line per event,
-flushed as it happens.
+``--once`` runs the session's pipeline (:meth:`Session.run_once`) to the end of the feed and exits
+(1 when the last status is DRIFT or STALE): the same monitor, alerts, audit, automatic refresh and
+delivery as the following ``watch`` (:mod:`polylog_console.cli.watch_follow`). ``--json`` prints
+one JSON line per event as it happens and, last, a ``summary`` event whose counts are the ones
+the human summary prints; each alert's ``summary`` is printed verbatim by both.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
+from collections import Counter, deque
+from typing import Any
 
-from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, say, write_json_line
-from polylog_console.core.feed.records import read_records
+from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, say
 from polylog_console.core.infra.text import safe_text, short_digest
-from polylog_console.core.model.events import AlertEvent, IngestErrorEvent, Status
-from polylog_console.core.monitor.rules import Monitor, compact, format_age
-from polylog_console.core.registry.stored import StoredRegistry, start_digest_primer
+from polylog_console.core.model.events import AlertEvent, EntryEvent, IngestErrorEvent, Status
+from polylog_console.core.monitor.incident import IncidentEvent
+from polylog_console.core.monitor.rules import MonitorView, format_age
+from polylog_console.core.monitor.session import Session
+
+SHOWN_ERRORS = 20  # ingest errors listed by the human summary (all are counted)
+SHOWN_ALERTS = 10  # last alerts listed
+SHOWN_DELIVERIES = 20  # last delivery attempts listed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,90 +42,134 @@ def run(args: argparse.Namespace) -> int:
     return run_follow(ctx, args)
 
 
-def run_once(ctx) -> int:
+class Tally:
+    """What a one-shot run saw, counted the same way for both outputs (bounded: counters and the
+    last few items only, whatever the feed's length)."""
+
+    def __init__(self) -> None:
+        self.alerts: Counter[str] = Counter()  # "code status"
+        self.incidents: Counter[str] = Counter()  # incident event kind
+        self.errors: list[IngestErrorEvent] = []
+        self.error_count = 0
+        self.entry_events = 0
+        self.last_alerts: deque[AlertEvent] = deque(maxlen=SHOWN_ALERTS)
+        self.deliveries: deque[Any] = deque(maxlen=SHOWN_DELIVERIES)
+        self.delivery_count = 0
+        self.refreshes: list[Any] = []
+
+    def __call__(self, events: list[Any]) -> None:
+        for event in events:
+            cls = event.__class__
+            if cls is AlertEvent:
+                self.alerts[f"{event.alert.code} {event.alert.status}"] += 1
+                self.last_alerts.append(event)
+            elif cls is IncidentEvent:
+                self.incidents[event.kind] += 1
+            elif cls is IngestErrorEvent:
+                self.error_count += 1
+                if len(self.errors) < SHOWN_ERRORS:
+                    self.errors.append(event)
+            elif cls is EntryEvent:
+                self.entry_events += 1
+            else:
+                kind = getattr(event, "event", None)
+                if kind == "delivery":
+                    self.delivery_count += 1
+                    self.deliveries.append(event)
+                elif kind == "refresh" and len(self.refreshes) < 100:
+                    self.refreshes.append(event)
+
+    def summary(self, view: MonitorView, elapsed: float) -> dict[str, Any]:
+        latest = view.latest
+        return {
+            "event": "summary",
+            "checkpoints": view.checkpoints,
+            "entries": view.entries,
+            "ingest_errors": view.ingest_errors,
+            "warnings": view.warnings,
+            "status": str(view.status),
+            "stale": view.stale,
+            "consecutive_mismatches": view.consecutive_mismatches,
+            "stored_digest": view.stored_digest,
+            "latest": {"label": latest.display_label, "line": latest.line, "timestamp": latest.timestamp,
+                       "registry_digest": latest.digest} if latest is not None else None,
+            "alerts": dict(sorted(self.alerts.items())),
+            "incidents": view.incidents,
+            "incident": view.incident.to_json() if view.incident is not None else None,
+            "last_incident": view.last_incident.to_json() if view.last_incident is not None else None,
+            "deliveries": self.delivery_count,
+            "elapsed_s": round(elapsed, 3),
+        }
+
+
+def run_once(ctx: Any) -> int:
     config = ctx.config
     feed = config.feed.path
     if not feed.exists():
         return fail(f"{ctx.workspace.relative(feed)}: feed not found")
-    stored = StoredRegistry.for_workspace(ctx.workspace, config.scheme)
-    monitor = Monitor(stored, config.monitor, ctx.workspace)
+    session = Session(ctx.workspace, config)
+    tally = Tally()
+    session.subscribe(tally)
+    if ctx.json:
+        from polylog_console.cli.watch_follow import JsonPrinter
+
+        printer = JsonPrinter(_stdout())
+        session.subscribe(printer)
+    else:
+        session.subscribe(_live_lines)
     started = time.perf_counter()
-    errors: list[IngestErrorEvent] = []
-    alerts: list[AlertEvent] = []
-    fanout: list[AlertEvent] = []  # what the alert sinks are told (issue 5)
-
-    def handle(events) -> None:
-        fanout.extend(e for e in events if isinstance(e, AlertEvent))
-        if ctx.json:
-            for event in events:
-                write_json_line(event.to_json())
-            return
-        for event in events:
-            if isinstance(event, IngestErrorEvent):
-                errors.append(event)
-            elif isinstance(event, AlertEvent):
-                alerts.append(event)
-
-    # A big registry whose digest is not cached yet is digested by a child process while this
-    # one reads the feed, folding it into runs (monitor.compact) until the digest is known.
-    primer = None if ctx.json else start_digest_primer(stored)
-    pending: list = []
     try:
-        for batch in read_records(feed):
-            if primer is not None:
-                if primer.is_alive() and len(pending) < PENDING_LIMIT:
-                    compact(batch, pending)
-                    continue
-                primer.join()
-                primer = None
-                handle(monitor.process(pending, emit_checkpoints=False))
-                pending = []
-            handle(monitor.process(batch, emit_checkpoints=ctx.json))
-        if primer is not None:
-            primer.join()
-            handle(monitor.process(pending, emit_checkpoints=False))
-        tail = monitor.tick()
+        asyncio.run(session.run_once(emit_checkpoints=ctx.json))
     except OSError as exc:
         return fail(f"{ctx.workspace.relative(feed)}: {exc.strerror or exc}")
     elapsed = time.perf_counter() - started
+    view = session.monitor.snapshot()
     if ctx.json:
-        for event in tail:
-            write_json_line(event.to_json())
+        printer([_Summary(tally.summary(view, elapsed))])
     else:
-        alerts.extend(e for e in tail if isinstance(e, AlertEvent))
-        print_summary(ctx, monitor, errors, alerts, elapsed)
-    fanout.extend(e for e in tail if isinstance(e, AlertEvent))
-    deliver(ctx, fanout, reconcile=monitor.latest is not None)
-    if monitor.stored_error is not None:
+        print_summary(ctx, view, tally, elapsed)
+    if view.stored_error is not None:
         if not ctx.json:
-            return fail(monitor.stored_error)
+            return fail(view.stored_error)
         return EXIT_ERROR
-    return EXIT_PROBLEM if monitor.status in (Status.DRIFT, Status.STALE) else EXIT_OK
+    return EXIT_PROBLEM if view.status in (Status.DRIFT, Status.STALE) else EXIT_OK
 
 
-def deliver(ctx, alerts: list[AlertEvent], *, reconcile: bool = True) -> None:
-    """Fan the run's alerts out to the configured sinks (webhook, email, Alertmanager) through the
-    durable outbox; print each delivery's outcome. Undelivered ones wait in the outbox."""
-    from polylog_console.core.alerts.dispatcher import deliver_once
+def _stdout() -> Any:
+    import sys
 
-    for event in deliver_once(ctx.workspace, ctx.config, alerts, reconcile=reconcile):
-        if ctx.json:
-            write_json_line(event.to_json())
-        else:
+    return sys.stdout
+
+
+class _Summary:
+    event = "summary"
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        return self.data
+
+
+def _live_lines(events: list[Any]) -> None:
+    """Human mode: delivery and refresh outcomes as they happen (the summary follows at the end)."""
+    for event in events:
+        kind = getattr(event, "event", None)
+        if kind == "delivery":
             error = f": {safe_text(event.error, 160)}" if event.error else ""
             say(f"delivery        {event.sink} {event.outcome}: {event.code} {event.alert_status}{error}")
+        elif kind == "refresh":
+            outcome = f": {event.outcome}" if event.outcome and event.outcome != "failed" else ""
+            error = f": {safe_text(event.error, 200)}" if event.error else ""
+            say(f"refresh         {event.phase}{outcome}{error}")
 
 
-PENDING_LIMIT = 200_000  # items (records or runs) buffered while the stored digest is computed
-
-
-def print_summary(ctx, monitor: Monitor, errors, alerts, elapsed: float) -> None:
-    view = monitor.snapshot()
+def print_summary(ctx: Any, view: MonitorView, tally: Tally, elapsed: float) -> None:
     rate = view.checkpoints / elapsed if elapsed > 0 else 0.0
     say(f"feed            {safe_text(ctx.workspace.relative(ctx.config.feed.path))}")
     say(f"read            {view.checkpoints} checkpoints, {view.entries} other entries, "
         f"{view.ingest_errors} ingest errors in {elapsed:.2f}s ({rate:,.0f} checkpoints/s); "
-        "per-checkpoint field warnings: --json")
+        f"{view.warnings} checkpoints with field warnings (details: --json)")
     say(f"stored digest   {short_digest(view.stored_digest, 64) if view.stored_digest else 'unreadable'}")
     latest = view.latest
     if latest is not None:
@@ -125,10 +178,21 @@ def print_summary(ctx, monitor: Monitor, errors, alerts, elapsed: float) -> None
             f"digest {short_digest(latest.digest)}")
     stale = " (stale)" if view.stale and view.status == Status.DRIFT else ""
     say(f"status          {view.status}{stale}, {view.consecutive_mismatches} consecutive mismatches")
-    for event in errors[:20]:
+    incident = view.incident
+    if incident is not None:
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(incident.started_at))
+        say(f"incident        #{incident.id} open: drift since {start} ({safe_text(incident.started_label, 60)}, "
+            f"line {incident.started_line}), {incident.mismatching_checkpoints} mismatching checkpoints"
+            f"{', escalated' if incident.escalated else ''}")
+    if view.incidents:
+        resolved = tally.incidents.get("resolved", 0)
+        say(f"incidents       {view.incidents} opened, {resolved} resolved")
+    for event in tally.errors:
         say(f"ingest error    line {event.error.line}: {safe_text(event.error.reason, 160)}")
-    if len(errors) > 20:
-        say(f"                ... and {len(errors) - 20} more ingest errors")
-    for event in alerts[-10:]:
+    if tally.error_count > len(tally.errors):
+        say(f"                ... and {tally.error_count - len(tally.errors)} more ingest errors")
+    if tally.alerts:
+        say("alerts          " + ", ".join(f"{key}: {n}" for key, n in sorted(tally.alerts.items())))
+    for event in tally.last_alerts:
         a = event.alert
-        say(f"alert           {a.code} {a.status}: {safe_text(a.summary, 160)}")
+        say(f"alert           {a.code} {a.status}: {safe_text(a.summary)}")

@@ -27,10 +27,8 @@ import time
 from dataclasses import replace
 from typing import Any, TextIO
 
-import orjson
-
 from polylog_console.cli.common import EXIT_OK, fail
-from polylog_console.core.infra.text import safe_text, short_digest
+from polylog_console.core.infra.text import json_line, safe_text, short_digest
 from polylog_console.core.model.events import (
     AlertEvent,
     CheckpointEvent,
@@ -51,8 +49,8 @@ class JsonPrinter:
         self.out = out.buffer  # type: ignore[attr-defined]
 
     def __call__(self, events: list[Any]) -> None:
-        option = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
-        self.out.write(b"".join(orjson.dumps(event.to_json(), option=option) for event in events))
+        # json_line: valid UTF-8 whatever the feed held, controls escaped (core/infra/text.py)
+        self.out.write(b"".join([json_line(event.to_json()) for event in events]))
         self.out.flush()
 
 

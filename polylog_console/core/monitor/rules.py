@@ -136,6 +136,7 @@ def _clean_time(ts: Any) -> float | None:
     return None
 
 
+DiffResult = tuple[RegistryDiff | None, str | None]  # (diff, why there is none)
 _RESOLVES = (ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT)
 
 
@@ -656,40 +657,72 @@ class Monitor:
 
         Raises :class:`PolylogError` with a clear message when a snapshot cannot be used.
         """
-        if cp.registry_state is not None:
-            return validate_state(cp.registry_state, where=f"{cp.display_label}: registry_state")
-        if cp.registry_snapshot is not None:
-            if self.workspace is None:
-                raise PolylogError(f"{cp.display_label}: registry_snapshot needs a workspace")
-            path: Path = self.workspace.confine(cp.registry_snapshot, what="registry_snapshot")
-            return load_snapshot(path, label=self.workspace.relative(path)).state
-        return None
+        return live_state(cp, self.workspace)
 
     def diff_for(self, cp: Checkpoint) -> RegistryDiff | None:
-        """Diff of the stored registry against the checkpoint's live state (cached per drift).
+        """Diff of the stored registry against the checkpoint's live state (cached per distinct
+        drift: a flapping feed diffs once). Monitor thread only; a worker uses :meth:`diff_job`.
 
         None when the checkpoint carries no usable state or the stored registry is unreadable;
         :meth:`diff_error` then says why.
         """
+        cached = self.cached_diff(cp)
+        if cached is not None:
+            return cached[0]
+        job = self.diff_job(cp)
+        if job is None:
+            return None
+        key, compute = job
+        result, error = compute()
+        self.store_diff(key, result, error)
+        return result
+
+    def cached_diff(self, cp: Checkpoint) -> DiffResult | None:
+        """(diff, error) when this drift's diff is known (None: not computed yet)."""
         view = self.view
         if view is None:
             return None
         key = (view.digest, cp.digest)
         if key in self._diff_cache:
-            return self._diff_cache[key]
-        try:
-            live = self.live_state(cp)
-        except PolylogError as exc:
-            self._diff_errors[key] = str(exc)
+            return self._diff_cache[key], None
+        if key in self._diff_errors:
+            return None, self._diff_errors[key]
+        return None
+
+    def diff_job(self, cp: Checkpoint) -> tuple[tuple[str, str], Callable[[], DiffResult]] | None:
+        """The cache key and a function computing the diff without touching the monitor (safe on
+        a worker thread); None when the stored registry is unreadable."""
+        view = self.view
+        if view is None:
             return None
-        if live is None:
-            return None
-        result = diff_states(view.state, live)
-        if len(self._diff_cache) > 64:
+        workspace = self.workspace
+
+        def compute() -> DiffResult:
+            try:
+                live = live_state(cp, workspace)
+            except PolylogError as exc:
+                return None, str(exc)
+            if live is None:
+                return None, None
+            try:
+                return diff_states(view.state, live), None
+            except RegistryError as exc:
+                return None, str(exc)
+
+        return (view.digest, cp.digest), compute
+
+    def store_diff(self, key: tuple[str, str], result: RegistryDiff | None, error: str | None) -> None:
+        if error is not None:
+            if len(self._diff_errors) >= 64:
+                self._diff_errors.clear()
+            self._diff_errors[key] = error
+            return
+        if result is None:  # no state to diff: nothing to keep (another checkpoint may carry one)
+            return
+        if len(self._diff_cache) >= 64:
             self._diff_cache.clear()
         self._diff_cache[key] = result
         self._diff_errors.pop(key, None)
-        return result
 
     def diff_error(self, cp: Checkpoint) -> str | None:
         if self.view is None:
@@ -720,6 +753,19 @@ class Monitor:
             last_incident=self.last_incident,
             incidents=self.incidents,
         )
+
+
+def live_state(cp: Checkpoint, workspace: Workspace | None) -> State | None:
+    """The live registry state a checkpoint carries inline or by snapshot path (inside
+    ``workspace``), if any. Raises :class:`PolylogError` when a snapshot cannot be used."""
+    if cp.registry_state is not None:
+        return validate_state(cp.registry_state, where=f"{cp.display_label}: registry_state")
+    if cp.registry_snapshot is not None:
+        if workspace is None:
+            raise PolylogError(f"{cp.display_label}: registry_snapshot needs a workspace")
+        path: Path = workspace.confine(cp.registry_snapshot, what="registry_snapshot")
+        return load_snapshot(path).state
+    return None
 
 
 def format_age(seconds: float) -> str:

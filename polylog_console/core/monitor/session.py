@@ -1,16 +1,31 @@
-"""The running monitor, shared by the console and the headless ``watch``.
+"""The running monitor: the one pipeline of the console, ``watch``, ``watch --once`` and the demo.
 
-A :class:`Session` owns the workspace's stored registry, the monitor and the audit log, follows
-the feed and turns each batch of records into events that it hands, in order, to every
-subscriber (the screen, the alert fan-out, the audit log, ``watch --json``). Data flows one way:
-feed -> monitor -> events -> subscribers. Nothing here knows about Textual.
+A :class:`Session` owns the workspace's stored registry, the monitor and the audit log, reads the
+feed and turns each batch of records into events that it hands, in order, to every subscriber
+(the screen, ``watch`` output). Data flows one way: feed -> monitor (rules -> incident -> events)
+-> consumers. Nothing here knows about Textual.
 
-:meth:`Session.publish` is the single fan-out point. Before the subscribers, every batch goes to
-the session's own consumers: the dashboard banners (:attr:`dashboard`), the metrics
-(:attr:`metrics`, when enabled), the alert dispatcher (:attr:`alerts`: webhook, email,
-Alertmanager through the durable outbox) and the automatic refresh (:attr:`refresh`). A
-read-only session (observer mode) keeps the dashboard but sends nothing and refreshes nothing:
-the outbox and the catalogs are workspace writes.
+* :meth:`run` follows the feed (the follower) until :meth:`stop`; the first batch is the feed's
+  recent history. When the open incident began before that history, a bounded backwards scan
+  (:mod:`~polylog_console.core.monitor.backscan`) finds its start in the background.
+* :meth:`run_once` is the same pipeline run to the end of the feed (``watch --once``): the file
+  is read in large chunks, staleness is judged on the latest checkpoint at the end, the alerts
+  raised are delivered within a bounded grace, and an automatic refresh runs when enabled.
+  A big registry whose digest is not cached is digested by a child process meanwhile (the
+  digest primer) while the feed is folded into runs of repeated digests.
+
+:meth:`publish` is the single fan-out point. Before the subscribers, every batch goes to the
+session's own consumers: the audit log (every alert raised and resolved, escalations and incident
+events; repeats of the same alert within one batch are written once with a count, so that a
+flapping feed costs a few lines per batch, not one per alert), the dashboard banners
+(:attr:`dashboard`), the metrics (:attr:`metrics`, when enabled), the alert dispatcher
+(:attr:`alerts`: webhook, email, Alertmanager through the durable outbox) and the automatic
+refresh (:attr:`refresh`). A read-only session (observer mode) keeps the dashboard but sends
+nothing and refreshes nothing: the outbox and the catalogs are workspace writes.
+
+Threads: the monitor and every consumer are touched only on the session's event loop. A worker
+thread hands work back with :meth:`call_soon` (or :meth:`publish_threadsafe`); :meth:`diff`
+computes a symbol diff on a thread without touching the monitor.
 """
 
 from __future__ import annotations
@@ -21,30 +36,48 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from polylog_console.core.alerts.dashboard import Dashboard
+from polylog_console.core.feed.records import Checkpoint
 from polylog_console.core.infra.audit import AuditLog, audit_record
 from polylog_console.core.model.config import Config
+from polylog_console.core.model.events import AlertEvent, CheckpointEvent
 from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.incident import IncidentEvent, IncidentView
 from polylog_console.core.monitor.refresh import AutoRefresh
-from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.monitor.rules import Monitor, compact
 from polylog_console.core.registry.stored import StoredRegistry
 
 if TYPE_CHECKING:  # imported only when used: the console starts faster without them
     from polylog_console.core.alerts.dispatcher import AlertDispatcher
     from polylog_console.core.infra.metrics import Metrics
+    from polylog_console.core.registry.diff import RegistryDiff
 
 Subscriber = Callable[[list[Any]], None]
+
+PENDING_LIMIT = 200_000  # items (records or runs) buffered while the stored digest is computed
+PENDING_BYTES = 32 << 20  # ... and bytes of lines kept whole (a flapping feed folds into few runs)
+
+
+def incident_audit(event: IncidentEvent) -> tuple[str, dict[str, Any]]:
+    """The audit entry for an incident event: ``incident_<kind>`` with the incident's picture
+    (notes left out: each was audited when it happened)."""
+    data = event.incident.to_json()
+    data.pop("notes", None)
+    data["incident"] = data.pop("id")
+    return f"incident_{event.kind}", data
 
 
 class Session:
     TICK = 1.0  # seconds between staleness checks (a timer, not a busy loop)
     PARITY_INTERVAL = 60.0  # seconds between replica parity checks for the metrics
     CLOSE_GRACE = 5.0  # seconds given to due alert deliveries when stopping; the rest stays in the outbox
+    ONCE_GRACE = 10.0  # watch --once: seconds given to deliveries and a refresh at the end of the feed
 
     def __init__(self, ws: Workspace, config: Config, *, read_only: bool = False, actor: str | None = None,
                  clock: Callable[[], float] = time.time, alerts: AlertDispatcher | None = None,
                  dispatcher_options: dict[str, Any] | None = None) -> None:
         self.ws = ws
         self.config = config
+        self.clock = clock
         self.read_only = read_only or config.ui.read_only
         self.stored = StoredRegistry.for_workspace(ws, config.scheme)  # type: ignore[arg-type]
         self.monitor = Monitor(self.stored, config.monitor, ws, clock=clock)
@@ -53,6 +86,8 @@ class Session:
         self._subscribers: list[Subscriber] = []
         self._stop: asyncio.Event | None = None
         self._stop_requested = False  # stop() before run() has made its event: not lost
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         # The alert fan-out (SPEC §7) and what rides on the event stream with it.
         self.dashboard = Dashboard(config.alerts.runbook_url)
         self.metrics: Metrics | None = None
@@ -73,13 +108,14 @@ class Session:
         """``callback(events)`` for every batch of events, on the session's event loop."""
         self._subscribers.append(callback)
 
+    def unsubscribe(self, callback: Subscriber) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
     def publish(self, events: list[Any]) -> None:
         if not events:
             return
-        for event in events:
-            record = audit_record(event)
-            if record is not None:
-                self.audit.append(record[0], **record[1])
+        self._audit(events)
         self.dashboard.apply(events)
         if self.metrics is not None:
             self.metrics.apply(events, self.monitor.snapshot())
@@ -89,16 +125,99 @@ class Session:
         for callback in list(self._subscribers):
             callback(events)
 
+    def _audit(self, events: list[Any]) -> None:
+        """Audit a batch (SPEC §8). The same alert (code, status, drift) or incident event seen
+        again within the batch is counted, and written once more at the end of the batch with
+        ``repeated`` (how many more times) and the last one's details."""
+        seen: set[tuple[str, str, str]] = set()
+        repeats: dict[tuple[str, str, str], list[Any]] = {}
+        append = self.audit.append
+        for event in events:
+            cls = event.__class__
+            if cls is CheckpointEvent:
+                continue
+            if cls is IncidentEvent:
+                if event.kind == "noted":  # audited by whoever noted it (an acknowledgement, an action)
+                    continue
+                record = incident_audit(event)
+                key = (record[0], "", "")
+            else:
+                record = audit_record(event)
+                if record is None:
+                    continue
+                key = (record[0], event.alert.code, event.alert.dedup_key) if cls is AlertEvent else None
+            if key is not None:
+                if key in seen:
+                    entry = repeats.get(key)
+                    if entry is None:
+                        repeats[key] = [1, record[1]]
+                    else:
+                        entry[0] += 1
+                        entry[1] = record[1]
+                    continue
+                seen.add(key)
+            append(record[0], **record[1])
+        for (name, _, _), (count, details) in repeats.items():
+            append(name, **details, repeated=count)
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the session's event loop, from any thread (a worker's way
+        back to the monitor: nothing else may touch it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            callback(*args)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            callback(*args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
+
+    def publish_threadsafe(self, events: list[Any]) -> None:
+        self.call_soon(self.publish, events)
+
+    # -- the incident, for views ------------------------------------------------------------
+
+    @property
+    def incident(self) -> IncidentView | None:
+        """The open incident's picture (event loop only)."""
+        return self.monitor.snapshot().incident
+
+    def note(self, what: str, detail: str = "", *, actor: str | None = None,
+             data: dict[str, Any] | None = None) -> IncidentView | None:
+        """Record an acknowledgement, an action, ... on the open incident and publish
+        ``IncidentEvent("noted")``; None when no incident is open. Event loop only."""
+        view = self.monitor.note(what, detail, actor=actor or self.audit.actor, data=data)
+        if view is not None:
+            self.publish([IncidentEvent("noted", view)])
+        return view
+
+    async def diff(self, cp: Checkpoint) -> tuple[RegistryDiff | None, str | None]:
+        """The symbol diff for ``cp`` (stored vs its live state) and the reason when there is
+        none, computed on a worker thread; the monitor's diff cache is updated on the loop."""
+        cached = self.monitor.cached_diff(cp)
+        if cached is not None:
+            return cached
+        job = self.monitor.diff_job(cp)
+        if job is None:
+            return None, self.monitor.diff_error(cp)
+        key, compute = job
+        result, error = await asyncio.to_thread(compute)
+        self.monitor.store_diff(key, result, error)
+        return result, error
+
     # -- alerts and metrics -------------------------------------------------------------------
 
     def enable_metrics(self, host: str | None = None, port: int | None = None) -> Metrics:
         """Keep Prometheus metrics for this session; serve them on ``host:port`` when given
         (raises ``OSError`` when the address cannot be bound)."""
         if self.metrics is None:
-            from polylog_console.core.fleet.identity import workspace_info
             from polylog_console.core.infra.metrics import Metrics
 
-            self.metrics = Metrics(workspace_info(self.config))
+            self.metrics = Metrics()
             self.metrics.view = self.monitor.snapshot()
             if self.alerts is not None:
                 self.metrics.outbox_source = self.alerts.pending
@@ -148,8 +267,43 @@ class Session:
         feed = self.config.feed
         return FeedFollower(feed.path, poll=feed.poll, poll_interval=feed.poll_interval, history=feed.history)
 
+    def _process(self, batch: list[Any], **options: Any) -> None:
+        self.publish(self.monitor.process(batch, **options))
+        if self.monitor.incident is not None and not self.monitor.incident.start_in_history:
+            self._start_backscan()
+
+    def _start_backscan(self) -> None:
+        """The open incident began before the history read: find its start in the background."""
+        page_back = getattr(self.follower, "page_back", None)
+        if page_back is None or self._loop is None:
+            return
+        request = self.monitor.scan_request()
+        if request is None:
+            return
+        ident, before, stored, other = request
+
+        async def scan() -> None:
+            from polylog_console.core.monitor.backscan import find_start
+
+            try:
+                result = await asyncio.to_thread(find_start, page_back, before, (stored, other))
+            except OSError as exc:
+                self.publish(self.monitor.restart_incident(ident, None, complete=False,
+                                                           detail=f"backwards scan failed: {exc}"))
+                return
+            self.publish(self.monitor.restart_incident(ident, result.start, complete=result.complete,
+                                                       detail=result.detail))
+
+        self._spawn(scan())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def run(self) -> None:
         """Follow the feed until :meth:`stop`. The first batch is the feed's recent history."""
+        self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
@@ -172,7 +326,7 @@ class Session:
                     batch = nxt.result()
                 except StopAsyncIteration:
                     break
-                self.publish(self.monitor.process(batch))
+                self._process(batch)
                 self.history_read()
         finally:
             if nxt is not None and not nxt.done():
@@ -184,8 +338,61 @@ class Session:
             stopper.cancel()
             if parity is not None:
                 parity.cancel()
+            for task in list(self._tasks):
+                task.cancel()
             self.follower.stop()
             await self.close_alerts()
+
+    async def run_once(self, *, emit_checkpoints: bool = True, grace: float | None = None,
+                       primer: bool = True) -> None:
+        """Read the feed to its end through the pipeline, then judge staleness on the latest
+        checkpoint, resolve what receivers heard firing and the feed no longer shows, run the
+        automatic refresh (when enabled) and deliver, within ``grace`` seconds for each. Raises
+        ``OSError`` when the feed cannot be read.
+
+        Without ``emit_checkpoints`` no per-checkpoint events are made (the human summary) and a
+        big registry not yet in the digest cache is digested by a child process while the feed
+        is read and folded into runs of repeated digests (:func:`~polylog_console.core.monitor.
+        rules.compact`): the same state and alerts, ~1 s sooner for a 1,000,000-symbol registry.
+        """
+        from polylog_console.core.feed.records import read_records
+        from polylog_console.core.registry.stored import start_digest_primer
+
+        grace = self.ONCE_GRACE if grace is None else grace
+        self._loop = asyncio.get_running_loop()
+        child = start_digest_primer(self.stored) if primer and not emit_checkpoints else None
+        await self.start_alerts()
+        try:
+            pending: list[Any] = []
+            pending_bytes = 0
+            keep = max(1, self.config.monitor.escalate_after)
+            for batch in read_records(self.config.feed.path):
+                if child is not None:
+                    if child.is_alive() and len(pending) < PENDING_LIMIT and pending_bytes < PENDING_BYTES:
+                        pending_bytes += compact(batch, pending, keep=keep)
+                        continue
+                    await asyncio.to_thread(child.join)
+                    child = None
+                    self._process(pending, emit_checkpoints=False, check_stale=False)
+                    pending = []
+                self._process(batch, emit_checkpoints=emit_checkpoints, check_stale=False)
+                await asyncio.sleep(0)  # deliveries start while the rest is read
+            if child is not None:
+                await asyncio.to_thread(child.join)
+                child = None
+                self._process(pending, emit_checkpoints=False, check_stale=False)
+            self.publish(self.monitor.tick())
+            self.history_read()
+            await self.refresh.wait(grace)
+            if self.alerts is not None:
+                self.alerts.announce_held()
+                self.alerts.due(self.alerts.clock())
+                await self.alerts.flush(grace)
+        finally:
+            if child is not None:
+                child.kill()
+                child.join()
+            await self.close_alerts(0.0 if self.alerts is None else grace)
 
     async def _tick(self) -> None:
         while True:
