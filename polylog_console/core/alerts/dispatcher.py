@@ -755,5 +755,9 @@ def build_sinks(config: Config) -> list[Sink]:
     if alerts.email is not None:
         sinks.append(EmailSink.from_config(alerts.email))
     if alerts.alertmanager is not None:
-        sinks.append(AlertmanagerSink.from_config(alerts.alertmanager))
+        from polylog_console.core.fleet.identity import workspace_name
+
+        # the fleet name labels the alerts; acknowledgements of a resolved drift are expired (SPEC §12)
+        sinks.append(AlertmanagerSink.from_config(alerts.alertmanager, workspace_name=workspace_name(config),
+                                                  root=config.workspace))
     return sinks
