@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polylog_console.core.infra import audit
 from polylog_console.core.infra.text import dumps_json, safe_text, valid_unicode
 from polylog_console.core.model.config import Config, load_config
 from polylog_console.core.model.workspace import Workspace
@@ -27,6 +28,7 @@ class Context:
 def open_context(args: argparse.Namespace) -> Context:
     ws = Workspace.open(args.workspace)
     config = load_config(ws.root, Path(args.config) if args.config else None)
+    audit.configure(config.audit.max_bytes, config.audit.keep)  # rotation limits of every audit writer
     return Context(ws, config, bool(getattr(args, "json", False)))
 
 

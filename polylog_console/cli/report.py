@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = render_markdown(rs, ctx.workspace, ctx.config)
     try:
-        path = write_report(ctx.workspace, text if fmt == "md" else text + "\n", rs.generated_at, fmt)
+        path = write_report(ctx.workspace, text if fmt == "md" else text + "\n", rs.generated_at, fmt,
+                            retention=ctx.config.retention)
     except OSError as exc:
         path = None
         sys.stderr.write(f"polylog-console: warning: report not written: {safe_text(exc.strerror or exc)}\n")

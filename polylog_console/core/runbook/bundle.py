@@ -37,6 +37,7 @@ import orjson
 
 from polylog_console.core.infra import atomic
 from polylog_console.core.infra.audit import actor, read_tail
+from polylog_console.core.infra.retention import prune_kind
 from polylog_console.core.infra.text import safe_text
 from polylog_console.core.model.config import Config
 from polylog_console.core.model.errors import PolylogError
@@ -491,4 +492,5 @@ def write_bundle(ws: Workspace, config: Config, **kw: Any) -> Bundle:
     ws.escalations.mkdir(parents=True, exist_ok=True)
     path = bundle_path(ws, now)
     atomic.write_text(path, markdown)
+    prune_kind(ws, "escalations", config.retention)  # [retention]: never the newest (core/infra/retention.py)
     return Bundle(path, markdown)
