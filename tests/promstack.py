@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -121,12 +122,11 @@ class Prometheus(Process):
             web.write_text(web_config)
             argv.append(f"--web.config.file={web}")
         self.start(argv, directory)
-        verify: Any = str(ca) if ca else True
-        self.wait_ready(lambda: _get_ok(f"{self.url}/-/ready", verify=verify))
+        self.verify: Any = ssl.create_default_context(cafile=str(ca)) if ca else True
+        self.wait_ready(lambda: _get_ok(f"{self.url}/-/ready", verify=self.verify))
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5,
-                             verify=str(self.ca) if self.ca else True)
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5, verify=self.verify)
         response.raise_for_status()
         return response.json()["data"]["result"]
 
