@@ -1,12 +1,29 @@
 """Catalog artifacts built from polyforms (SPEC §4), as pure functions over parsed polyforms.
 
-* ``registry.json``: the stored registry snapshot ``{"label", "digest", "scheme", "state"}``.
-* ``attachment_graph.json``: ``{"A↔B": {"pairs": [{"polyform_uuid", "fold_angles", "stability"}]}}``,
-  one key per unordered pair of polygon types in a composition. A composition is a string of
-  polygon-type letters (``"AAB"``: two polygons of type A, one of type B), as in polylog6; the
-  self-pair ``A↔A`` exists only when the type occurs at least twice.
-* ``scaler_tables.json``: ``{namespace: {symbol: {"O", "I", "composition"}}}``.
-* ``metadata.json``: checksums of the source and of every artifact, and the registry digest.
+``rehydrate`` replaces polylog6's ``scripts/populate_catalogs.py``: the two derived artifacts are in
+polylog6's layout and parse to exactly the values that script writes for the same source.
+
+* ``attachment_graph.json``: ``{"X↔Y": {"pairs": [{"polyform_uuid", "fold_angles", "stability_score"}],
+  "scores": {}}}``. For each polyform, in source order, the *distinct characters* of its
+  ``composition`` (every character, not only letters: ``△``, ``□``, astral symbols count too) sorted
+  by code point; one key per pair ``X ≤ Y`` of them, **including** ``X↔X`` for every character (once
+  per polyform, however often the character repeats). An absent ``fold_angles`` is ``[]``, an absent
+  ``stability`` is ``0.8``; a present value is kept as it is (``0.0``, ``null``).
+* ``scaler_tables.json``: flat ``{key: {"O", "I", "composition"}}``, the key being the polyform's
+  ``unicode_char`` or, when it has no such key, the first character of its ``uuid``; an absent ``O``
+  is 1, an absent ``I`` is ``3 × O``. A later polyform with the same key replaces the earlier one.
+* ``registry.json``: the stored registry snapshot ``{"label", "digest", "scheme", "state"}`` (ours).
+* ``metadata.json``: polylog6's fields (``source_file``, ``source_checksum``, ``generated_at``,
+  ``artifacts``) plus ours (``registry_digest``, the ``registry`` artifact). :func:`verify_catalogs`
+  reads one written by either, on either operating system.
+
+Encoding: both polylog6 artifacts and ``metadata.json`` are written byte for byte as polylog6 writes
+them, i.e. as Python's ``json.dumps(value, indent=2, sort_keys=True)`` (pure ASCII: non-ASCII and DEL
+as ``\\uXXXX`` escapes, surrogate pairs above the BMP; no final newline), so a reader decoding with
+any locale encoding reads the same values, and the checksums equal those polylog6's own script records
+for the same source. :func:`python_json` is that encoding (the reference, used for small documents);
+the fast path serialises each polyform's entry once with orjson and falls back to :func:`python_json`
+for an entry holding a float the two libraries spell differently (``1e-05`` / ``0.00001``).
 
 Writing them atomically, in parallel and under the workspace lock is the rehydrate action's job
 (:mod:`polylog_console.core.runbook.rehydrate`); this module only computes their content. For parallel
@@ -19,8 +36,13 @@ the (large) graph.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
+import stat
+from array import array
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,136 +50,229 @@ import orjson
 
 from polylog_console.core.model.events import iso
 from polylog_console.core.registry.digest import Scheme, digest
-from polylog_console.core.registry.stored import DEFAULT_NAMESPACE, State, state_from_polyforms
+from polylog_console.core.registry.stored import State, state_from_polyforms
 
 ARTIFACTS = {
     "registry": "catalogs/registry.json",
     "attachment_graph": "catalogs/attachment_graph.json",
     "scaler_tables": "catalogs/scaler_tables.json",
 }
+#: The artifacts polylog6's populate_catalogs.py lists in its metadata.json (ours adds ``registry``).
+POLYLOG6_ARTIFACTS = ("attachment_graph", "scaler_tables")
 METADATA_PATH = "catalogs/metadata.json"
+SOURCE_FILE = "stable_polyforms.jsonl"
 PAIR = "\u2194"  # ↔
+DEFAULT_STABILITY = 0.8
+METADATA_MAX = 1 << 20  # a metadata.json is a few hundred bytes; a larger one is not read
+MAX_CHECKED_ARTIFACTS = 64  # listed artifacts whose checksums are checked; more are reported, not read
 
 _DUMP = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 _DUMP_PRETTY = _DUMP | orjson.OPT_INDENT_2
+_NON_ASCII = re.compile("[^\x00-\x7e]")  # Python's json escapes DEL too
+#: In orjson's output, the floats it spells differently from Python's ``repr`` (a one-digit exponent,
+#: ``0.0000...`` below 1e-4); a match in a string only costs the slow, exact path.
+_RISKY_FLOAT = re.compile(rb"\de[+-]\d(?!\d)|(?<![\d.])0\.0000")
+_encode_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_GRAPH_INDENT = b"\n      "  # an entry inside "key" -> "pairs" -> [ ... ]
+_SCALER_INDENT = b"\n  "
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def polygon_types(composition: str) -> dict[str, int]:
-    """Polygon type -> count, from a composition string (letters; anything else ignored)."""
-    counts: dict[str, int] = {}
-    for ch in composition:
-        if ch.isalpha():
-            counts[ch] = counts.get(ch, 0) + 1
-    return counts
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def ascii_json(data: bytes) -> bytes:
+    """Serialised JSON with every non-ASCII character (and DEL) as a ``\\uXXXX`` escape, as Python's
+    ``json.dumps`` writes by default. Only valid on JSON text: its structure is ASCII, so every such
+    character is inside a string, where the escape means the same character."""
+    if data.isascii() and b"\x7f" not in data:
+        return data
+    return _NON_ASCII.sub(_escape, data.decode("utf-8")).encode("ascii")
+
+
+def _json_string(text: str) -> bytes:
+    """A string as Python's ``json`` writes it (ASCII escapes), by its C encoder."""
+    return _encode_string(text).encode("ascii")
+
+
+def python_json(document: Any) -> bytes:
+    """``document`` encoded exactly as polylog6 writes its catalogs: ``json.dumps(document, indent=2,
+    sort_keys=True)`` (ASCII, no final newline)."""
+    return json.dumps(document, indent=2, sort_keys=True).encode("ascii")
+
+
+def _entry_bytes(value: Mapping[str, Any], indent: bytes) -> bytes:
+    """One nested object as :func:`python_json` writes it at the depth ``indent`` gives."""
+    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+    if (b"e-" in data or b"e+" in data or b"0.0000" in data) and _RISKY_FLOAT.search(data):
+        data = python_json(value)  # (substring tests first: the regex alone costs 10 times more)
+    else:
+        data = ascii_json(data)
+    return data.replace(b"\n", indent)
 
 
 def attachment_pairs(composition: str) -> list[str]:
-    """Keys ``"A↔B"`` (sorted pair) for every pair of polygon types that can attach."""
-    counts = polygon_types(composition)
-    types = sorted(counts)
-    keys = []
-    for i, a in enumerate(types):
-        if counts[a] >= 2:
-            keys.append(f"{a}{PAIR}{a}")
-        for b in types[i + 1 :]:
-            keys.append(f"{a}{PAIR}{b}")
-    return keys
+    """Keys ``"X↔Y"``, ``X ≤ Y`` by code point, over the distinct characters of ``composition``,
+    self pairs included: ``"AAB"`` -> ``["A↔A", "A↔B", "B↔B"]``."""
+    types = sorted(set(composition))
+    return [f"{a}{PAIR}{b}" for i, a in enumerate(types) for b in types[i:]]
+
+
+def attachment_entry(p: Mapping[str, Any]) -> dict[str, Any]:
+    """One polyform's entry in every pair list of the graph (defaults only for *absent* fields)."""
+    return {"polyform_uuid": p.get("uuid"), "fold_angles": p.get("fold_angles", []),
+            "stability_score": p.get("stability", DEFAULT_STABILITY)}
+
+
+def _composition(p: Mapping[str, Any]) -> str:
+    composition = p.get("composition", "")
+    return composition if isinstance(composition, str) else ""
 
 
 def attachment_entries(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     graph: dict[str, list[dict[str, Any]]] = {}
     for p in polyforms:
-        entry = _attachment_entry(p)
-        for key in attachment_pairs(p.get("composition", "")):
+        entry = attachment_entry(p)
+        for key in attachment_pairs(_composition(p)):
             graph.setdefault(key, []).append(entry)
     return graph
 
 
-def _attachment_entry(p: Mapping[str, Any]) -> dict[str, Any]:
-    return {"polyform_uuid": p["uuid"], "fold_angles": p.get("fold_angles", []), "stability": p.get("stability")}
+_PAIRS_CACHE_MAX = 1 << 16
 
 
-def attachment_fragments(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, bytes]:
-    """``{"A↔B": b"entry,entry,..."}``: each entry serialised once (keys sorted), joined per key in order.
+@dataclass
+class GraphPart:
+    """One chunk's share of the attachment graph: each polyform's entry serialised once (as
+    :func:`python_json` writes it inside the graph) and, per pair key, the indexes of its entries in
+    source order. A worker sends this back instead of the joined text, which repeats every entry
+    once per pair (about 10 times here): a tenth of the bytes to pickle and pipe to the parent."""
 
-    :func:`graph_pieces` turns the fragments of consecutive chunks into the graph file's bytes."""
-    parts: dict[str, list[bytes]] = {}
+    entries: list[bytes]
+    keys: dict[str, array]
+
+    def fragment(self, key: str) -> bytes:
+        """The entries of ``key``, joined as in the file (b"" when it has none)."""
+        index = self.keys.get(key)
+        if not index:
+            return b""
+        entries = self.entries
+        return _GRAPH_SEP.join([entries[i] for i in index])
+
+
+def attachment_fragments(polyforms: Iterable[Mapping[str, Any]]) -> GraphPart:
+    """The :class:`GraphPart` of ``polyforms``; :func:`graph_pieces` turns the parts of consecutive
+    chunks into the graph file's bytes."""
+    entries: list[bytes] = []
+    keys: dict[str, list[int]] = {}
     pairs_of: dict[str, list[str]] = {}  # compositions repeat a lot: their pairs are computed once
     for p in polyforms:
-        composition = p.get("composition", "")
-        keys = pairs_of.get(composition)
-        if keys is None:
-            keys = pairs_of[composition] = attachment_pairs(composition)
-        if not keys:
+        composition = _composition(p)
+        pairs = pairs_of.get(composition)
+        if pairs is None:
+            if len(pairs_of) >= _PAIRS_CACHE_MAX:
+                pairs_of.clear()
+            pairs = pairs_of[composition] = attachment_pairs(composition)
+        if not pairs:
             continue
-        entry = orjson.dumps(_attachment_entry(p), option=orjson.OPT_SORT_KEYS)
-        for key in keys:
-            bucket = parts.get(key)
+        index = len(entries)
+        entries.append(_entry_bytes(attachment_entry(p), _GRAPH_INDENT))
+        for key in pairs:
+            bucket = keys.get(key)
             if bucket is None:
-                parts[key] = [entry]
+                keys[key] = [index]
             else:
-                bucket.append(entry)
-    return {key: b",".join(entries) for key, entries in parts.items()}
+                bucket.append(index)
+    return GraphPart(entries, {key: array("I", index) for key, index in keys.items()})
 
 
-def graph_pieces(chunks: list[Mapping[str, bytes]]) -> Iterable[bytes]:
-    """The bytes of ``attachment_graph.json`` (as :func:`dump` would write them), in pieces, from the
-    fragments of consecutive chunks. Keys are sorted by code point, as orjson's ``OPT_SORT_KEYS``."""
-    keys = sorted({key for chunk in chunks for key in chunk})
+_GRAPH_SEP = b"," + _GRAPH_INDENT
+
+
+def graph_pieces(parts: list[GraphPart]) -> Iterable[bytes]:
+    """The bytes of ``attachment_graph.json`` (what :func:`python_json` writes for
+    :func:`build_attachment_graph`), in pieces (one per key and part), from the parts of consecutive
+    chunks. Keys sorted by code point, as ``sort_keys``."""
+    keys = sorted({key for part in parts for key in part.keys})
+    if not keys:
+        yield b"{}"
+        return
     yield b"{"
     for i, key in enumerate(keys):
-        yield (b"," if i else b"") + orjson.dumps(key) + b':{"pairs":['
+        yield (b",\n  " if i else b"\n  ") + _json_string(key) + b': {\n    "pairs": [' + _GRAPH_INDENT
         first = True
-        for chunk in chunks:
-            fragment = chunk.get(key)
+        for part in parts:
+            fragment = part.fragment(key)
             if fragment:
                 if not first:
-                    yield b","
+                    yield _GRAPH_SEP
                 yield fragment
                 first = False
-        yield b"]}"
-    yield b"}\n"
+        yield b'\n    ],\n    "scores": {}\n  }'
+    yield b"\n}"
 
 
 def build_attachment_graph(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {key: {"pairs": pairs} for key, pairs in attachment_entries(polyforms).items()}
+    return {key: {"pairs": pairs, "scores": {}} for key, pairs in attachment_entries(polyforms).items()}
+
+
+def _json_key(value: Any) -> str:
+    """A JSON object key as Python's ``json`` makes one from a non-string (``None`` -> ``"null"``)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode("ascii")
+    except (TypeError, UnicodeDecodeError):
+        return str(value)
+
+
+def scaler_key(p: Mapping[str, Any]) -> str:
+    """The polyform's ``unicode_char``; the first character of its ``uuid`` when it has no such key
+    (a *present* ``unicode_char`` is the key whatever it is: SPEC §2 makes it a 1-2 character string)."""
+    if "unicode_char" in p:
+        return _json_key(p["unicode_char"])
+    uuid = p.get("uuid")
+    return uuid[:1] if isinstance(uuid, str) else ""
+
+
+def scaler_value(p: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"O", "I", "composition"}``: absent ``O`` -> 1, absent ``I`` -> ``3 × O`` (``O`` as defaulted)."""
+    o = p.get("O", 1)
+    i = p["I"] if "I" in p else (o * 3 if isinstance(o, (int, float)) else None)
+    return {"O": o, "I": i, "composition": p.get("composition")}
 
 
 def build_scaler_tables(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     tables: dict[str, dict[str, Any]] = {}
     for p in polyforms:
-        symbol = p.get("unicode_char")
-        if not isinstance(symbol, str):
-            continue
-        ns = p.get("namespace") or DEFAULT_NAMESPACE
-        tables.setdefault(ns, {})[symbol] = {"O": p.get("O"), "I": p.get("I"), "composition": p.get("composition")}
+        tables[scaler_key(p)] = scaler_value(p)
     return tables
 
 
-def scaler_entry(p: Mapping[str, Any]) -> bytes:
-    """One polyform's ``scaler_tables.json`` entry, serialised (keys sorted)."""
-    return orjson.dumps({"O": p.get("O"), "I": p.get("I"), "composition": p.get("composition")},
-                        option=orjson.OPT_SORT_KEYS)
+def scaler_item(p: Mapping[str, Any]) -> tuple[str, bytes]:
+    """One polyform's ``scaler_tables.json`` member: its key and ``"key": value`` serialised as
+    :func:`python_json` writes it there (built in the workers; the parent only sorts and joins)."""
+    key = scaler_key(p)
+    return key, _json_string(key) + b": " + _entry_bytes(scaler_value(p), _SCALER_INDENT)
 
 
-def scaler_pieces(tables: Mapping[str, Mapping[str, bytes]]) -> Iterable[bytes]:
-    """The bytes of ``scaler_tables.json`` (as :func:`dump` would write them) from pre-serialised
-    entries ``{namespace: {symbol: entry}}`` (namespaces without entries are left out)."""
-    yield b"{"
-    first_ns = True
-    for ns in sorted(tables):
-        table = tables[ns]
-        if not table:
-            continue
-        yield (b"" if first_ns else b",") + orjson.dumps(ns) + b":{"
-        first_ns = False
-        yield b",".join(orjson.dumps(symbol) + b":" + table[symbol] for symbol in sorted(table))
-        yield b"}"
-    yield b"}\n"
+def scaler_pieces(items: Mapping[str, bytes]) -> Iterable[bytes]:
+    """The bytes of ``scaler_tables.json`` (what :func:`python_json` writes for
+    :func:`build_scaler_tables`) from the members ``{key: b'"key": value'}`` (see :func:`scaler_item`)."""
+    if not items:
+        yield b"{}"
+        return
+    yield b"{\n  "
+    yield b",\n  ".join([items[key] for key in sorted(items)])
+    yield b"\n}"
 
 
 def registry_document(state: State, *, label: str, scheme: Scheme = "engine",
@@ -167,39 +282,42 @@ def registry_document(state: State, *, label: str, scheme: Scheme = "engine",
 
 
 def dump(document: Any, *, pretty: bool = False) -> bytes:
+    """Our own documents (``registry.json``, snapshots): keys sorted, UTF-8, a final newline."""
     return orjson.dumps(document, option=_DUMP_PRETTY if pretty else _DUMP)
 
 
 def build_all(polyforms: list[Mapping[str, Any]], source_bytes: bytes, *, label: str,
-              scheme: Scheme = "engine", source_file: str = "stable_polyforms.jsonl",
+              scheme: Scheme = "engine", source_file: str = SOURCE_FILE,
               generated_at: str | None = None) -> dict[str, bytes]:
-    """Every artifact's bytes, keyed by workspace-relative path, metadata included."""
+    """Every artifact's bytes, keyed by workspace-relative path, metadata included (the single-pass
+    reference for what ``rehydrate`` writes)."""
     generated_at = generated_at or iso()
     state = state_from_polyforms(polyforms)
     registry = registry_document(state, label=label, scheme=scheme, generated_at=generated_at)
     files = {
         ARTIFACTS["registry"]: dump(registry),
-        ARTIFACTS["attachment_graph"]: dump(build_attachment_graph(polyforms)),
-        ARTIFACTS["scaler_tables"]: dump(build_scaler_tables(polyforms)),
+        ARTIFACTS["attachment_graph"]: python_json(build_attachment_graph(polyforms)),
+        ARTIFACTS["scaler_tables"]: python_json(build_scaler_tables(polyforms)),
     }
-    files[METADATA_PATH] = dump(metadata_document(source_bytes, files, registry["digest"],
-                                                  source_file=source_file, generated_at=generated_at),
-                                pretty=True)
+    files[METADATA_PATH] = python_json(metadata_document(source_bytes, files, registry["digest"],
+                                                         source_file=source_file, generated_at=generated_at))
     return files
 
 
 def metadata_document(source_bytes: bytes, artifacts: Mapping[str, bytes], registry_digest: str, *,
-                      source_file: str = "stable_polyforms.jsonl", generated_at: str | None = None) -> dict[str, Any]:
+                      source_file: str = SOURCE_FILE, generated_at: str | None = None) -> dict[str, Any]:
     return metadata_from_checksums(sha256_bytes(source_bytes),
                                    {path: sha256_bytes(data) for path, data in artifacts.items()},
                                    registry_digest, source_file=source_file, generated_at=generated_at)
 
 
 def metadata_from_checksums(source_checksum: str, checksums: Mapping[str, str], registry_digest: str, *,
-                            source_file: str = "stable_polyforms.jsonl",
+                            source_file: str = SOURCE_FILE,
                             generated_at: str | None = None) -> dict[str, Any]:
     """``metadata.json`` (SPEC §4) from checksums already computed (``{workspace-relative path: sha256}``),
-    for writers that hash artifacts while streaming them to disk."""
+    for writers that hash artifacts while streaming them to disk. Every field polylog6 writes, with its
+    meaning (``source_file`` a bare file name, ``generated_at`` ISO-8601 UTC with ``Z``, ``artifacts``
+    ``{name: {path, checksum}}`` with ``/``-separated workspace-relative paths), plus ours."""
     names = {path: name for name, path in ARTIFACTS.items()}
     return {
         "source_file": source_file,
@@ -211,70 +329,208 @@ def metadata_from_checksums(source_checksum: str, checksums: Mapping[str, str], 
     }
 
 
+# -- reading and checking metadata.json ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArtifactCheck:
+    """One listed artifact: ``status`` is ``ok``, ``mismatch``, ``missing``, ``unreadable`` or
+    ``refused`` (a path that is absolute, climbs with ``..``, leaves the workspace, or is not a file)."""
+
+    name: str
+    path: str  # as listed, separators normalised to "/"
+    status: str
+    checksum: str | None = None  # of the file, when it was read
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "checksum": self.checksum}
+
+
 @dataclass(frozen=True)
 class CatalogCheck:
-    """Result of checking ``catalogs/metadata.json`` against the files (SPEC §4)."""
+    """Result of checking ``catalogs/metadata.json`` against the files (SPEC §4).
+
+    ``consistent`` is SPEC §4's definition: the metadata's ``source_checksum`` is the SHA-256 of the
+    current ``stable_polyforms.jsonl`` and every listed artifact's checksum matches its file.
+    ``problems`` names every reason it is not, plus notes that do not by themselves make the catalogs
+    inconsistent (a ``source_file`` other than ``stable_polyforms.jsonl``). ``raw`` is the metadata
+    file's bytes as read (bounded), for reports."""
 
     consistent: bool
     problems: list[str]
     metadata: dict[str, Any] | None
     source_checksum: str | None  # of the current source file
+    artifacts: list[ArtifactCheck] = field(default_factory=list)
+    raw: bytes | None = None
+
+    @property
+    def source_file(self) -> str | None:
+        value = (self.metadata or {}).get("source_file")
+        return value if isinstance(value, str) else None
 
     def to_json(self) -> dict[str, Any]:
+        meta = self.metadata or {}
         return {"consistent": self.consistent, "problems": self.problems,
-                "generated_at": (self.metadata or {}).get("generated_at"),
+                "generated_at": meta.get("generated_at"),
+                "source_file": meta.get("source_file"),
+                "checked_source": SOURCE_FILE,
                 "source_checksum": self.source_checksum,
-                "metadata_source_checksum": (self.metadata or {}).get("source_checksum")}
+                "metadata_source_checksum": meta.get("source_checksum"),
+                "registry_digest": meta.get("registry_digest"),
+                "artifacts": {a.name: a.to_json() for a in self.artifacts}}
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """A value from the metadata in a problem line: quoted, cut (the output's sanitiser escapes it)."""
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode("utf-8", "replace")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f'"{text}"' if isinstance(value, str) else text
+
+
+def _short(checksum: Any) -> str:
+    return checksum[:12] if isinstance(checksum, str) and checksum else "none"
+
+
+def _open_regular(path: Path) -> int:
+    """An fd on ``path`` if it is a regular file (never blocking on a FIFO); OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(0, "a directory" if stat.S_ISDIR(mode) else "not a regular file: not read")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a regular file, read in 1 MiB blocks (memory bounded whatever its size)."""
     h = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(_open_regular(path), "rb", closefd=True) as handle:
         while chunk := handle.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
 
 
+def _read_metadata(path: Path) -> bytes:
+    """The metadata file's bytes; ValueError when larger than :data:`METADATA_MAX`."""
+    with open(_open_regular(path), "rb", closefd=True) as handle:
+        data = handle.read(METADATA_MAX + 1)
+    if len(data) > METADATA_MAX:
+        raise ValueError(f"larger than {METADATA_MAX >> 20} MiB: not a metadata file, not read")
+    return data
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def confine_listed(root: Path, listed: Any) -> tuple[Path | None, str, str | None]:
+    """A path listed in ``metadata.json`` -> (file, normalised path, problem). polylog6 writes
+    ``str(path)`` relative to its working directory (the workspace), so on Windows with ``\\``:
+    both separators are accepted. An absolute path, a ``..`` component or a path that resolves
+    (through a symbolic link) outside the workspace is refused and never read."""
+    if not isinstance(listed, str) or not listed.strip() or "\x00" in listed:
+        return None, "" if not isinstance(listed, str) else listed, f"path {_shown(listed)} is not a usable path"
+    normalised = listed.replace("\\", "/")
+    if normalised.startswith("/") or _DRIVE.match(normalised):
+        return None, normalised, f"path {_shown(listed)} is absolute: paths must be relative to the workspace; not read"
+    parts = [part for part in normalised.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        return None, normalised, f"path {_shown(listed)} climbs out with '..'; not read"
+    if not parts:
+        return None, normalised, f"path {_shown(listed)} names no file"
+    rel = "/".join(parts)
+    target = root.joinpath(*parts)
+    resolved = Path(os.path.realpath(target))
+    real_root = Path(os.path.realpath(root))
+    if real_root not in resolved.parents:
+        return None, rel, f"path {_shown(listed)} resolves outside the workspace (symbolic link); not read"
+    return target, rel, None
+
+
+def _check_artifact(root: Path, name: str, info: Any, problems: list[str]) -> tuple[ArtifactCheck, bool]:
+    """Check one listed artifact; returns it and whether it is consistent."""
+    if not isinstance(info, dict) or "path" not in info:
+        problems.append(f"{METADATA_PATH}: artifact {_shown(name)} has no path")
+        return ArtifactCheck(name, "", "refused"), False
+    target, rel, refused = confine_listed(root, info.get("path"))
+    if target is None:
+        problems.append(f"{METADATA_PATH}: artifact {_shown(name)} {refused}")
+        return ArtifactCheck(name, rel, "refused"), False
+    expected = info.get("checksum")
+    try:
+        actual = sha256_file(target)
+    except FileNotFoundError:
+        problems.append(f"{rel}: listed in {METADATA_PATH} as {_shown(name)} but missing")
+        return ArtifactCheck(name, rel, "missing"), False
+    except OSError as exc:
+        problems.append(f"{rel}: cannot read ({exc.strerror or exc})")
+        return ArtifactCheck(name, rel, "unreadable"), False
+    if actual != expected:
+        problems.append(f"{rel}: checksum {actual[:12]} differs from metadata {_short(expected)} "
+                        f"(artifact {_shown(name)} changed since {METADATA_PATH} was written)")
+        return ArtifactCheck(name, rel, "mismatch", actual), False
+    return ArtifactCheck(name, rel, "ok", actual), True
+
+
 def verify_catalogs(root: Path) -> CatalogCheck:
-    """Consistent when the source checksum and every artifact checksum match their files."""
+    """Check ``catalogs/metadata.json`` (written by rehydrate or by polylog6, on any OS) against the
+    files: the source checksum against the current ``stable_polyforms.jsonl`` (whatever
+    ``source_file`` says: a different name is reported as a note), and every listed artifact's
+    checksum against its file."""
     root = Path(root)
     problems: list[str] = []
-    meta_path = root / METADATA_PATH
     try:
-        metadata = orjson.loads(meta_path.read_bytes())
+        raw = _read_metadata(root / METADATA_PATH)
     except FileNotFoundError:
         return CatalogCheck(False, [f"{METADATA_PATH}: missing"], None, None)
-    except (OSError, orjson.JSONDecodeError) as exc:
-        return CatalogCheck(False, [f"{METADATA_PATH}: unreadable ({exc})"], None, None)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+        return CatalogCheck(False, [f"{METADATA_PATH}: cannot read ({reason})"], None, None)
+    try:
+        metadata = orjson.loads(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)  # a BOM from a Windows editor
+    except orjson.JSONDecodeError as exc:
+        return CatalogCheck(False, [f"{METADATA_PATH}: not valid JSON ({exc})"], None, None, raw=raw)
     if not isinstance(metadata, dict):
-        return CatalogCheck(False, [f"{METADATA_PATH}: not a JSON object"], None, None)
-    source_name = metadata.get("source_file") or "stable_polyforms.jsonl"
+        return CatalogCheck(False, [f"{METADATA_PATH}: not a JSON object"], None, None, raw=raw)
+    consistent = True
+
+    source_file = metadata.get("source_file")
+    if source_file is not None and (not isinstance(source_file, str)
+                                    or source_file.replace("\\", "/").rsplit("/", 1)[-1] != SOURCE_FILE):
+        problems.append(f"{METADATA_PATH}: the catalogs were generated from {_shown(source_file)} (source_file), "
+                        f"not {SOURCE_FILE}; its source_checksum is checked against {SOURCE_FILE}")
     source_checksum = None
     try:
-        source_checksum = sha256_file(root / Path(str(source_name)).name)
+        source_checksum = sha256_file(root / SOURCE_FILE)
     except OSError as exc:
-        problems.append(f"{source_name}: cannot read ({exc.strerror or exc})")
-    if source_checksum is not None and metadata.get("source_checksum") != source_checksum:
-        problems.append(f"{source_name}: checksum {source_checksum[:12]} differs from metadata "
-                        f"{str(metadata.get('source_checksum'))[:12]} (source changed since the last rehydrate)")
-    artifacts = metadata.get("artifacts")
-    if not isinstance(artifacts, dict) or not artifacts:
+        consistent = False
+        reason = "missing" if isinstance(exc, FileNotFoundError) else exc.strerror or exc
+        problems.append(f"{SOURCE_FILE}: cannot read ({reason})")
+    expected = metadata.get("source_checksum")
+    if source_checksum is not None and expected != source_checksum:
+        consistent = False
+        problems.append(f"{SOURCE_FILE}: checksum {source_checksum[:12]} differs from metadata {_short(expected)} "
+                        "(source changed since the catalogs were generated)")
+
+    listed = metadata.get("artifacts")
+    checks: list[ArtifactCheck] = []
+    if not isinstance(listed, dict) or not listed:
+        consistent = False
         problems.append(f"{METADATA_PATH}: no artifacts listed")
-        artifacts = {}
-    for name, info in sorted(artifacts.items()):
-        if not isinstance(info, dict) or not isinstance(info.get("path"), str):
-            problems.append(f"{METADATA_PATH}: artifact {name} has no path")
-            continue
-        rel = info["path"]
-        target = (root / rel).resolve()
-        if root.resolve() not in target.parents:
-            problems.append(f"{METADATA_PATH}: artifact {name} path {rel!r} is outside the workspace")
-            continue
-        try:
-            actual = sha256_file(target)
-        except OSError as exc:
-            problems.append(f"{rel}: cannot read ({exc.strerror or exc})")
-            continue
-        if actual != info.get("checksum"):
-            problems.append(f"{rel}: checksum {actual[:12]} differs from metadata {str(info.get('checksum'))[:12]}")
-    return CatalogCheck(not problems, problems, metadata, source_checksum)
+        listed = {}
+    for name in POLYLOG6_ARTIFACTS:
+        if listed and name not in listed:
+            consistent = False
+            problems.append(f"{METADATA_PATH}: no {name} artifact listed ({ARTIFACTS[name]} is not covered)")
+    names = sorted(listed, key=str)
+    for name in names[:MAX_CHECKED_ARTIFACTS]:
+        check, ok = _check_artifact(root, str(name), listed[name], problems)
+        checks.append(check)
+        consistent = consistent and ok
+    if len(names) > MAX_CHECKED_ARTIFACTS:
+        consistent = False
+        problems.append(f"{METADATA_PATH}: {len(names) - MAX_CHECKED_ARTIFACTS:,} more artifacts listed, not checked")
+    return CatalogCheck(consistent, problems, metadata, source_checksum, checks, raw)

@@ -115,13 +115,16 @@ class RehydrateResult:
 
 def build_chunk(data: bytes, first_line: int) -> ChunkResult:
     """Worker entry point: validate a byte range and, if it is clean, build its part of the catalogs:
-    ``(graph fragments, {ns: {uuid: symbol}}, {ns: {symbol: scaler entry bytes}})``."""
+    ``(graph part, {ns: {uuid: symbol}}, {scaler key: scaler member bytes})``."""
     result, kept = check_chunk(data, first_line, keep=True)
     if result.error_count == 0:
         with gc_paused():
             state: State = {}
-            tables: dict[str, dict[str, bytes]] = {}
+            tables: dict[str, bytes] = {}
+            scaler_item = catalogs.scaler_item
             for p in kept:
+                key, item = scaler_item(p)
+                tables[key] = item  # a later line replaces an earlier one, as in polylog6
                 symbol = p.get("unicode_char")
                 if symbol is None:
                     continue
@@ -129,26 +132,23 @@ def build_chunk(data: bytes, first_line: int) -> ChunkResult:
                 part = state.get(ns)
                 if part is None:
                     part = state[ns] = {}
-                    tables[ns] = {}
                 part[p["uuid"]] = symbol
-                tables[ns][symbol] = catalogs.scaler_entry(p)
             result.extra = (catalogs.attachment_fragments(kept), state, tables)
     return result
 
 
-def assemble(chunks: list[ChunkResult]) -> tuple[State, dict[str, dict[str, bytes]], list[dict[str, bytes]]]:
+def assemble(chunks: list[ChunkResult]) -> tuple[State, dict[str, bytes], list[catalogs.GraphPart]]:
     """The registry state, the scaler entries and the graph fragments of a valid source, from the
     chunks' parts in file order (equal to what the single-pass builders of :mod:`catalogs` make)."""
     state: State = {ns: {} for ns in NAMESPACES}
-    tables: dict[str, dict[str, bytes]] = {}
+    tables: dict[str, bytes] = {}
     fragments = []
     for chunk in chunks:
         chunk_fragments, chunk_state, chunk_tables = chunk.extra
         fragments.append(chunk_fragments)
         for ns, part in chunk_state.items():
             state.setdefault(ns, {}).update(part)
-        for ns, part in chunk_tables.items():
-            tables.setdefault(ns, {}).update(part)
+        tables.update(chunk_tables)  # chunks in file order: the later line's entry wins
     return state, tables, fragments
 
 
@@ -402,7 +402,7 @@ def _build_and_swap(ws: Workspace, config: Config, workers: int | str, progress:
             progress.check()
         meta = catalogs.metadata_from_checksums(source_checksum, checksums, registry["digest"],
                                                 source_file=SOURCE, generated_at=generated_at)
-        meta_bytes = catalogs.dump(meta, pretty=True)
+        meta_bytes = catalogs.python_json(meta)
         checksums[catalogs.METADATA_PATH], sizes[catalogs.METADATA_PATH] = _write_artifact(
             staging, Path(catalogs.METADATA_PATH).name, [meta_bytes])
         _copy_unrelated(ws.catalogs, staging)
