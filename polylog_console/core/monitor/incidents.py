@@ -284,7 +284,8 @@ class IndexWriter:
                 if record.line is not None:
                     self.end = record.offset + len(record.raw) + 1
                     self.line = record.line + 1
-            elif kind == "feed" and event.kind in ("started", "created", "rotated", "truncated", "deleted", "replaced"):
+            elif kind == "feed" and event.kind in ("created", "rotated", "truncated", "deleted", "replaced"):
+                # ("started" follows the history it read: the same file)
                 if self.start is not None and self.end is not None:
                     records.append(self._mark())
                 self.feed = None

@@ -755,7 +755,9 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], unkeyed: Iterato
 
 def _by_matchers(d: dict[str, Any], by_key: dict[str, Report]) -> Report | None:
     matchers = d.get("matchers")
-    if isinstance(matchers, list):
+    if isinstance(matchers, dict):  # the ack command: {"workspace": ..., "dedup_key": ...}
+        return by_key.get(matchers.get("dedup_key"))  # type: ignore[arg-type]
+    if isinstance(matchers, list):  # Alertmanager's shape
         for m in matchers:
             if isinstance(m, dict) and m.get("name") == "dedup_key" and m.get("value") in by_key:
                 return by_key[m["value"]]
@@ -823,11 +825,17 @@ def _keyed_entry(rep: Report, r: AuditRecord) -> None:
             rep.add(r.ts, "delivery " + ("failed" if ev_name == "alert_failed" else "retry"),
                     f"{code} to {d.get('sink')}: {d.get('error') or ''}")
     elif ev_name == "acknowledged":
-        entry = {"at": iso(r.ts), "by": r.actor, "code": code, "via": "console"}
+        silence = d.get("silence_id")
+        via = "alertmanager silence" if silence else ("ack command" if "matchers" in d else "console")
+        entry = {"at": iso(r.ts), "by": r.actor, "code": code, "via": via, "silence_id": silence,
+                 "until": d.get("until"), "comment": d.get("comment")}
         rep.acknowledgements.append(entry)
+        if silence:
+            rep.silences.append({"at": iso(r.ts), "event": "silence_created", "by": r.actor, "silence_id": silence,
+                                 "ends_at": d.get("until"), "comment": d.get("comment")})
         if rep.acknowledged_at is None:
             rep.acknowledged_at, rep.acknowledged_by = r.ts, r.actor
-        rep.add(r.ts, "acknowledged", f"{code} by {r.actor}")
+        rep.add(r.ts, "acknowledged", f"{code or 'drift'} by {r.actor} ({via})")
     elif ev_name in ("silence_created", "silence_expired"):
         entry = {"at": iso(r.ts), "event": ev_name, "by": r.actor, "silence_id": d.get("silence_id"),
                  "ends_at": d.get("ends_at"), "comment": d.get("comment")}
@@ -1030,11 +1038,16 @@ def report_path(ws: Workspace, now: float, ext: str) -> Path:
     return path
 
 
-def write_report(ws: Workspace, text: str, now: float, ext: str) -> Path:
-    """Write the report atomically into ``memory/reports/``. Raises OSError."""
+def write_report(ws: Workspace, text: str, now: float, ext: str, retention: Any = None) -> Path:
+    """Write the report atomically into ``memory/reports/``, then apply ``[retention]`` (never
+    deleting the newest; core/infra/retention.py). Raises OSError."""
+    from polylog_console.core.infra.retention import prune_kind
+    from polylog_console.core.model.config import RetentionConfig
+
     path = report_path(ws, now, ext)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(path, text)
+    prune_kind(ws, "reports", retention or RetentionConfig())
     return path
 
 
