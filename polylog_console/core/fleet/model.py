@@ -45,7 +45,7 @@ class AlertState:
     def display(self) -> str:
         """firing / silenced / acknowledged by X until T."""
         if self.acknowledged_by:
-            until = time.strftime("%H:%M", time.localtime(self.until)) if self.until else "?"
+            until = time.strftime("%H:%MZ", time.gmtime(self.until)) if self.until else "?"
             return f"ack {self.acknowledged_by} until {until}"
         return "silenced" if self.state == "suppressed" else "firing"
 
