@@ -4,6 +4,22 @@ Each event is one ``write()`` of a complete line on a file opened with ``O_APPEN
 under an exclusive ``flock`` for the write, so lines from two processes never interleave or
 overwrite each other; every event is written (flushed to the kernel) as it happens. Details are
 passed through :func:`redact` so that secrets never reach the log.
+
+Rotation by size (``[audit] max_bytes``, ``keep``): a writer that holds the lock and finds that its
+line would take the file over ``max_bytes`` renames ``events.jsonl.{k}`` to ``.{k+1}`` (the oldest
+beyond ``keep`` is replaced), ``events.jsonl`` to ``events.jsonl.1``, and writes to a new
+``events.jsonl``. A writer that waited for the lock checks, once it has it, that its descriptor is
+still the file at ``events.jsonl`` (same inode) and opens it again otherwise, so two processes
+never rotate twice nor write into a rotated file. At most ``(keep + 1) * max_bytes`` (plus one
+line) is kept. Every reader reads across rotation: :func:`read_tail` (newest records, spanning
+files), :func:`iter_records` (all, oldest first), and the console's follower
+(:class:`~polylog_console.core.monitor.activity.AuditTail`) finishes a file rotated under it.
+
+A full or read-only disk: a record that cannot be written is kept in memory (at most
+:data:`BACKLOG` records; beyond that the oldest are counted and an ``audit_lost`` record says how
+many) and written before the next record, or by :meth:`AuditLog.flush` (the alert dispatcher calls
+it while its outbox cannot be written). A write that fails half-way is cut back to the last whole
+line, so a retried record never fuses with a torn one.
 """
 
 from __future__ import annotations
@@ -13,16 +29,41 @@ import fcntl
 import getpass
 import os
 import socket
+import stat
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from polylog_console.core.infra.text import json_line
 from polylog_console.core.model.events import iso
 
 _SECRET_WORDS = ("secret", "password", "token", "authorization", "api_key", "apikey")
+
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # events.jsonl rotates when a record would take it over this
+DEFAULT_KEEP = 5  # rotated files kept: events.jsonl.1 (newest) .. events.jsonl.5
+MAX_KEEP = 1000  # readers look no further than events.jsonl.1000
+BACKLOG = 1000  # records held in memory while the log cannot be written
+TAIL_BUDGET = 16 * 1024 * 1024  # bytes read at most by read_tail, over every file
+_BLOCK = 64 * 1024
+_limits = {"max_bytes": DEFAULT_MAX_BYTES, "keep": DEFAULT_KEEP}
+
+
+def configure(max_bytes: int | None = None, keep: int | None = None) -> None:
+    """The rotation limits of every :class:`AuditLog` this process makes without its own (the
+    command line sets them from ``[audit]`` once the configuration is loaded)."""
+    if max_bytes is not None:
+        _limits["max_bytes"] = int(max_bytes)
+    if keep is not None:
+        _limits["keep"] = int(keep)
+
+
+def rotated(path: Path, index: int) -> Path:
+    """``events.jsonl.<index>`` (index 0: the live file)."""
+    return path if index == 0 else path.with_name(f"{path.name}.{index}")
 
 
 def actor() -> str:
@@ -49,53 +90,146 @@ def redact(value: Any) -> Any:
 
 
 class AuditLog:
-    def __init__(self, path: Path, who: str | None = None) -> None:
+    def __init__(self, path: Path, who: str | None = None, *, max_bytes: int | None = None,
+                 keep: int | None = None) -> None:
         self.path = Path(path)
         self.actor = who or actor()
+        self.max_bytes = max_bytes
+        self.keep = keep
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        self._backlog: deque[bytes] = deque()
+        self.lost = 0  # records dropped from a full backlog (said in an audit_lost record)
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """(max_bytes, keep) in force: this log's own, else the process's (:func:`configure`)."""
+        return (self.max_bytes if self.max_bytes is not None else _limits["max_bytes"],
+                max(1, self.keep if self.keep is not None else _limits["keep"]))
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting in memory for the disk."""
+        return len(self._backlog)
 
     def append(self, event: str, **details: Any) -> dict[str, Any]:
         """Append one event; returns the record. Never raises: a failure is kept in
-        ``last_error`` (and returned as ``record["audit_error"]``) so the caller can show it."""
+        ``last_error`` (and returned as ``record["audit_error"]``) so the caller can show it;
+        the record waits in memory and is written with the next one that can be."""
         record = {"ts": iso(), "event": event, "actor": self.actor, **redact(details)}
-        line = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+        line = json_line(record)  # valid UTF-8 whatever the feed held; controls escaped (core/infra/text.py)
+        with self._lock:
+            if len(self._backlog) >= BACKLOG:
+                self._backlog.popleft()
+                self.lost += 1
+            self._backlog.append(line)
+            error = self._drain()
+        if error is not None:
+            record["audit_error"] = error
+        return record
+
+    def flush(self) -> bool:
+        """Write what waits in memory; True when nothing is left waiting."""
+        with self._lock:
+            if self._backlog:
+                self._drain()
+            return not self._backlog
+
+    def _drain(self) -> str | None:
+        """Write the backlog (under ``self._lock``); the error, or None once written."""
+        lines = list(self._backlog)
+        if self.lost:
+            lost = {"ts": iso(), "event": "audit_lost", "actor": self.actor, "records": self.lost,
+                    "message": "records that could not be written nor held in memory"}
+            lines.insert(0, json_line(lost))
         try:
-            with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._write(b"".join(lines))
+        except OSError as exc:
+            self.last_error = f"audit log {self.path}: {exc.strerror or exc}"
+            return self.last_error
+        self._backlog.clear()
+        self.lost = 0
+        self.last_error = None
+        return None
+
+    def _write(self, data: bytes) -> None:
+        """Append ``data`` (whole lines) under the file's lock, rotating first when it would take
+        the file over ``max_bytes``. Raises ``OSError``."""
+        max_bytes, keep = self.limits
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(16):  # each turn follows one rotation made by another process
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise OSError(f"{self.path} is not a regular file")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                st = os.fstat(fd)
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    view = memoryview(line)
+                    current = os.stat(self.path)
+                except FileNotFoundError:
+                    continue  # rotated away while this process waited: open the new one
+                if (current.st_dev, current.st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                if max_bytes > 0 and st.st_size > 0 and st.st_size + len(data) > max_bytes:
+                    _rotate(self.path, keep)
+                    continue  # write into the new file (under its own lock)
+                try:
+                    view = memoryview(data)
                     while view:
                         written = os.write(fd, view)
                         view = view[written:]
-                finally:
-                    os.close(fd)  # closing releases the lock
-            self.last_error = None
-        except OSError as exc:
-            self.last_error = f"audit log {self.path}: {exc.strerror or exc}"
-            record["audit_error"] = self.last_error
-        return record
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, st.st_size)  # no torn line left behind
+                    raise
+                return
+            finally:
+                os.close(fd)  # closing releases the lock
+        raise OSError(f"{self.path} keeps being rotated by other processes")
 
     def tail(self, limit: int = 50) -> list[dict[str, Any]]:
         """The last ``limit`` events (malformed lines skipped)."""
         return list(read_tail(self.path, limit))
 
 
-def read_tail(path: Path, limit: int) -> Iterator[dict[str, Any]]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            block = min(size, max(64 * 1024, limit * 1024))
-            handle.seek(size - block)
-            data = handle.read(block)
-    except OSError:
-        return
-    lines = data.split(b"\n")
-    if block < size:
-        lines = lines[1:]
+def _rotate(path: Path, keep: int) -> None:
+    """``events.jsonl`` -> ``.1`` -> ... -> ``.keep`` (the caller holds the live file's lock)."""
+    index = keep + 1
+    while index <= MAX_KEEP and os.path.lexists(rotated(path, index)):  # keep was lowered: drop the excess
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(rotated(path, index))
+        index += 1
+    for index in range(keep - 1, 0, -1):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(rotated(path, index), rotated(path, index + 1))
+    os.replace(path, rotated(path, 1))
+
+
+def _open_files(path: Path) -> list[tuple[Any, int]]:
+    """The audit log's files, newest first, opened (handle, size). Opened newest first and told
+    apart by inode, so a rotation during the call repeats no file (it may miss the newest lines)."""
+    files: list[tuple[Any, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for index in range(MAX_KEEP + 1):
+        try:  # non-blocking: a FIFO put in its place never hangs a reader
+            fd = os.open(rotated(path, index), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if index == 0:
+                continue  # rotated a moment ago: the older ones are still there
+            break
+        except OSError:
+            break
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in seen or not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        files.append((os.fdopen(fd, "rb"), st.st_size))
+    return files
+
+
+def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
     records = []
     for raw in lines:
         if raw.strip():
@@ -103,7 +237,70 @@ def read_tail(path: Path, limit: int) -> Iterator[dict[str, Any]]:
                 obj = orjson.loads(raw)
                 if isinstance(obj, dict):
                     records.append(obj)
-    yield from records[-limit:]
+    return records
+
+
+def _tail_of(handle: Any, size: int, want: int, budget: int) -> tuple[list[dict[str, Any]], int]:
+    """The last ``want`` records of one file (oldest first), reading backwards at most ``budget``
+    bytes. Returns them and the bytes read."""
+    end = size
+    carry = b""
+    records: list[dict[str, Any]] = []
+    used = 0
+    while end > 0 and len(records) < want and used < budget:
+        start = max(0, end - min(_BLOCK, budget - used))
+        handle.seek(start)
+        data = handle.read(end - start) + carry
+        used += end - start
+        end = start
+        lines = data.split(b"\n")
+        carry = lines.pop(0) if start > 0 else b""
+        records = _parse(lines) + records
+    return records[-want:] if want else [], used
+
+
+def read_tail(path: Path, limit: int) -> Iterator[dict[str, Any]]:
+    """The newest ``limit`` records of the audit log, oldest first, across its rotated files
+    (malformed lines skipped; at most :data:`TAIL_BUDGET` bytes read)."""
+    files = _open_files(Path(path))
+    collected: list[dict[str, Any]] = []
+    budget = TAIL_BUDGET
+    try:
+        for handle, size in files:
+            if len(collected) >= limit or budget <= 0:
+                break
+            try:
+                got, used = _tail_of(handle, size, limit - len(collected), budget)
+            except OSError:
+                break
+            budget -= used
+            collected = got + collected
+    finally:
+        for handle, _ in files:
+            handle.close()
+    yield from collected[-limit:] if limit > 0 else []
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every record of the audit log, oldest first, across its rotated files (malformed lines skipped)."""
+    files = _open_files(Path(path))
+    try:
+        for handle, size in reversed(files):
+            remaining = size  # what the file held when opened: a live file's newer lines come next time
+            carry = b""
+            while remaining > 0:
+                data = handle.read(min(_BLOCK, remaining))
+                if not data:
+                    break
+                remaining -= len(data)
+                lines = (carry + data).split(b"\n")
+                carry = lines.pop()
+                yield from _parse(lines)
+            if carry:
+                yield from _parse([carry])
+    finally:
+        for handle, _ in files:
+            handle.close()
 
 
 def audit_record(event: object) -> tuple[str, dict[str, Any]] | None:

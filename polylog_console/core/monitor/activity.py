@@ -99,7 +99,11 @@ def from_audit(record: dict[str, Any]) -> Activity:
 class AuditTail:
     """New records of the audit log since the last look (other processes append to it too: a CLI
     rehydrate in another terminal, ``watch`` delivering alerts). One ``stat`` per look when nothing
-    changed; a truncated or replaced file is read again from its start. Only complete lines count."""
+    changed; a truncated file is read again from its start. Only complete lines count.
+
+    Across rotation (``events.jsonl`` renamed to ``events.jsonl.1``, a new one started): the rest of
+    the file it was reading is found among the rotated files by its inode and read to its end
+    first, then the new file from its start, so no record written just before a rotation is missed."""
 
     def __init__(self, path: Any, *, from_end: bool = True) -> None:
         import os
@@ -117,27 +121,54 @@ class AuditTail:
                 pass
 
     def read_new(self, limit: int = 64 * 1024 * 1024) -> list[dict[str, Any]]:
-        import orjson
-
         try:
             st = self._os.stat(self.path)
         except OSError:
             return []
         ident = (st.st_dev, st.st_ino)
-        if ident != self.ident or st.st_size < self.offset:
+        out: list[dict[str, Any]] = []
+        if ident != self.ident:
+            if self.ident is not None:
+                out = self._rest_of_rotated(limit)
             self.ident, self.offset = ident, 0
+        elif st.st_size < self.offset:
+            self.offset = 0
         if st.st_size == self.offset:
-            return []
+            return out
+        got, used = self._read(self.path, self.offset, st.st_size, limit)
+        self.offset += used
+        return out + got
+
+    def _rest_of_rotated(self, limit: int) -> list[dict[str, Any]]:
+        """What was appended to the file being read before it was rotated away."""
+        for index in range(1, 1 + self.ROTATED_LOOKUP):
+            candidate = self.path.with_name(f"{self.path.name}.{index}")
+            try:
+                st = self._os.stat(candidate)
+            except OSError:
+                return []
+            if (st.st_dev, st.st_ino) == self.ident:
+                got, _ = self._read(candidate, self.offset, st.st_size, limit)
+                return got
+        return []
+
+    ROTATED_LOOKUP = 8  # rotated files searched for the one being read (a rotation per look at most, usually)
+
+    def _read(self, path: Any, offset: int, size: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The complete records of ``path`` from ``offset`` (at most ``limit`` bytes) and the bytes used."""
+        import orjson
+
+        if size <= offset:
+            return [], 0
         try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read(min(limit, st.st_size - self.offset))
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(min(limit, size - offset))
         except OSError:
-            return []
+            return [], 0
         end = data.rfind(b"\n")
         if end < 0:
-            return []
-        self.offset += end + 1
+            return [], 0
         out = []
         for line in data[:end].split(b"\n"):
             try:
@@ -146,4 +177,4 @@ class AuditTail:
                 continue
             if isinstance(record, dict):
                 out.append(record)
-        return out
+        return out, end + 1
