@@ -39,6 +39,24 @@ def fail(message: str) -> int:
     return EXIT_ERROR
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (the command goes on)."""
+    sys.stderr.write(f"polylog-console: warning: {safe_text(message)}\n")
+    sys.stderr.flush()
+
+
+def report_faults(session: Any) -> None:
+    """Say on stderr, one line each, what a running session cannot do with the disk: the alert
+    outbox cannot be written (alerts go out from memory), can be written again, or is held by
+    another running process (:class:`~polylog_console.core.alerts.delivery.OutboxStateEvent`)."""
+    def on_events(events: list[Any]) -> None:
+        for event in events:
+            if getattr(event, "event", None) == "outbox":
+                warn(event.message)
+
+    session.subscribe(on_events)
+
+
 def print_json(document: Any) -> None:
     """A command's JSON document, one line (:func:`~polylog_console.core.infra.text.dumps_json`:
     valid UTF-8 whatever the data holds, controls and bidi characters escaped)."""

@@ -15,7 +15,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
-from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, say
+from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, report_faults, say
 from polylog_console.core.infra.text import safe_text, short_digest
 from polylog_console.core.model.events import AlertEvent, EntryEvent, IngestErrorEvent, Status
 from polylog_console.core.monitor.incident import IncidentEvent
@@ -110,6 +110,7 @@ def run_once(ctx: Any) -> int:
     session = Session(ctx.workspace, config)
     tally = Tally()
     session.subscribe(tally)
+    report_faults(session)  # an outbox that cannot be written: one line on stderr (issue 10)
     if ctx.json:
         from polylog_console.cli.watch_follow import JsonPrinter
 

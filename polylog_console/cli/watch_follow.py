@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from typing import Any, TextIO
 
-from polylog_console.cli.common import EXIT_OK, fail
+from polylog_console.cli.common import EXIT_OK, fail, report_faults
 from polylog_console.core.infra.text import json_line, safe_text, short_digest
 from polylog_console.core.model.events import (
     AlertEvent,
@@ -166,6 +166,7 @@ def run_follow(ctx, args) -> int:
             session.stop()
 
     session.subscribe(print_events)
+    report_faults(session)  # an outbox that cannot be written: one line on stderr (issue 10)
     asyncio.run(_follow(session))
     if index is not None:
         index.flush()

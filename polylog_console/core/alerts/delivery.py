@@ -130,3 +130,62 @@ class DeliveryEvent:
         if self.at is not None:
             out["at"] = iso(self.at)
         return out
+
+
+# States of the outbox a dispatcher reports (OutboxStateEvent.state)
+UNWRITABLE = "unwritable"  # the outbox cannot be written: deliveries are sent from memory
+WRITABLE = "writable"  # it can be written again: what was pending in memory is saved
+STANDBY = "standby"  # another live process holds the outbox lock and delivers
+ACTIVE = "active"  # this process delivers (after a standby)
+
+
+@dataclass(frozen=True)
+class OutboxStateEvent:
+    """A change of what the dispatcher can do with its outbox, said once per change (``watch``
+    prints :attr:`message` on stderr; the metrics' ``polylog_outbox_writable`` follows it)."""
+
+    state: str
+    path: str  # the outbox directory, as shown to the operator
+    error: str | None = None
+    holder_pid: str | None = None
+    saved: int = 0  # deliveries written to the outbox when it became writable again
+    unsaved: int = 0  # deliveries only in memory
+    at: float | None = None
+
+    event = "outbox"
+
+    @property
+    def writable(self) -> bool:
+        return self.state != UNWRITABLE
+
+    @property
+    def level(self) -> str:
+        return "error" if self.state == UNWRITABLE else "warning" if self.state == STANDBY else "info"
+
+    @property
+    def message(self) -> str:
+        if self.state == UNWRITABLE:
+            return (f"alert outbox {self.path} cannot be written ({self.error}): alerts are delivered from memory "
+                    "and saved to the outbox once it can be written again")
+        if self.state == WRITABLE:
+            return f"alert outbox {self.path} can be written again: {self.saved} pending deliveries saved"
+        if self.state == STANDBY:
+            who = f"pid {self.holder_pid}" if self.holder_pid else "pid unknown"
+            return (f"alert outbox {self.path} is held by another running process ({who}): it delivers this "
+                    "workspace's alerts; this process takes over when it stops")
+        return f"alert outbox {self.path}: this process now delivers the workspace's alerts"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": "outbox", "state": self.state, "path": self.path, "writable": self.writable,
+                               "message": self.message}
+        if self.error:
+            out["error"] = self.error
+        if self.holder_pid:
+            out["holder_pid"] = self.holder_pid
+        if self.saved:
+            out["saved"] = self.saved
+        if self.unsaved:
+            out["unsaved"] = self.unsaved
+        if self.at is not None:
+            out["at"] = iso(self.at)
+        return out

@@ -26,6 +26,17 @@ Delivery: in creation order per sink; retried with exponential backoff and jitte
 restarts (the outbox is replayed by :meth:`start`); a permanent refusal (other 4xx, SMTP 5xx) is
 audited as ``alert_failed`` and kept in ``memory/outbox/failed/``. Every attempt's outcome is a
 :class:`~.delivery.DeliveryEvent` (handed to ``emit``) and an audit entry.
+
+A full or read-only disk (issue 10): a delivery whose outbox file cannot be written is sent from
+memory all the same; the dispatcher says so once (an :class:`~.delivery.OutboxStateEvent`, state
+``unwritable``, and the audit event ``alerts_outbox_unwritable``), tries to write what is pending
+every :data:`PERSIST_RETRY` seconds, and says when the outbox takes writes again (``writable``,
+``alerts_outbox_writable``, with the number of deliveries saved). Only a process that another live
+process's ``flock`` keeps out stands by (``alerts_standby``); a lock file that cannot be created
+means nobody holds the outbox, so this process delivers and takes the lock once it can.
+
+The sinks are warmed at :meth:`AlertDispatcher.start` (their ``warm()``: imports, HTTP client, TLS
+context), so the first alert after a start is as fast as the later ones.
 """
 
 from __future__ import annotations
@@ -42,15 +53,20 @@ from typing import Any
 import orjson
 
 from polylog_console.core.alerts.delivery import (
+    ACTIVE,
     DELIVERED,
     FAILED,
     RETRY,
+    STANDBY,
+    UNWRITABLE,
+    WRITABLE,
     Backoff,
     DeliveryError,
     DeliveryEvent,
+    OutboxStateEvent,
     Sink,
 )
-from polylog_console.core.alerts.outbox import Outbox, OutboxError, Pending
+from polylog_console.core.alerts.outbox import Outbox, OutboxError, OutboxUnlockable, Pending
 from polylog_console.core.alerts.payload import Notification, from_alert, hostname
 from polylog_console.core.infra.atomic import write_bytes
 from polylog_console.core.infra.audit import AuditLog
@@ -64,6 +80,7 @@ DEFAULT_RESOLVE_HOLD = 30.0
 DEFAULT_MAX_PENDING = 1000
 LOCK_RETRY = 5.0  # seconds between attempts to take an outbox another process holds
 SAVE_EVERY = 1.0  # seconds between writes of groups.json (what receivers heard)
+PERSIST_RETRY = 1.0  # seconds between attempts to save what is pending in memory (outbox unwritable)
 FIRING = "firing"
 RESOLVED = "resolved"
 
@@ -118,24 +135,55 @@ class SinkWorker:
 
     # queue ------------------------------------------------------------------------------------
 
-    def add(self, pending: Pending) -> None:
-        if self.overflow or len(self.queue) >= self.max_pending:
+    def add(self, pending: Pending) -> bool:
+        """Queue ``pending``; False when it had to be dropped (unsaved, and memory is full too)."""
+        if not pending.saved:
+            # Only in memory: kept whatever the queue holds, up to twice the limit (a full disk
+            # and a dead sink at once); beyond that it is lost, and the caller says so.
+            if len(self.queue) >= 2 * self.max_pending:
+                return False
+            self.queue.append(pending)
+        elif self.overflow or len(self.queue) >= self.max_pending:
             # Stays on disk, read back (in order, after the older ones) when the queue drains.
             self.overflow = True
         else:
             self.queue.append(pending)
         self._wake.set()
+        return True
 
     def load(self, pendings: Iterable[Pending]) -> int:
+        """Queue deliveries read from the outbox (those already queued are skipped)."""
+        known = {p.path for p in self.queue}
         count = 0
         for pending in pendings:
+            if pending.path in known:
+                continue
             self.add(pending)
             count += 1
         return count
 
+    def unsaved(self) -> int:
+        return sum(1 for p in self.queue if not p.saved)
+
+    def save_unsaved(self) -> int:
+        """Write the deliveries that are only in memory to the outbox (not the one being sent:
+        its outcome decides). Returns how many were saved; raises :class:`OutboxError` at the
+        first that cannot be (the rest stay as they are)."""
+        saved = 0
+        for index, pending in enumerate(list(self.queue)):
+            if pending.saved or (index == 0 and self.sending):
+                continue
+            new = self.outbox.save(pending)
+            if index < len(self.queue) and self.queue[index] is pending:
+                self.queue[index] = new
+            saved += 1
+        return saved
+
     @property
     def pending(self) -> int:
-        return self.outbox.count(self.name) if self.overflow else len(self.queue)
+        if self.overflow:
+            return self.outbox.count(self.name) + self.unsaved()
+        return len(self.queue)
 
     def has_pending(self, group: tuple[str, str]) -> bool:
         return any(p.note.group == group for p in self.queue)
@@ -254,6 +302,12 @@ class SinkWorker:
             self.report(_event(head, FAILED, attempt, error=error, at=self.clock()))
 
 
+async def _warm(warm: Callable[[], Any]) -> None:
+    """Run a sink's warm-up; a failure there only means the first send does the work."""
+    with contextlib.suppress(Exception):
+        await warm()
+
+
 def _event(pending: Pending, outcome: str, attempt: int, **kwargs: Any) -> DeliveryEvent:
     note = pending.note
     return DeliveryEvent(pending.sink, outcome, note.id, note.code, note.status, note.dedup_key, attempt, **kwargs)
@@ -317,8 +371,11 @@ class AlertDispatcher:
         max_pending: int = DEFAULT_MAX_PENDING,
         durable: bool = True,
         host: str | None = None,
+        retention: Any = None,
     ) -> None:
-        self.outbox = Outbox(outbox_dir, durable=durable)
+        retained = {} if retention is None else {"failed_keep": retention.failed_keep,
+                                                 "failed_max_age": retention.failed_max_age}
+        self.outbox = Outbox(outbox_dir, durable=durable, **retained)
         self.sinks = list(sinks)
         self.workspace = workspace
         self.runbook_url = runbook_url
@@ -336,6 +393,10 @@ class AlertDispatcher:
         self.groups: dict[tuple[str, str], Group] = {}
         self.stats = DispatcherStats()
         self.standby = False  # another process holds the outbox and delivers
+        self.unlocked = False  # no lock file could be made: nobody holds the outbox, this process delivers
+        self.writable = True  # the outbox took the last write asked of it
+        self.outbox_error: str | None = None
+        self.lost = 0  # deliveries dropped: neither the disk nor memory could keep them
         self.started = False
         self.closed = False
         self._consecutive: dict[str, int] = {}
@@ -343,8 +404,13 @@ class AlertDispatcher:
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_lock_try = 0.0
+        self._next_persist = 0.0
         self._groups_dirty = False
         self._next_save = 0.0
+        self._warming: list[asyncio.Task[None]] = []
+        # announcements made while another process held the outbox, by group: sent on taking over
+        # unless the holder's outbox or groups.json shows it sent them (at-least-once across a takeover)
+        self._held_by_standby: dict[tuple[str, str, str], Notification] = {}
 
     @classmethod
     def from_config(cls, outbox_dir: Path, config: Config, *, workspace: str, audit: AuditLog | None = None,
@@ -352,13 +418,15 @@ class AlertDispatcher:
         """A dispatcher with the sinks ``config`` configures (``sinks`` overrides them)."""
         if sinks is None:
             sinks = build_sinks(config)
+        kwargs.setdefault("retention", getattr(config, "retention", None))
         return cls(outbox_dir, sinks, workspace=workspace, runbook_url=config.alerts.runbook_url,
                    repeat_interval=config.alerts.repeat_interval, audit=audit, emit=emit, **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take the outbox, replay what is pending, start the delivery tasks and the timer."""
+        """Take the outbox, replay what is pending, start the delivery tasks and the timer, and
+        warm the sinks (in the background: nothing waits for it)."""
         if self.started:
             return
         self.started = True
@@ -366,26 +434,91 @@ class AlertDispatcher:
         self._load_groups()
         if self.sinks:
             self._take_outbox()
+            if self.outbox.owned:
+                self.outbox.prune_failed()  # limits lowered since the last run apply now
         for worker in self.workers.values():
             worker.start()
         self._timer = asyncio.create_task(self._maintain(), name="polylog-alert-timer")
+        for sink in self.sinks:
+            warm = getattr(sink, "warm", None)
+            if warm is not None:
+                self._warming.append(asyncio.create_task(_warm(warm), name=f"polylog-warm-{sink.name}"))
+
+    @property
+    def outbox_path(self) -> str:
+        """The outbox directory as shown to the operator (relative to the workspace when inside)."""
+        try:
+            return self.outbox.root.relative_to(self.workspace).as_posix()
+        except ValueError:
+            return str(self.outbox.root)
 
     def _take_outbox(self) -> bool:
+        """Try to hold the outbox lock. True when this process delivers (holding the lock, or
+        nobody can hold it); False when another live process holds it (standby)."""
+        now = self.clock()
         try:
             owned = self.outbox.acquire()
-        except OSError as exc:
-            self._audit("alerts_outbox_error", error=f"outbox {self.outbox.root}: {exc.strerror or exc}")
-            owned = False
+        except OutboxUnlockable as exc:
+            # No lock file exists and none can be made: no process holds this outbox. Deliver
+            # (from memory) and try to take the lock every LOCK_RETRY seconds.
+            self._next_lock_try = now + LOCK_RETRY
+            self._outbox_failed(str(exc))
+            if not self.unlocked:
+                self.unlocked = True
+                self._replay()
+            if self.standby:
+                self._set_active()
+            return True
         if not owned:
+            self._next_lock_try = now + LOCK_RETRY
+            self.unlocked = False
             if not self.standby:
                 self.standby = True
-                self._audit("alerts_standby", holder_pid=self.outbox.holder(),
-                            message="another process delivers this workspace's alerts")
-            self._next_lock_try = self.clock() + LOCK_RETRY
+                pid = self.outbox.holder()
+                self._audit("alerts_standby", holder_pid=pid,
+                            message="another running process holds the outbox lock and delivers this workspace's "
+                                    "alerts")
+                self._state(STANDBY, holder_pid=pid)
             return False
+        if not self.outbox.write_holder():
+            self._outbox_failed(f"outbox {self.outbox_path}: cannot write the holder's pid")
+        took_over = self.standby
         if self.standby:
-            self.standby = False
-            self._audit("alerts_active", message="this process now delivers the workspace's alerts")
+            self._set_active()
+        self.unlocked = False
+        self._replay()
+        if took_over:
+            self._send_held_by_standby()
+        return True
+
+    def _send_held_by_standby(self) -> None:
+        """Having taken the outbox over from another process: announce what this one would have
+        announced meanwhile, unless the other's outbox (replayed) or groups.json shows it did."""
+        held, self._held_by_standby = self._held_by_standby, {}
+        if not held:
+            return
+        heard: dict[tuple[str, str], tuple[str | None, float]] = {}
+        with contextlib.suppress(OSError, orjson.JSONDecodeError, TypeError, AttributeError):
+            for item in orjson.loads(self.groups_path.read_bytes()).get("groups", []):
+                heard[(str(item["code"]), str(item["dedup_key"]))] = (item.get("heard"),
+                                                                      float(item.get("last_announced") or 0.0))
+        queued = {(*p.note.group, p.note.status) for w in self.workers.values() for p in w.queue}
+        for key, note in sorted(held.items(), key=lambda kv: kv[1].created_at):
+            if key in queued:
+                continue  # the holder wrote it to the outbox: replayed
+            status, last = heard.get(note.group, (None, 0.0))
+            if status == note.status and (note.status != FIRING or last >= note.created_at - 1.0):
+                continue  # the holder announced it
+            for name in self.workers:
+                self._put(name, note)
+
+    def _set_active(self) -> None:
+        self.standby = False
+        self._audit("alerts_active", message="this process now delivers the workspace's alerts")
+        self._state(ACTIVE)
+
+    def _replay(self) -> None:
+        """Queue what the outbox holds (after a restart, or once this process takes it)."""
         replayed = 0
         for name, worker in self.workers.items():
             pendings, bad = self.outbox.load(name)
@@ -397,6 +530,73 @@ class AlertDispatcher:
         if replayed:
             self.stats.replayed += replayed
             self._audit("alert_replayed", deliveries=replayed)
+
+    # -- an outbox that cannot be written ----------------------------------------------------------
+
+    def _state(self, state: str, **details: Any) -> None:
+        """Say a change of the outbox's state (one event per change), after the current batch."""
+        if self.emit is None:
+            return
+        event = OutboxStateEvent(state, self.outbox_path, at=self.clock(), **details)
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon(self.emit, [event])
+        else:
+            self.emit([event])
+
+    def _outbox_failed(self, error: str) -> None:
+        """A write to the outbox failed: from now on deliveries are kept in memory until it works."""
+        self._next_persist = self.clock() + PERSIST_RETRY
+        if not self.writable:
+            return
+        self.writable = False
+        self.outbox_error = error
+        reason = error.rsplit(": ", 1)[-1]
+        unsaved = sum(w.unsaved() for w in self.workers.values())
+        self._audit("alerts_outbox_unwritable", path=self.outbox_path, error=error,
+                    message="alerts are delivered from memory and saved once the outbox can be written")
+        self._state(UNWRITABLE, error=reason, unsaved=unsaved)
+        self._wake.set()
+
+    def _put(self, name: str, note: Notification) -> None:
+        """Write a delivery to the outbox and queue it; when the disk refuses, queue it all the same."""
+        worker = self.workers[name]
+        pending = self.outbox.entry(name, note)
+        if self.writable:  # else do not pound a full disk for every alert: saved with the others
+            try:
+                pending = self.outbox.save(pending)
+            except OutboxError as exc:
+                self._outbox_failed(str(exc))
+        if not worker.add(pending):
+            self.lost += 1
+            self._audit("alert_lost", sink=name, code=note.code, status=note.status, dedup_key=note.dedup_key,
+                        error=f"outbox unwritable and {2 * worker.max_pending} deliveries already held in memory")
+
+    def _try_persist(self) -> bool:
+        """Save what is only in memory (deliveries, what receivers heard, the lock, the audit
+        backlog). True when the outbox is writable again."""
+        self._next_persist = self.clock() + PERSIST_RETRY
+        if self.audit is not None:
+            self.audit.flush()
+        if self.unlocked:
+            self._take_outbox()
+            if self.unlocked:
+                return False
+        elif self.outbox.owned and not self.outbox.write_holder():
+            return False
+        saved = 0
+        try:
+            for worker in self.workers.values():
+                saved += worker.save_unsaved()
+        except OutboxError:
+            return False
+        if self._groups_dirty and not self._save_groups(force=True):
+            return False
+        if not self.writable:
+            self.writable = True
+            self.outbox_error = None
+            self._audit("alerts_outbox_writable", path=self.outbox_path, saved=saved,
+                        message="the outbox can be written again")
+            self._state(WRITABLE, saved=saved)
         return True
 
     async def close(self, grace: float = 5.0) -> bool:
@@ -411,17 +611,28 @@ class AlertDispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
         self.announce_held()
-        self._save_groups()
+        self._save_groups(force=True)
+        for task in self._warming:
+            task.cancel()
         deadline = time.monotonic() + grace
         for worker in self.workers.values():
             await worker.wait_idle(max(0.0, deadline - time.monotonic()), due_only=True)
         left = 0
+        unsaved = 0
         for worker in self.workers.values():
             left += len(worker.queue)
+            with contextlib.suppress(OutboxError):
+                worker.save_unsaved()  # a last chance for what is only in memory
+            unsaved += worker.unsaved()
             await worker.stop()
         self.outbox.release()
         if left:
-            self._audit("alerts_persisted", deliveries=left, message="left in the outbox for the next start")
+            self._audit("alerts_persisted", deliveries=left - unsaved, message="left in the outbox for the next start")
+        if unsaved:
+            self._audit("alerts_lost", deliveries=unsaved, error=self.outbox_error,
+                        message="the outbox could not be written: these deliveries were never saved")
+        if self.audit is not None:
+            self.audit.flush()
         return left == 0
 
     def announce_held(self) -> int:
@@ -550,17 +761,12 @@ class AlertDispatcher:
         self.stats.notifications += 1
         self.stats.by_code[note.code] = self.stats.by_code.get(note.code, 0) + 1
         self._groups_dirty = True
-        if self.standby:
-            return  # the process holding the outbox announces it
+        if self.standby:  # the process holding the outbox announces it
+            if len(self._held_by_standby) < 10_000:
+                self._held_by_standby[(*note.group, note.status)] = note
+            return
         for name in sinks or self.workers:
-            worker = self.workers[name]
-            try:
-                pending = self.outbox.put(name, note)
-            except OutboxError as exc:
-                # Not durable, but not lost while this process runs: deliver from memory.
-                self._audit("alert_outbox_error", sink=name, code=note.code, error=str(exc))
-                pending = Pending(name, note, self.outbox.sink_dir(name) / f"unsaved-{note.id}.json")
-            worker.add(pending)
+            self._put(name, note)
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -605,20 +811,20 @@ class AlertDispatcher:
         return min(upcoming) if upcoming else None
 
     def _enqueue_repost(self, note: Notification) -> None:
-        try:
-            pending = self.outbox.put("alertmanager", note)
-        except OutboxError:
-            pending = Pending("alertmanager", note, self.outbox.sink_dir("alertmanager") / f"unsaved-{note.id}.json")
-        self.workers["alertmanager"].add(pending)
+        self._put("alertmanager", note)
 
     async def _maintain(self) -> None:
         while not self.closed:
             now = self.clock()
             if self.standby and now >= self._next_lock_try:
                 self._take_outbox()
+            if (not self.writable or self.unlocked) and now >= self._next_persist:
+                self._try_persist()
             nxt = self.due(now)
             if self.standby:
                 nxt = min(nxt or self._next_lock_try, self._next_lock_try)
+            if not self.writable or self.unlocked:
+                nxt = min(nxt or self._next_persist, self._next_persist)
             self._wake.clear()
             timeout = None if nxt is None else max(0.0, nxt - self.clock())
             await wait_event(self._wake, timeout)
@@ -667,10 +873,14 @@ class AlertDispatcher:
                 continue
             self.groups[(group.code, group.dedup_key)] = group
 
-    def _save_groups(self, now: float | None = None) -> None:
+    def _save_groups(self, now: float | None = None, *, force: bool = False) -> bool:
+        """Write what receivers heard; False when the outbox refused it (tried again with the
+        pending deliveries, see :meth:`_try_persist`)."""
         if self.standby or not self.sinks:  # nothing is announced without sinks: write nothing
             self._groups_dirty = False
-            return
+            return True
+        if not self.writable and not force:
+            return False  # the retry timer writes it with the rest
         self._groups_dirty = False
         now = self.clock() if now is None else now
         for key, group in list(self.groups.items()):
@@ -685,7 +895,10 @@ class AlertDispatcher:
             # notification), and it is written after each announcement, on the event loop.
             write_bytes(self.groups_path, orjson.dumps({"version": 1, "groups": keep}), durable=False)
         except OSError as exc:
-            self._audit("alert_outbox_error", path=str(self.groups_path), error=exc.strerror or str(exc))
+            self._groups_dirty = True
+            self._outbox_failed(f"outbox {self.outbox_path}: {exc.strerror or exc}")
+            return False
+        return True
 
     # -- reporting -------------------------------------------------------------------------------
 
@@ -702,6 +915,10 @@ class AlertDispatcher:
 
     def pending(self) -> dict[str, int]:
         return {name: worker.pending for name, worker in self.workers.items()}
+
+    def health(self) -> tuple[bool, bool]:
+        """(the outbox can be written, the audit log can be written), for the metrics."""
+        return self.writable, self.audit is None or self.audit.backlog == 0
 
 
 def deliver_once(ws: Any, config: Config, events: list[Any], *, grace: float = 10.0, audit: AuditLog | None = None,

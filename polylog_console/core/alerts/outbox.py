@@ -8,13 +8,23 @@ with the attempt count and the time of the next attempt, so backoff survives a r
 File names sort in creation order (``<ns>-<seq>-<id>.json``), which is the order a sink delivers
 in: a resolution never overtakes the alert it resolves. A delivery that a sink refuses for good
 (HTTP 4xx, SMTP 5xx) moves to ``memory/outbox/failed/`` with its error: audited, kept for the
-operator, not retried. A file that cannot be parsed moves aside as ``*.bad`` (never deleted).
+operator, not retried; ``failed/`` keeps at most ``failed_keep`` files, none older than
+``failed_max_age`` (``[retention]``; the newest is always kept), pruned as each is added. A file
+that cannot be parsed moves aside as ``*.bad`` (never deleted).
 
 Files hold the notification only: secrets are applied by the sink at send time.
 
 One process at a time delivers from an outbox: :meth:`Outbox.acquire` takes an exclusive
 ``flock`` on ``memory/outbox/.lock`` (released by the kernel when the process dies), so a console
-and a ``watch`` on the same workspace do not both send every alert.
+and a ``watch`` on the same workspace do not both send every alert. Only a refused ``flock``
+(``EWOULDBLOCK``) means that another live process holds it. Writing the holder's pid into the file
+is best effort (a full disk takes the lock, not the pid); a lock file that can only be opened
+read-only (read-only file system) is locked all the same; one that cannot be created at all raises
+:class:`OutboxUnlockable`: no process can hold a lock file that does not exist, so the caller
+delivers and tries to take the lock again later.
+
+A delivery whose file cannot be written (:class:`OutboxError` carries it, ``saved`` False) is
+delivered from memory and written by :meth:`Outbox.save` once the disk takes writes again.
 """
 
 from __future__ import annotations
@@ -32,9 +42,12 @@ import orjson
 
 from polylog_console.core.alerts.payload import Notification
 from polylog_console.core.infra.atomic import fsync_dir, write_bytes
+from polylog_console.core.infra.retention import prune
 
 FORMAT_VERSION = 1
 FAILED_DIR = "failed"
+FAILED_KEEP = 1000  # defaults of [retention] failed_keep / failed_max_age
+FAILED_MAX_AGE = 30 * 86400.0
 LOCK_FILE = ".lock"
 _seq = itertools.count()
 
@@ -50,6 +63,7 @@ class Pending:
     next_attempt_at: float = 0.0
     last_error: str | None = None
     created_ns: int = 0
+    saved: bool = True  # False: only in memory (its file could not be written yet)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
@@ -75,39 +89,79 @@ class Pending:
 
 
 class OutboxError(Exception):
-    """The outbox directory cannot be written (disk full, permissions)."""
+    """The outbox directory cannot be written (disk full, read-only, permissions). ``pending`` is
+    the delivery that could not be saved (``saved`` False, its intended path), when there is one."""
+
+    def __init__(self, message: str, pending: Pending | None = None) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+
+class OutboxUnlockable(OutboxError):
+    """The lock file can neither be created nor opened: no process holds this outbox."""
 
 
 class Outbox:
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
+    def __init__(self, root: Path, *, durable: bool = True, failed_keep: int = FAILED_KEEP,
+                 failed_max_age: float | None = FAILED_MAX_AGE) -> None:
         self.root = Path(root)
         self.durable = durable
+        self.failed_keep = failed_keep
+        self.failed_max_age = failed_max_age
         self._lock_fd: int | None = None
 
     # -- ownership ---------------------------------------------------------------------------
 
     def acquire(self) -> bool:
-        """Take the outbox for this process (non-blocking). False when another process has it."""
+        """Take the outbox for this process (non-blocking). True when this process holds it, False
+        when another live process does. Raises :class:`OutboxUnlockable` when the lock file cannot
+        be created or opened (then nobody holds it)."""
         if self._lock_fd is not None:
             return True
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.root / LOCK_FILE
+        with contextlib.suppress(OSError):
+            self.root.mkdir(parents=True, exist_ok=True)  # an empty directory fits on a full disk
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            try:  # a read-only file system: an existing lock file can still be locked
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                raise OutboxUnlockable(f"outbox {self.root}: cannot create {LOCK_FILE}: "
+                                       f"{exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # no locking on this file system (ENOLCK...): nobody can hold it
+            os.close(fd)
+            raise OutboxUnlockable(f"outbox {self.root}: cannot lock {LOCK_FILE}: {exc.strerror or exc}") from None
         self._lock_fd = fd
+        self.write_holder()
+        return True
+
+    def write_holder(self) -> bool:
+        """Write this process's pid into the lock file it holds (best effort: False when the disk
+        refuses it; the lock is held either way)."""
+        if self._lock_fd is None:
+            return False
+        data = f"{os.getpid()}\n".encode()
+        try:
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, data, 0)
+        except OSError:
+            return False
         return True
 
     def holder(self) -> str | None:
         """The pid written by the process holding the outbox, when readable."""
         try:
-            return (self.root / LOCK_FILE).read_text().strip() or None
+            with open(self.root / LOCK_FILE, "rb") as handle:
+                text = handle.read(64).decode("ascii", "replace").strip()
         except OSError:
             return None
+        return text if text.isdigit() else None
 
     @property
     def owned(self) -> bool:
@@ -123,31 +177,41 @@ class Outbox:
     def sink_dir(self, sink: str) -> Path:
         return self.root / sink
 
-    def put(self, sink: str, note: Notification) -> Pending:
-        """Write a new pending delivery (durably) and return it. Raises :class:`OutboxError`."""
+    def entry(self, sink: str, note: Notification) -> Pending:
+        """A new delivery of ``note`` to ``sink``, not written yet (``saved`` False)."""
         ns = time.time_ns()
-        directory = self.sink_dir(sink)
-        path = directory / f"{ns:020d}-{next(_seq) % 1_000_000:06d}-{note.id}.json"
-        pending = Pending(sink, note, path, created_ns=ns)
+        path = self.sink_dir(sink) / f"{ns:020d}-{next(_seq) % 1_000_000:06d}-{note.id}.json"
+        return Pending(sink, note, path, created_ns=ns, saved=False)
+
+    def put(self, sink: str, note: Notification) -> Pending:
+        """Write a new pending delivery (durably) and return it. Raises :class:`OutboxError`, whose
+        ``pending`` is the unsaved delivery (to send from memory and :meth:`save` later)."""
+        return self.save(self.entry(sink, note))
+
+    def save(self, pending: Pending) -> Pending:
+        """Write ``pending`` to its file (again); returns it with ``saved`` True. Raises :class:`OutboxError`."""
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            write_bytes(path, pending.to_bytes(), durable=self.durable)
+            pending.path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(pending.path, pending.to_bytes(), durable=self.durable)
         except OSError as exc:
-            raise OutboxError(f"outbox {path}: {exc.strerror or exc}") from None
-        return pending
+            raise OutboxError(f"outbox {pending.path.parent}: {exc.strerror or exc}", pending) from None
+        return replace(pending, saved=True)
 
     def update(self, pending: Pending, *, attempts: int, next_attempt_at: float, error: str | None) -> Pending:
         """Record a failed attempt (best effort: the in-memory copy goes on either way)."""
         new = replace(pending, attempts=attempts, next_attempt_at=next_attempt_at, last_error=error)
-        with contextlib.suppress(OSError):
-            if pending.path.exists():
-                write_bytes(pending.path, new.to_bytes(), durable=self.durable)
+        if pending.saved:
+            with contextlib.suppress(OSError):
+                if pending.path.exists():
+                    write_bytes(pending.path, new.to_bytes(), durable=self.durable)
         return new
 
     def remove(self, pending: Pending) -> None:
         """The sink accepted the delivery."""
-        with contextlib.suppress(FileNotFoundError):
+        try:
             pending.path.unlink()
+        except OSError:  # never saved, or a read-only disk (then it is sent again after a restart)
+            return
         if self.durable:
             fsync_dir(pending.path.parent)
 
@@ -161,7 +225,12 @@ class Outbox:
             pending.path.unlink(missing_ok=True)
         except OSError:
             return None
+        self.prune_failed()
         return target
+
+    def prune_failed(self) -> list[Path]:
+        """Apply the retention of ``failed/`` (never deleting its newest file)."""
+        return prune(self.root / FAILED_DIR, keep=self.failed_keep, max_age=self.failed_max_age)
 
     def load(self, sink: str) -> tuple[list[Pending], list[tuple[Path, str]]]:
         """Every pending delivery of ``sink`` in creation order, and the files set aside as bad."""

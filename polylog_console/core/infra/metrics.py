@@ -17,7 +17,9 @@ Exposed (all prefixed ``polylog_``):
   ``latest_checkpoint_timestamp_seconds``, ``stored_registry_readable``;
 * ``detection_latency_seconds`` (histogram): from a checkpoint line's arrival to its comparison;
 * ``alerts_raised_total{code,status}``, ``alerts_sent_total{sink}``, ``alerts_failed_total{sink}``,
-  ``alert_retries_total{sink}``, ``outbox_pending{sink}``;
+  ``alert_retries_total{sink}``, ``outbox_pending{sink}``, ``outbox_writable`` (1, or 0 while the
+  outbox cannot be written and deliveries wait in memory), ``audit_writable`` (1, or 0 while audit
+  records wait in memory);
 * ``replica_match{replica}`` (1/0/NaN), ``replica_latency_seconds{replica}``, ``replicas_checked_timestamp_seconds``;
 * ``refresh_total{outcome}``.
 """
@@ -129,6 +131,20 @@ class _OutboxCollector(Collector):
             for sink, count in sorted(counts.items()):
                 family.add_metric([sink], count)
         yield family
+        health = self.owner.outbox_health
+        if health is not None:
+            try:
+                outbox_ok, audit_ok = health()
+            except Exception:
+                return
+            writable = GaugeMetricFamily("polylog_outbox_writable", "1 when the alert outbox can be written, 0 while "
+                                         "deliveries are held in memory (full or read-only disk)")
+            writable.add_metric([], 1.0 if outbox_ok else 0.0)
+            audit = GaugeMetricFamily("polylog_audit_writable", "1 when the audit log can be written, 0 while "
+                                      "records are held in memory")
+            audit.add_metric([], 1.0 if audit_ok else 0.0)
+            yield writable
+            yield audit
 
 
 class Metrics:
@@ -137,6 +153,7 @@ class Metrics:
         self.view: MonitorView | None = None
         self.workspace_info = dict(workspace_info or {})
         self.outbox_source: Callable[[], Mapping[str, int]] | None = None
+        self.outbox_health: Callable[[], tuple[bool, bool]] | None = None  # (outbox writable, audit writable)
         r = self.registry
         self.registry.register(_MonitorCollector(self))
         self.registry.register(_OutboxCollector(self))

@@ -66,6 +66,14 @@ def incident_audit(event: IncidentEvent) -> tuple[str, dict[str, Any]]:
     return f"incident_{event.kind}", data
 
 
+def _audit_entry(event: Any) -> tuple[str, dict[str, Any]]:
+    if event.__class__ is IncidentEvent:
+        return incident_audit(event)
+    record = audit_record(event)
+    assert record is not None
+    return record
+
+
 class Session:
     TICK = 1.0  # seconds between staleness checks (a timer, not a busy loop)
     PARITY_INTERVAL = 60.0  # seconds between replica parity checks for the metrics
@@ -128,7 +136,8 @@ class Session:
     def _audit(self, events: list[Any]) -> None:
         """Audit a batch (SPEC §8). The same alert (code, status, drift) or incident event seen
         again within the batch is counted, and written once more at the end of the batch with
-        ``repeated`` (how many more times) and the last one's details."""
+        ``repeated`` (how many more times) and the last one's details: a flapping feed costs a
+        few audit lines per batch, not one per alert."""
         seen: set[tuple[str, str, str]] = set()
         repeats: dict[tuple[str, str, str], list[Any]] = {}
         append = self.audit.append
@@ -136,28 +145,31 @@ class Session:
             cls = event.__class__
             if cls is CheckpointEvent:
                 continue
-            if cls is IncidentEvent:
+            if cls is AlertEvent:
+                alert = event.alert
+                key = (alert.code, alert.status, alert.dedup_key)
+            elif cls is IncidentEvent:
                 if event.kind == "noted":  # audited by whoever noted it (an acknowledgement, an action)
                     continue
-                record = incident_audit(event)
-                key = (record[0], "", "")
+                key = (event.kind, "", "")
             else:
                 record = audit_record(event)
-                if record is None:
-                    continue
-                key = (record[0], event.alert.code, event.alert.dedup_key) if cls is AlertEvent else None
-            if key is not None:
-                if key in seen:
-                    entry = repeats.get(key)
-                    if entry is None:
-                        repeats[key] = [1, record[1]]
-                    else:
-                        entry[0] += 1
-                        entry[1] = record[1]
-                    continue
-                seen.add(key)
-            append(record[0], **record[1])
-        for (name, _, _), (count, details) in repeats.items():
+                if record is not None:
+                    append(record[0], **record[1])
+                continue
+            if key in seen:
+                entry = repeats.get(key)
+                if entry is None:
+                    repeats[key] = [1, event]
+                else:
+                    entry[0] += 1
+                    entry[1] = event
+                continue
+            seen.add(key)
+            name, details = _audit_entry(event)
+            append(name, **details)
+        for count, event in repeats.values():
+            name, details = _audit_entry(event)
             append(name, **details, repeated=count)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
@@ -221,6 +233,7 @@ class Session:
             self.metrics.view = self.monitor.snapshot()
             if self.alerts is not None:
                 self.metrics.outbox_source = self.alerts.pending
+                self.metrics.outbox_health = self.alerts.health
         if host is not None and port is not None:
             self.metrics.serve(host, port)
         return self.metrics
