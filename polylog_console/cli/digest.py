@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"catalogs        {'consistent' if cat.consistent else 'INCONSISTENT'}")
     for problem in cat.problems:
         say(f"  - {safe_text(problem, 200)}")
+    if cat.artifacts:
+        say("  artifacts     " + ", ".join(f"{safe_text(a.path, 80)} {a.status}" for a in cat.artifacts))
     if not result.file_digest_ok:
         say("registry.json   its digest field does not match its state")
     return EXIT_OK if result.ok else EXIT_PROBLEM

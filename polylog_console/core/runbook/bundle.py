@@ -334,10 +334,15 @@ class _Builder:
                  "(source and artifact checksums against `catalogs/metadata.json`, SPEC §4).")
         if check.problems:
             self.add("\n".join(f"- {code(p, 300)}" for p in check.problems))
-        raw = self.ws.metadata.read_bytes()
+        if check.artifacts:
+            self.add("Artifacts listed: " + ", ".join(f"{code(a.path, 120)} ({code(a.name, 40)}) {a.status}"
+                                                     for a in check.artifacts) + ".")
+        raw = check.raw  # read once, bounded, by verify_catalogs
+        if raw is None:
+            return  # missing or unreadable: the problem line above says why
         text = raw.decode("utf-8", "backslashreplace")
         try:
-            text = orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2).decode()
+            text = orjson.dumps(orjson.loads(raw.removeprefix(b"\xef\xbb\xbf")), option=orjson.OPT_INDENT_2).decode()
         except orjson.JSONDecodeError:
             self.add("`catalogs/metadata.json` is not valid JSON; its text follows.")
         self.add(fence(_capped(text.splitlines(), SECTION_LINES, "metadata.json"), "json"))

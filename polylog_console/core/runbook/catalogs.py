@@ -487,7 +487,7 @@ def verify_catalogs(root: Path) -> CatalogCheck:
     except FileNotFoundError:
         return CatalogCheck(False, [f"{METADATA_PATH}: missing"], None, None)
     except (OSError, ValueError) as exc:
-        reason = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
         return CatalogCheck(False, [f"{METADATA_PATH}: cannot read ({reason})"], None, None)
     try:
         metadata = orjson.loads(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)  # a BOM from a Windows editor
@@ -500,8 +500,10 @@ def verify_catalogs(root: Path) -> CatalogCheck:
     source_file = metadata.get("source_file")
     if source_file is not None and (not isinstance(source_file, str)
                                     or source_file.replace("\\", "/").rsplit("/", 1)[-1] != SOURCE_FILE):
-        problems.append(f"{METADATA_PATH}: the catalogs were generated from {_shown(source_file)} (source_file), "
-                        f"not {SOURCE_FILE}; its source_checksum is checked against {SOURCE_FILE}")
+        note = (f"{METADATA_PATH}: the catalogs were generated from {_shown(source_file)} (source_file), "
+                f"not {SOURCE_FILE}; its source_checksum is checked against {SOURCE_FILE}")
+    else:
+        note = None
     source_checksum = None
     try:
         source_checksum = sha256_file(root / SOURCE_FILE)
@@ -533,4 +535,6 @@ def verify_catalogs(root: Path) -> CatalogCheck:
     if len(names) > MAX_CHECKED_ARTIFACTS:
         consistent = False
         problems.append(f"{METADATA_PATH}: {len(names) - MAX_CHECKED_ARTIFACTS:,} more artifacts listed, not checked")
+    if note is not None:  # last: the reasons for an inconsistency come first
+        problems.append(note)
     return CatalogCheck(consistent, problems, metadata, source_checksum, checks, raw)

@@ -116,7 +116,9 @@ def _recompute(ctx: OperationContext, progress: Progress) -> Outcome:
             message += (f" (missing {result.diff.missing}, unexpected {result.diff.unexpected}, "
                         f"mismatched {result.diff.mismatched})")
     if not result.catalogs.consistent:
-        message += "; catalogs/metadata.json does not match the files"
+        problems = result.catalogs.problems
+        message += "; catalogs inconsistent with catalogs/metadata.json" + (
+            f" ({problems[0]}{f'; {len(problems) - 1} more' if len(problems) > 1 else ''})" if problems else "")
     if not result.file_digest_ok:
         message += "; registry.json's own digest field is wrong"
     return Outcome("ok" if result.ok else "problem", message, doc, result, RECHECK)
