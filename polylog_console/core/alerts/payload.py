@@ -13,9 +13,14 @@ the sink. Each sink renders it for its channel:
   ``code``, ``workspace``, ``severity``; annotations ``summary``, ``description``, ``runbook_url``;
   ``startsAt``; ``endsAt``).
 
-Text that came from the feed (labels, digests, summaries built from them) is passed through
-:func:`~polylog_console.core.infra.text.safe_text` where it lands in human-read text (email, annotations),
-so escape sequences in a checkpoint label cannot reach an operator's terminal or mail client.
+Text that came from the feed (labels, digests, summaries built from them) may hold anything. A
+notification holds it as :func:`~polylog_console.core.infra.text.json_safe` data (no lone
+surrogates, so the outbox and every sink can encode it); each rendering then goes through the one
+sanitiser of its output kind (``core/infra/text.py``): JSON bodies through
+:func:`~polylog_console.core.infra.text.dumps_json` (controls and bidi characters as ``\\uXXXX``),
+email text and subject, and Alertmanager annotations through
+:func:`~polylog_console.core.infra.text.safe_text` (visible escapes), so escape sequences in a
+checkpoint label cannot reach an operator's terminal or mail client.
 """
 
 from __future__ import annotations
@@ -29,9 +34,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-import orjson
-
-from polylog_console.core.infra.text import safe_text
+from polylog_console.core.infra.text import dumps_json, header_text, json_safe, safe_text
 from polylog_console.core.model.events import SEVERITY, Alert, Severity, iso
 
 BODY_VERSION = 1
@@ -112,7 +115,7 @@ class Notification:
 
 
 def from_alert(alert: Alert, *, workspace: str, runbook_url: str, now: float, host: str | None = None) -> Notification:
-    """The notification announcing ``alert``."""
+    """The notification announcing ``alert`` (its feed-borne data as JSON-safe values)."""
     return Notification(
         id=uuid.uuid4().hex,
         created_at=now,
@@ -120,17 +123,17 @@ def from_alert(alert: Alert, *, workspace: str, runbook_url: str, now: float, ho
         status=alert.status,
         severity=str(alert.severity),
         dedup_key=alert.dedup_key,
-        summary=alert.summary,
-        workspace=workspace,
-        host=host or hostname(),
+        summary=json_safe(alert.summary),
+        workspace=json_safe(workspace),
+        host=json_safe(host or hostname()),
         runbook_url=runbook_url,
-        checkpoint=dict(alert.checkpoint) if alert.checkpoint else None,
-        stored_digest=alert.stored_digest,
-        live_digest=alert.live_digest,
+        checkpoint=json_safe(dict(alert.checkpoint)) if alert.checkpoint else None,
+        stored_digest=json_safe(alert.stored_digest),
+        live_digest=json_safe(alert.live_digest),
         consecutive_mismatches=alert.consecutive_mismatches,
         since=alert.since,
-        diff=alert.diff,
-        reason=alert.reason,
+        diff=json_safe(alert.diff),
+        reason=json_safe(alert.reason),
         resolves=tuple(alert.resolves),
     )
 
@@ -172,8 +175,9 @@ def webhook_body(note: Notification, sent_at: float) -> dict[str, Any]:
     }
 
 
-def encode_body(body: dict[str, Any]) -> bytes:
-    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+def encode_body(body: Any) -> bytes:
+    """A JSON request body (webhook, Alertmanager): :func:`~polylog_console.core.infra.text.dumps_json`."""
+    return dumps_json(body)
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -242,18 +246,20 @@ def email_text(note: Notification) -> str:
     if note.status == "firing":
         lines += ["", "Runbook (manual response):", *RUNBOOK_STEPS]
     lines += ["", f"Runbook: {note.runbook_url}", ""]
-    return "\n".join(lines)
+    # Every line once more through the text sanitiser (idempotent): whatever a line holds, the
+    # body carries no control, bidi override or lone surrogate.
+    return "\n".join(safe_text(line) for line in lines)
 
 
 def email_message(note: Notification, sender: str, to: tuple[str, ...]) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = safe_text(f"{title(note)}: {note.summary}", 200)
+    msg["Subject"] = header_text(f"{title(note)}: {note.summary}", 200)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(idstring=note.id, domain="polylog-console")
-    msg["X-Polylog-Dedup-Key"] = note.dedup_key
-    msg[DELIVERY_HEADER] = note.id
+    msg["X-Polylog-Dedup-Key"] = header_text(note.dedup_key, 80)  # read back from the outbox: one line whatever
+    msg[DELIVERY_HEADER] = header_text(note.id, 80)
     msg.set_content(email_text(note))
     return msg
 

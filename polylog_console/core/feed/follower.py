@@ -77,11 +77,45 @@ from polylog_console.core.model.events import FeedEvent
 
 FINGERPRINT = 128  # bytes just before the read offset, re-checked to detect truncate-then-regrow
 READ_BYTES = 1 << 20  # one pread
-BATCH_BYTES = 1 << 20  # a batch is cut once it holds this many bytes of lines
-PENDING_BYTES = 4 << 20  # the reader waits while this much is delivered but not yet taken
+BATCH_BYTES = 1 << 20  # a batch is cut once it holds this many bytes of lines...
+BATCH_RECORDS = records.BATCH_RECORDS  # ... or this many (tiny lines: ~200 bytes of objects per 3-byte line)
+PENDING_BYTES = 4 << 20  # the reader waits while this much is delivered but not yet taken...
+PENDING_RECORDS = 4 * BATCH_RECORDS  # ... or this many records
+HISTORY_OTHERS = 2048  # entries and ingest errors kept in the start-up history (the rest are counted)
 INDEX_CHUNK = 1 << 20  # the line indexer's buffer
 TAIL_MAX_BYTES = 64 << 20  # the backwards start scan stops here even with fewer checkpoints than asked
 ANCHOR_SCAN = 16 << 20  # page_back counts newlines up to this far to number lines
+
+
+def _span(lines: list[bytes | int]) -> int:
+    """Bytes that ``lines`` (from a splitter: bytes, or an over-long line's length) cover, newlines included."""
+    try:
+        return sum(map(len, lines)) + len(lines)  # type: ignore[arg-type]
+    except TypeError:
+        return sum(x if type(x) is int else len(x) for x in lines) + len(lines)  # type: ignore[misc]
+
+
+def _thin(recs: list[Any], quota: int) -> tuple[list[Any], int]:
+    """Keep every checkpoint and the last ``quota`` other records of ``recs`` (file order); runs of
+    dropped records become their count. Returns (the list, others kept)."""
+    out: list[Any] = []
+    kept = 0
+    for r in reversed(recs):
+        if type(r) is int:
+            if out and type(out[-1]) is int:
+                out[-1] += r
+            else:
+                out.append(r)
+        elif r.__class__ is Checkpoint or kept < quota:
+            if r.__class__ is not Checkpoint:
+                kept += 1
+            out.append(r)
+        elif out and type(out[-1]) is int:
+            out[-1] += 1
+        else:
+            out.append(1)
+    out.reverse()
+    return out, kept
 
 
 class _Signal:
@@ -99,11 +133,15 @@ class _Signal:
 
 
 class _Channel:
-    """Reader thread -> event loop hand-off, bounded by bytes (back-pressure on the reader).
+    """Reader thread -> event loop hand-off, bounded by bytes and by records (back-pressure on the
+    reader: memory is bounded by these sizes, never by how fast the feed grows).
 
     Items are ``[records, rels, nbytes, mergeable]``. Consecutive batches are merged while the
     consumer has not taken them (so a slow consumer gets fewer, larger batches, never more than
-    ``BATCH_BYTES`` each). ``put`` blocks while ``PENDING_BYTES`` are waiting, until :meth:`close`.
+    ``BATCH_BYTES`` or ``BATCH_RECORDS`` each). ``put`` blocks while ``PENDING_BYTES`` or
+    ``PENDING_RECORDS`` are waiting, until :meth:`close`. :attr:`peak_records` is the largest
+    backlog seen (records waiting, the batch being put included), :attr:`peak_batch` the largest
+    batch handed out.
     """
 
     def __init__(self) -> None:
@@ -111,6 +149,9 @@ class _Channel:
         self._space = threading.Condition(self._lock)
         self._items: collections.deque[list[Any]] = collections.deque()
         self._pending = 0
+        self._pending_records = 0
+        self.peak_records = 0
+        self.peak_batch = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self._waiting = False
@@ -132,13 +173,13 @@ class _Channel:
     def put(self, batch: list[Any], rels: list[int] | None, nbytes: int, mergeable: bool = True) -> bool:
         """Queue a batch; False once the channel is closed."""
         with self._lock:
-            while self._pending >= PENDING_BYTES and not self.closed:
+            while (self._pending >= PENDING_BYTES or self._pending_records >= PENDING_RECORDS) and not self.closed:
                 self._space.wait()
             if self.closed:
                 return False
             last = self._items[-1] if self._items else None
             if (mergeable and last is not None and last[3] and last[2] + nbytes <= BATCH_BYTES
-                    and (last[1] is None) == (rels is None)):
+                    and len(last[0]) + len(batch) <= BATCH_RECORDS and (last[1] is None) == (rels is None)):
                 last[0].extend(batch)
                 if rels is not None:
                     last[1].extend(rels)
@@ -146,6 +187,8 @@ class _Channel:
             else:
                 self._items.append([batch, rels, nbytes, mergeable])
             self._pending += nbytes
+            self._pending_records += len(batch)
+            self.peak_records = max(self.peak_records, self._pending_records)
             notify = self._waiting
             self._waiting = False
         if notify:
@@ -164,6 +207,7 @@ class _Channel:
             self.closed = True
             self._items.clear()
             self._pending = 0
+            self._pending_records = 0
             self._space.notify_all()
         self._notify_consumer()
 
@@ -177,6 +221,8 @@ class _Channel:
                 if self._items:
                     item = self._items.popleft()
                     self._pending -= item[2]
+                    self._pending_records -= len(item[0])
+                    self.peak_batch = max(self.peak_batch, len(item[0]))
                     self._space.notify_all()
                     return item
                 if self.finished:
@@ -330,6 +376,7 @@ class FeedFollower:
         self.truncations = 0
         self.deletions = 0
         self.batches = 0
+        self.history_dropped = 0  # entries and ingest errors of the start-up history beyond HISTORY_OTHERS
         # consumer-side state (event loop thread)
         self._recent: collections.deque[Checkpoint] = collections.deque(maxlen=self.history)
         self._recent_rel: collections.deque[int | None] = collections.deque(maxlen=self.history)
@@ -378,6 +425,8 @@ class FeedFollower:
             "ingest_errors": self.ingest_errors, "bytes_read": self.bytes_read, "bytes_indexed": self.bytes_indexed,
             "bytes_paged": self.bytes_paged, "rotations": self.rotations, "truncations": self.truncations,
             "deletions": self.deletions, "batches": self.batches, "offset": self._pos,
+            "history_dropped": self.history_dropped, "peak_batch": self._channel.peak_batch,
+            "peak_pending": self._channel.peak_records,
         }
 
     def stop(self) -> None:
@@ -431,16 +480,21 @@ class FeedFollower:
             fd = os.dup(fd)  # the reader may swap files meanwhile; this copy stays valid
         try:
             before = max(0, min(int(before_offset), self._pos))
-            scanner = BackScanner(fd, before, self.max_line)
+            scanner = BackScanner(fd, before, self.max_line, max_block=READ_BYTES)
             chunks: list[list[Record]] = []
             below = 0
             found = 0
             now = time.monotonic_ns()
             for offset, lines in scanner:
                 below += len(lines)
-                recs = parse_lines(lines, -below, offset, now, self.max_line)
-                chunks.append(recs)
-                found += len(recs)
+                end = len(lines)
+                while end > 0 and found < count:  # only as many lines as needed, from the region's end
+                    begin = max(0, end - max(count - found, 64))
+                    recs = parse_lines(lines[begin:end], begin - below, offset + _span(lines[:begin]), now,
+                                       self.max_line)
+                    chunks.append(recs)
+                    found += len(recs)
+                    end = begin
                 if found >= count:
                     break
             self.bytes_paged += scanner.bytes_read
@@ -592,13 +646,15 @@ class FeedFollower:
         fd = self._fd
         assert fd is not None
         now = time.monotonic_ns()
-        scanner = BackScanner(fd, size, self.max_line)
-        chunks: list[list[Record]] = []
+        scanner = BackScanner(fd, size, self.max_line, max_block=READ_BYTES)
+        chunks: list[list[Any]] = []
         below = 0
         found = 0
+        others = HISTORY_OTHERS  # entries and ingest errors still to keep (the latest ones)
         for offset, lines in scanner:
             below += len(lines)
-            recs = parse_lines(lines, -below, offset, now, self.max_line)
+            recs, kept = self._history_region(lines, -below, offset, now, others)
+            others -= kept
             chunks.append(recs)
             found += sum(1 for r in recs if r.__class__ is Checkpoint)
             if found >= self.history or scanner.bytes_read >= TAIL_MAX_BYTES:
@@ -617,6 +673,11 @@ class FeedFollower:
                     if seen == self.history:
                         recs = recs[i:]
                         break
+        # Records dropped from the history (beyond HISTORY_OTHERS) stand as counts: drop those too.
+        dropped = sum(r for r in recs if type(r) is int)
+        if dropped:
+            recs = [r for r in recs if type(r) is not int]
+        self.history_dropped = dropped
         if whole:
             start, rel_start = 0, -below
         elif recs:
@@ -653,12 +714,34 @@ class FeedFollower:
         self._out.extend(recs)
         self._out_rels.extend(rels)
         self._out_bytes += size - start
-        self._event("started", offset=start, size=size, checkpoints=min(found, self.history), records=len(recs),
-                    lines_known=base is not None, mode=self.mode)
+        detail = (f"{dropped:,} older entries and ingest errors of the start-up history are not shown "
+                  f"(the last {HISTORY_OTHERS:,} are)" if dropped else "")
+        self._event("started", detail, offset=start, size=size, checkpoints=min(found, self.history),
+                    records=len(recs), history_dropped=dropped, lines_known=base is not None, mode=self.mode)
         self._flush(mergeable=False)
         if base is None:
             self._start_indexer(start)
         return True
+
+    def _history_region(self, lines: list[bytes | int], rel: int, offset: int, now: int,
+                        quota: int) -> tuple[list[Any], int]:
+        """Parse one region of the start-up scan in slices of ``BATCH_RECORDS`` lines, keeping its
+        checkpoints and only its latest ``quota`` entries and ingest errors: older ones become a
+        count (an ``int`` in their place), so a feed of millions of tiny lines costs no more than
+        the history. Returns (records and counts in file order, others kept)."""
+        kept: list[Any] = []
+        others = 0
+        for i in range(0, len(lines), BATCH_RECORDS):
+            part = lines[i:i + BATCH_RECORDS]
+            recs = parse_lines(part, rel + i, offset, now, self.max_line)
+            offset += _span(part)
+            others += sum(1 for r in recs if r.__class__ is not Checkpoint)
+            kept.extend(recs)
+            if others > quota + BATCH_RECORDS:
+                kept, others = _thin(kept, quota)
+        if others > quota:
+            kept, others = _thin(kept, quota)
+        return kept, others
 
     def _count(self, recs: list[Any]) -> None:
         checkpoints = entries = 0
@@ -768,10 +851,23 @@ class FeedFollower:
                 # The splitter only limits a line still incomplete at a chunk's end; a line that
                 # both starts and ends within what was just read can be as long: same rule for it.
                 lines = [x if type(x) is int or len(x) <= max_line else len(x) for x in lines]
-            if lines:
+            accounted = 0
+            if len(lines) > BATCH_RECORDS:  # many short lines: parse and hand them over a batch at a time
+                for i in range(0, len(lines), BATCH_RECORDS):
+                    part = lines[i:i + BATCH_RECORDS]
+                    self._parse(part, first, now, max_line)
+                    span = _span(part)
+                    first += span
+                    if len(self._out) >= BATCH_RECORDS:
+                        self._out_bytes += span
+                        accounted += span
+                        self._flush()  # waits while the consumer is behind (back-pressure)
+                        if self._signal.stop:
+                            return
+            elif lines:
                 self._parse(lines, first, now, max_line)
-            self._out_bytes += n
-            if self._out_bytes >= BATCH_BYTES:
+            self._out_bytes += max(0, n - accounted)
+            if self._out_bytes >= BATCH_BYTES or len(self._out) >= BATCH_RECORDS:
                 self._flush()
             if n < READ_BYTES:
                 break

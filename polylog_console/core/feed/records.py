@@ -9,24 +9,66 @@ A line becomes exactly one of:
 * :class:`IngestError`: not valid UTF-8 JSON, not an object, or ``registry_digest`` not a string.
 
 Blank lines give None. Lines are parsed with orjson; when orjson refuses a line the standard
-library gets a second look, so that valid JSON orjson does not take (integers beyond 64 bits) is
-still read, and the error message names the problem precisely.
+library gets a second look, so that valid JSON orjson does not take is still read, and the error
+message names the problem precisely. That second look is where hostile but valid JSON is decided,
+once, for every consumer (SPEC §5: only ``registry_digest`` decides what a line is):
+
+* **lone surrogates** (``"\\ud800"``, which orjson refuses): strings are kept exactly as written,
+  so a digest is compared as it is (it can never match a stored digest) and keys stay distinct;
+  each field holding one gets a :class:`FieldWarning`. Outputs make such strings safe
+  (``core/infra/text.py``: U+FFFD in JSON, a visible ``\\ud800`` in text).
+* **integers of more than** :data:`MAX_INT_DIGITS` **digits** (which Python refuses to convert,
+  and which would cost quadratic time) and **values nested too deeply** for the decoder's
+  recursion become :class:`Unreadable` markers: the field reads as absent, with a warning; the
+  line is still a checkpoint when its ``registry_digest`` is a string. A line that is not valid
+  JSON at any depth is still an ingest error.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from orjson import JSONDecodeError, loads
 
 from polylog_console.core.infra.gcpause import gc_paused
+from polylog_console.core.infra.text import has_surrogates, safe_text
 from polylog_console.core.registry.digest import looks_like_digest
 from polylog_console.core.registry.stored import type_name
 
 BOM = b"\xef\xbb\xbf"
+
+# Integers longer than this are not converted (CPython's own default limit for int(str)); a
+# checkpoint field never needs one. The limit holds whatever sys.set_int_max_str_digits says.
+MAX_INT_DIGITS = 4300
+
+
+class Unreadable:
+    """A JSON value that was read but cannot be used: an integer of more than
+    :data:`MAX_INT_DIGITS` digits, or a value nested too deeply for the decoder. It stands in
+    the decoded object in its place; ``what`` says which (``"an integer of 5000 digits"``). It is
+    no JSON type, so every typed field reads it as absent; as text (``str``) it is ``<what>``."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.what!r})"
+
+    def __str__(self) -> str:
+        return f"<{self.what}>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Unreadable and other.what == self.what
+
+    def __hash__(self) -> int:
+        return hash(self.what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +92,13 @@ class Checkpoint:
     line (``tests/bench/bench_foundation.py``).
     """
 
-    __slots__ = ("_warnings", "data", "digest", "envelope", "line", "observed_ns", "offset", "raw", "telemetry_raw")
+    __slots__ = ("_warnings", "data", "digest", "envelope", "extra", "line", "observed_ns", "offset", "raw",
+                 "telemetry_raw")
     kind = "checkpoint"
 
     def __init__(self, digest: str, line: int | None, offset: int, raw: bytes, data: dict[str, Any],
-                 observed_ns: int = 0, envelope: bool = False, telemetry: Any = None) -> None:
+                 observed_ns: int = 0, envelope: bool = False, telemetry: Any = None,
+                 extra: tuple[tuple[str, str], ...] = ()) -> None:
         self.digest = digest
         self.line = line
         self.offset = offset
@@ -63,6 +107,7 @@ class Checkpoint:
         self.observed_ns = observed_ns
         self.envelope = envelope
         self.telemetry_raw = telemetry
+        self.extra = extra  # (field, reason) found when the line was decoded (see hostile_values)
         self._warnings: tuple[FieldWarning, ...] | None = None
 
     def __repr__(self) -> str:
@@ -126,7 +171,10 @@ class Checkpoint:
         """Every present field of the wrong type, as (line, field, reason). Computed once."""
         warnings = self._warnings
         if warnings is None or (warnings and warnings[0].line != self.line):
-            warnings = self._warnings = field_warnings(self.data, self.line, self.envelope, self.telemetry_raw)
+            warnings = field_warnings(self.data, self.line, self.envelope, self.telemetry_raw)
+            if self.extra:
+                warnings += tuple(FieldWarning(self.line, name, reason) for name, reason in self.extra)
+            self._warnings = warnings
         return warnings
 
     @property
@@ -157,8 +205,8 @@ class Checkpoint:
 
 def _exact_field(raw: bytes, name: str, envelope: bool) -> Any:
     try:
-        obj = json.loads(raw.decode("utf-8", "replace").lstrip("\ufeff"))
-    except ValueError:
+        obj = _DECODER.decode(raw.decode("utf-8", "replace").lstrip("\ufeff"))
+    except (ValueError, RecursionError):
         return None
     if envelope and isinstance(obj, dict):
         obj = obj.get("checkpoint_record")
@@ -195,7 +243,7 @@ def field_warnings(data: dict[str, Any], line: int | None, envelope: bool = Fals
     cacheable = True
     for name, types, expected in _EXPECTED:
         value = data.get(name)
-        if value is None:
+        if value is None or type(value) is Unreadable:  # an Unreadable value: its warning is in extra
             continue
         if type(value) not in types:
             if int in types and type(value) is float and value.is_integer() and abs(value) >= 2**63:
@@ -206,7 +254,7 @@ def field_warnings(data: dict[str, Any], line: int | None, envelope: bool = Fals
             (type(value) is float and not math.isfinite(value)) or (type(value) is int and abs(value) >= 1e15)
         ):
             warnings.append(FieldWarning(line, name, "not a usable time (out of range)"))
-    if envelope and telemetry is not None and type(telemetry) is not dict:
+    if envelope and telemetry is not None and type(telemetry) not in (dict, Unreadable):
         warnings.append(FieldWarning(line, "detection_telemetry", f"expected an object, got {type_name(telemetry)}"))
     if isinstance(digest, str) and not looks_like_digest(digest):
         warnings.append(FieldWarning(line, "registry_digest", "not 64 lowercase hex characters"))
@@ -233,7 +281,7 @@ class Entry:
     def entry_kind(self) -> str:
         for key in ("kind", "type", "event", "entry"):
             value = self.data.get(key)
-            if isinstance(value, str):
+            if type(value) is str:
                 return value
         return next(iter(self.data), "empty")
 
@@ -263,6 +311,147 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _bounded_int(digits: str) -> Any:
+    count = len(digits) - (digits[0] == "-")
+    if count > MAX_INT_DIGITS:
+        return Unreadable(f"an integer of {count:,} digits")
+    limit = sys.get_int_max_str_digits()
+    if limit == 0 or count <= limit:
+        return int(digits)
+    # A lower limit set for this interpreter: convert in pieces, each under any limit Python
+    # accepts (640 digits at least).
+    plain = digits.lstrip("-")
+    value = 0
+    for i in range(0, count, 600):
+        piece = plain[i:i + 600]
+        value = value * 10 ** len(piece) + int(piece)
+    return -value if digits[0] == "-" else value
+
+
+_DECODER = json.JSONDecoder(parse_int=_bounded_int, parse_constant=_reject_constant)
+_WS = re.compile(r"[ \t\n\r]*")
+_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null")
+# Runs of openings (``[``, or ``{`` with a plain key: ``[{"a":[``) and of closings are taken at once.
+_OPENS = re.compile(r'(?:\[++|\{"[^"\\\[\]{}]*+":)++')  # possessive: no backtracking state kept
+_NOT_OPENING = bytes(b for b in range(256) if b not in b"[{")  # keys dropped from a run: its containers
+_CLOSES = re.compile(r"[\]}]+")
+_OPENER = str.maketrans("]}", "[{")
+_scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+def _skip_value(text: str, idx: int) -> int:
+    """Check the JSON value at ``idx`` without building it, iteratively (any depth); returns the
+    index just past it. Raises ValueError (IndexError at the end of the text) when it is not JSON.
+    Linear in its length; runs of brackets are taken at once (a 64 MiB line in well under a second)."""
+    stack = bytearray()  # b"[" or b"{" per open container
+    while True:
+        # a value is expected at idx
+        idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+        c = text[idx]
+        run = _OPENS.match(text, idx) if c == "[" or c == "{" else None
+        if run is not None:
+            opened = run.group().encode("utf-8").translate(None, _NOT_OPENING)
+            stack += opened
+            idx = _WS.match(text, run.end()).end()  # type: ignore[union-attr]
+            if opened[-1] == 0x7B or text[idx] != "]":
+                continue  # a member's value, or an array's first value, follows
+            stack.pop()  # an empty array
+            idx += 1
+        elif c == "{":
+            stack += b"{"
+            idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+            if text[idx] == "}":
+                stack.pop()
+                idx += 1
+            else:
+                idx = _member_key(text, idx)
+                continue
+        elif c == '"':
+            idx = _scanstring(text, idx + 1)[1]
+        else:
+            m = _SCALAR.match(text, idx)
+            if m is None:
+                raise ValueError(f"Expecting value (char {idx})")
+            idx = m.end()
+        # after a value: close containers, or a comma and the next value
+        while True:
+            if not stack:
+                return idx
+            idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+            c = text[idx]
+            if c == ",":
+                idx += 1
+                if stack[-1] == 0x7B:  # "{"
+                    idx = _member_key(text, _WS.match(text, idx).end())  # type: ignore[union-attr]
+                break
+            if c == "]" or c == "}":
+                run = _CLOSES.match(text, idx)
+                assert run is not None
+                closers = run.group()[: len(stack)]  # what follows the value's end is not its own
+                if stack[len(stack) - len(closers):] != closers[::-1].translate(_OPENER).encode("ascii"):
+                    raise ValueError(f"Unexpected {c!r} (char {idx})")
+                del stack[len(stack) - len(closers):]
+                idx += len(closers)
+            else:
+                raise ValueError(f"Expecting ',' delimiter (char {idx})")
+
+
+def _member_key(text: str, idx: int) -> int:
+    """Past ``"key":`` at idx (whitespace after the colon not included)."""
+    if text[idx] != '"':
+        raise ValueError(f"Expecting property name enclosed in double quotes (char {idx})")
+    idx = _WS.match(text, _scanstring(text, idx + 1)[1]).end()  # type: ignore[union-attr]
+    if text[idx] != ":":
+        raise ValueError(f"Expecting ':' delimiter (char {idx})")
+    return idx + 1
+
+
+def _deep_value(text: str, idx: int, depth: int) -> tuple[Any, int]:
+    """The value at ``idx``; one too deep for the decoder is an :class:`Unreadable` (checked as
+    JSON all the same), except that the top-level object and its object members (the
+    ``checkpoint_record`` envelope) are read member by member."""
+    try:
+        return _DECODER.raw_decode(text, idx)
+    except RecursionError:
+        pass
+    if depth < 2 and text.startswith("{", idx):
+        return _deep_object(text, idx, depth + 1)
+    return Unreadable("a value nested too deeply to read"), _skip_value(text, idx)
+
+
+def _deep_object(text: str, idx: int, depth: int) -> tuple[dict[str, Any], int]:
+    obj: dict[str, Any] = {}
+    idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+    if text[idx] == "}":
+        return obj, idx + 1
+    while True:
+        if text[idx] != '"':
+            raise ValueError(f"Expecting property name enclosed in double quotes (char {idx})")
+        key, idx = _scanstring(text, idx + 1)
+        idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+        if text[idx] != ":":
+            raise ValueError(f"Expecting ':' delimiter (char {idx})")
+        obj[key], idx = _deep_value(text, _WS.match(text, idx + 1).end(), depth)  # type: ignore[union-attr]
+        idx = _WS.match(text, idx).end()  # type: ignore[union-attr]
+        if text[idx] == "}":
+            return obj, idx + 1
+        if text[idx] != ",":
+            raise ValueError(f"Expecting ',' delimiter (char {idx})")
+        idx = _WS.match(text, idx + 1).end()  # type: ignore[union-attr]
+
+
+def _deep_loads(text: str) -> Any:
+    """A whole line too deep for the decoder: see :func:`_deep_value`."""
+    idx = _WS.match(text).end()  # type: ignore[union-attr]
+    try:
+        value, end = _deep_value(text, idx, 0)
+    except IndexError:
+        raise ValueError("Unexpected end of the line") from None
+    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        raise ValueError(f"Extra data (char {end})")
+    return value
+
+
 def _slow_loads(raw: bytes) -> tuple[Any, str | None]:
     """Second look at a line orjson refused: (value, None) or (None, reason)."""
     try:
@@ -270,7 +459,10 @@ def _slow_loads(raw: bytes) -> tuple[Any, str | None]:
     except UnicodeDecodeError as exc:
         return None, f"invalid UTF-8 at byte {exc.start}"
     try:
-        return json.loads(text, parse_constant=_reject_constant), None
+        try:
+            return _DECODER.decode(text), None
+        except RecursionError:
+            return _deep_loads(text), None
     except ValueError as exc:
         # "Expecting value: line 1 column 9 (char 8)": keep the column, drop the line part.
         message = str(exc)
@@ -281,8 +473,54 @@ def _slow_loads(raw: bytes) -> tuple[Any, str | None]:
         return None, "invalid JSON: nested too deeply"
 
 
+def hostile_values(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(field, reason) for each top-level field of a decoded line that holds a lone surrogate
+    (in a key or a string, at any depth) or an :class:`Unreadable` value. Only lines orjson
+    refused can hold either, so only they are walked."""
+    found: list[tuple[str, str]] = []
+    for name, value in obj.items():
+        problem = _hostile(value)
+        if has_surrogates(name):
+            problem = problem or _surrogate_reason(name)
+        if problem is not None:
+            found.append((name, problem))
+    return tuple(found)
+
+
+def _surrogate_reason(text: str) -> str:
+    bad = next(ch for ch in text if 0xD800 <= ord(ch) <= 0xDFFF)
+    return (f"holds a lone surrogate ({safe_text(bad)}): not valid Unicode "
+            "(U+FFFD in JSON output, a visible escape in text)")
+
+
+def _hostile(value: Any) -> str | None:
+    """The first problem found in ``value`` (iteratively: any depth), or None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str:
+            if has_surrogates(v):
+                return _surrogate_reason(v)
+        elif t is dict:
+            for k, item in v.items():
+                if type(k) is str and has_surrogates(k):
+                    return _surrogate_reason(k)
+                stack.append(item)
+        elif t is list:
+            stack.extend(v)
+        elif t is Unreadable:
+            return f"{v.what}: read as absent"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return value.what if type(value) is Unreadable else type_name(value)
+
+
 def parse_line(raw: bytes, line: int | None = None, offset: int = 0, observed_ns: int = 0) -> Record | None:
     """Parse one feed line (without its ``\\n``). Returns None for a blank line."""
+    slow = False  # decoded by the standard library: it may hold lone surrogates or Unreadable values
     try:
         obj = loads(raw)
     except JSONDecodeError:
@@ -298,25 +536,30 @@ def parse_line(raw: bytes, line: int | None = None, offset: int = 0, observed_ns
             obj, reason = _slow_loads(raw)
             if reason is not None:
                 return IngestError(line, offset, reason, raw, observed_ns)
+            slow = True
     if type(obj) is not dict:
-        return IngestError(line, offset, f"not a JSON object (got {type_name(obj)})", raw, observed_ns)
+        return IngestError(line, offset, f"not a JSON object (got {_kind(obj)})", raw, observed_ns)
     if "checkpoint_record" in obj:
         inner = obj["checkpoint_record"]
         if type(inner) is not dict:
             return IngestError(
-                line, offset, f"checkpoint_record must be an object (got {type_name(inner)})", raw, observed_ns)
+                line, offset, f"checkpoint_record must be an object (got {_kind(inner)})", raw, observed_ns)
         digest = inner.get("registry_digest")
         if type(digest) is str:
-            return Checkpoint(digest, line, offset, raw, inner, observed_ns, True, obj.get("detection_telemetry"))
+            telemetry = obj.get("detection_telemetry")
+            extra = hostile_values(inner) if slow else ()
+            if slow and telemetry is not None:
+                extra += tuple(("detection_telemetry", r) for r in (_hostile(telemetry),) if r is not None)
+            return Checkpoint(digest, line, offset, raw, inner, observed_ns, True, telemetry, extra)
         if digest is None and "registry_digest" not in inner:
             return IngestError(line, offset, "checkpoint_record has no registry_digest", raw, observed_ns)
     else:
         digest = obj.get("registry_digest")
         if type(digest) is str:
-            return Checkpoint(digest, line, offset, raw, obj, observed_ns)
+            return Checkpoint(digest, line, offset, raw, obj, observed_ns, extra=hostile_values(obj) if slow else ())
         if digest is None and "registry_digest" not in obj:
             return Entry(obj, line, offset, raw, observed_ns)
-    return IngestError(line, offset, f"registry_digest must be a string (got {type_name(digest)})", raw, observed_ns)
+    return IngestError(line, offset, f"registry_digest must be a string (got {_kind(digest)})", raw, observed_ns)
 
 
 class LineSplitter:
@@ -416,6 +659,8 @@ def _parse_lines(lines: list[bytes | int], first_line: int | None, first_offset:
                 digest = obj.get("registry_digest")
                 if type(digest) is str:
                     append(Checkpoint(digest, line, offset, raw, obj, observed_ns))
+                elif digest is None and "registry_digest" not in obj:
+                    append(Entry(obj, line, offset, raw, observed_ns))
                 else:
                     record = parse_line(raw, line, offset, observed_ns)
                     append(record)  # type: ignore[arg-type]
@@ -429,8 +674,31 @@ def _parse_lines(lines: list[bytes | int], first_line: int | None, first_offset:
     return out
 
 
-def read_records(path, *, chunk_size: int = 4 * 1024 * 1024, max_line: int = MAX_LINE):
-    """Read a whole feed file in large chunks; yields lists of records (one list per chunk).
+BATCH_RECORDS = 8192  # records per batch (read_records, the follower): memory is bounded by it, not by the feed
+
+
+def _batches(lines: list[bytes | int], line: int, first: int, max_line: int):
+    """parse_lines over ``lines`` in slices of at most BATCH_RECORDS lines (non-empty lists only)."""
+    if len(lines) <= BATCH_RECORDS:
+        records = parse_lines(lines, line, first, 0, max_line)
+        if records:
+            yield records
+        return
+    for i in range(0, len(lines), BATCH_RECORDS):
+        part = lines[i:i + BATCH_RECORDS]
+        records = parse_lines(part, line + i, first, 0, max_line)
+        try:
+            first += sum(map(len, part)) + len(part)  # type: ignore[arg-type]
+        except TypeError:  # an over-long line stands as its length
+            first += sum(x if type(x) is int else len(x) for x in part) + len(part)  # type: ignore[misc]
+        if records:
+            yield records
+
+
+def read_records(path, *, chunk_size: int = 1 << 20, max_line: int = MAX_LINE):
+    """Read a whole feed file in chunks; yields lists of at most :data:`BATCH_RECORDS` records, so
+    memory is bounded by the chunk and batch sizes whatever the feed holds (3,000,000 ``{}``
+    lines: ``tests/bench/bench_memory.py``).
 
     A last line without its newline is still read (the file is complete for this purpose).
     Raises OSError if the file cannot be opened, :class:`~polylog_console.core.infra.reader.UnreadableFile`
@@ -448,8 +716,8 @@ def read_records(path, *, chunk_size: int = 4 * 1024 * 1024, max_line: int = MAX
                 break
             first, lines = splitter.feed(chunk)
             if lines:
-                yield parse_lines(lines, line, first, 0, max_line)
+                yield from _batches(lines, line, first, max_line)
                 line += len(lines)
         if splitter.partial:
             first, lines = splitter.feed(b"\n")
-            yield parse_lines(lines, line, first, 0, max_line)
+            yield from _batches(lines, line, first, max_line)
