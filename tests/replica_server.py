@@ -13,6 +13,10 @@ configure many replicas with different behaviours against one server:
 ``/close``        reads the request and closes the connection without any response
 ``/drip``         200 with a Content-Length, then one byte every ``?interval=`` seconds (default 0.3)
 ``/raw``          200 with the raw bytes registered under ``?doc=``
+``/loop``         302 with ``Location:`` itself (a redirect loop)
+``/big``          200 with a streamed JSON body of ``?size=`` bytes (``{"digest": ?digest=, "pad": "xx..."}``),
+                  made chunk by chunk (never held in memory); ``?length=1`` sends its Content-Length,
+                  else the body ends when the connection closes
 
 Documents are registered by name (``ReplicaServer(documents={"ok": {...}, "drifted": {...}})``);
 every request path is recorded in :attr:`ReplicaServer.hits` so tests can count retries.
@@ -64,6 +68,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = True
 
+    def _send_big(self, size: int, digest: str, with_length: bool) -> None:
+        head = b'{"digest":"%s","pad":"' % digest.encode()
+        tail = b'"}'
+        pad = max(0, size - len(head) - len(tail))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if with_length:
+            self.send_header("Content-Length", str(len(head) + pad + len(tail)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        block = b"x" * (1 << 20)
+        try:
+            self.wfile.write(head)
+            while pad > 0 and not self.server.owner.stopping.is_set():
+                piece = block if pad >= len(block) else block[:pad]
+                self.wfile.write(piece)
+                pad -= len(piece)
+            self.wfile.write(tail)
+        except OSError:  # the client refused the body and went away
+            pass
+        self.close_connection = True
+
     def do_GET(self) -> None:
         owner = self.server.owner
         parts = urlsplit(self.path)
@@ -112,6 +138,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif mode == "raw":
             self._send(200, doc)
+        elif mode == "loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif mode == "big":
+            self._send_big(int(query.get("size", str(1 << 20))), query.get("digest", "0" * 64),
+                           query.get("length") == "1")
         else:
             self._send(404, b"unknown mode\n", "text/plain")
 

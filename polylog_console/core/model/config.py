@@ -56,6 +56,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 YEAR = 365 * 86400.0
 DURATION_MAX = 10 * YEAR  # no duration anywhere is longer (finite, and far inside datetime's range)
+INT_MAX = 2**53  # no integer anywhere is larger (exact as a JSON number everywhere)
 
 # Ranges of every number and duration (inclusive), checked for the file, the environment and
 # every [[replicas]] table alike. Maxima are generous: a stale_after of weeks or a year is a real
@@ -95,10 +96,22 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def _show(value: Any, limit: int = 40) -> str:
+    """``value`` for a message: its repr (str for numbers), cut to ``limit`` characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = str(value) if isinstance(value, int | float) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def check_range(key: str, value: Any) -> Any:
     """``value`` if it lies in ``RANGES[key]`` (``section.key``, ``replicas.key``), else ValueError."""
     bounds = RANGES.get(key)
-    if bounds is None or isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if bounds is None:  # a key without its own range: finite and no larger than any sane setting
+        if isinstance(value, int) and value > INT_MAX:
+            raise ValueError(f"must be at most {INT_MAX}, got {_show(value)}")
         return value
     low, high = bounds
     if isinstance(value, float) and not math.isfinite(value):
@@ -106,7 +119,7 @@ def check_range(key: str, value: Any) -> Any:
     if low <= value <= high:
         return value
     if isinstance(low, int) and isinstance(high, int):
-        raise ValueError(f"must be between {low} and {high}, got {value}")
+        raise ValueError(f"must be between {low} and {high}, got {_show(value)}")
     raise ValueError(f"must be between {format_seconds(low)} and {format_seconds(high)}, got {value:g} s")
 
 
@@ -169,7 +182,7 @@ def _bool(value: Any, from_env: bool) -> bool:
             return True
         if lowered in {"0", "false", "no", "off", ""}:
             return False
-    raise ValueError(f"expected true or false, got {type_name(value)} {value!r}")
+    raise ValueError(f"expected true or false, got {type_name(value)} {_show(value)}")
 
 
 def _int(minimum: int) -> Callable[[Any, bool], int]:
@@ -178,11 +191,11 @@ def _int(minimum: int) -> Callable[[Any, bool], int]:
             try:
                 value = int(value.strip())
             except ValueError:
-                raise ValueError(f"expected an integer, got {value!r}") from None
+                raise ValueError(f"expected an integer, got {_show(value)}") from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {type_name(value)}")
         if value < minimum:
-            raise ValueError(f"must be at least {minimum}, got {value}")
+            raise ValueError(f"must be at least {minimum}, got {_show(value)}")
         return value
 
     return convert
@@ -195,7 +208,7 @@ def _duration(value: Any, from_env: bool) -> float:
 def _choice(*choices: str) -> Callable[[Any, bool], str]:
     def convert(value: Any, from_env: bool) -> str:
         if not isinstance(value, str) or value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+            raise ValueError(f"expected one of {', '.join(choices)}, got {_show(value)}")
         return value
 
     return convert
@@ -214,7 +227,7 @@ def _str_list(value: Any, from_env: bool) -> tuple[str, ...]:
 def _url(value: Any, from_env: bool) -> str:
     text = _str(value, from_env)
     if not re.match(r"https?://[^\s/]+", text):
-        raise ValueError(f'expected an http:// or https:// URL, got "{text}"')
+        raise ValueError(f"expected an http:// or https:// URL, got {_show(text, 80)}")
     return text
 
 
@@ -413,6 +426,8 @@ def _read_toml(path: Path, label: str) -> dict[str, Any]:
         raise ConfigError(f"{label}: not valid UTF-8 at byte {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    except ValueError as exc:  # tomllib's int() of a number of more than 4300 digits
+        raise ConfigError(f"{label}: invalid TOML: {str(exc).split(';')[0]}") from None
 
 
 def _read_secret_file(root: Path, name: str, where: str, key: str) -> Secret:

@@ -39,10 +39,13 @@ def split_snapshot(raw: bytes) -> tuple[dict, bytes] | None:
     """``(head, state)`` of a compact snapshot whose state is its last member (where sorted keys put
     it): ``head`` is every other member, parsed (``label``, ``digest``, ``scheme``, ...), ``state``
     the bytes of the ``"state"`` member; None if ``raw`` is not laid out that way."""
-    if b"\\" in raw or not raw.endswith(b"}}"):
+    end = len(raw)
+    while end and raw[end - 1] in b"\n\r":  # a trailing newline (files written by hand or by `jq`)
+        end -= 1
+    if b"\\" in raw or raw[end - 2:end] != b"}}":
         return None
     if raw.startswith(_ONLY_STATE):
-        return {}, raw[len(_ONLY_STATE) - 1: -1]
+        return {}, raw[len(_ONLY_STATE) - 1: end - 1]
     at = raw.find(_STATE_KEY)
     if at < 0:
         return None
@@ -53,7 +56,7 @@ def split_snapshot(raw: bytes) -> tuple[dict, bytes] | None:
     # A valid head proves the split is at the top level (no escapes: every quote is real).
     if not isinstance(head, dict) or "state" in head:
         return None
-    return head, raw[at + len(_STATE_KEY) - 1: -1]
+    return head, raw[at + len(_STATE_KEY) - 1: end - 1]
 
 
 def state_bytes(raw: bytes) -> bytes | None:

@@ -22,7 +22,16 @@ Rules:
   backoff while the budget lasts; 4xx answers are not retried.
 * Replica content is untrusted: bodies are size-capped, every field is type-checked, errors are one
   line, URLs are shown with credentials and secret-looking query values masked, file replica
-  paths are confined to the workspace. Callers still pass text through ``safe_text`` to print it.
+  paths are confined to the workspace and read with the bounded reader (regular files only).
+  Callers still pass text through ``safe_text`` to print it.
+* Memory is bounded by design: one replica's body is at most :data:`MAX_BODY` bytes, and the bodies
+  held at once by *all* the replicas of one check share one budget of :data:`TOTAL_BODY` bytes
+  (:class:`BodyBudget`). A replica streams into the budget; when it is full the replica waits for
+  another one to finish with its body, and when every holder is waiting (no one could ever
+  release) the replica that found it so is refused with a one-line error rather than deadlock.
+  Big bodies are parsed one at a time. A ``Content-Length`` over the limit is refused unread.
+* No exception from one replica can lose the others' results: anything a check raises becomes that
+  replica's one-line error (a redirect loop is "too many redirects"), never a match.
 
 Parsing, digesting and diffing run in worker threads so that a replica serving a large state does
 not stall the event loop (and the latency measured for the other replicas).
@@ -46,6 +55,7 @@ import httpx
 import orjson
 
 from polylog_console import __version__
+from polylog_console.core.infra import reader
 from polylog_console.core.model.config import Config, ReplicaConfig
 from polylog_console.core.model.errors import PolylogError
 from polylog_console.core.model.events import iso
@@ -58,6 +68,9 @@ from polylog_console.core.registry.stored import StoredRegistry, StoredView, typ
 Kind = Literal["file", "http"]
 
 MAX_BODY = 512 * 1024 * 1024  # bytes; a replica serving more is refused (a 1M-symbol state is ~60 MB)
+TOTAL_BODY = 512 * 1024 * 1024  # bytes of replica bodies held at once, all replicas of a check together
+BIG_BODY = 16 * 1024 * 1024  # bodies larger than this are parsed one at a time (parsing multiplies memory)
+MAX_REDIRECTS = 10
 BACKOFF = 0.1  # seconds before the first retry, doubled for each further retry
 MIN_ATTEMPT = 0.05  # no retry is started with less budget than this left
 DIFF_SAMPLE = 5  # entries of each kind kept in the JSON form of a replica's diff
@@ -129,6 +142,7 @@ class ParityReport:
     scheme: str
     replicas: list[ReplicaResult] = field(default_factory=list)
     elapsed_ms: float = 0.0
+    body_peak: int = 0  # most bytes of replica bodies held at once during the check
 
     @property
     def ok(self) -> bool:
@@ -205,6 +219,69 @@ class _TooLarge(Exception):
     pass
 
 
+class _OverBudget(Exception):
+    def __init__(self, held: int, alone: bool) -> None:
+        super().__init__(held)
+        self.held = held
+        self.alone = alone  # no other replica holds any of the budget: this body alone is too big
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size} bytes"
+
+
+class BodyBudget:
+    """Bytes of replica bodies held in memory at once, shared by every replica of one check.
+
+    :meth:`take` grants bytes or waits until another replica :meth:`release`-s its own; when no
+    holder could release (every other holder is waiting too, or there is none) it raises
+    :class:`_OverBudget` instead: the check never deadlocks and never holds more than
+    ``capacity``. A replica refused while others hold parts of the budget drops its partial body,
+    waits for one of them to finish (:meth:`wait_for_release`) and fetches again. One event loop
+    only (no locking beyond asyncio's)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0
+        self._held: dict[int, int] = {}
+        self._waiting: set[int] = set()
+        self._changed = asyncio.Condition()
+        self.releases = 0
+
+    def held(self, owner: int) -> int:
+        return self._held.get(owner, 0)
+
+    async def take(self, owner: int, size: int) -> None:
+        async with self._changed:
+            while self.used + size > self.capacity:
+                others = [o for o, n in self._held.items() if n and o != owner]
+                if not others or all(o in self._waiting for o in others):
+                    raise _OverBudget(self.held(owner) + size, alone=not others)
+                self._waiting.add(owner)
+                try:
+                    await self._changed.wait()
+                finally:
+                    self._waiting.discard(owner)
+            self.used += size
+            self._held[owner] = self._held.get(owner, 0) + size
+            self.peak = max(self.peak, self.used)
+
+    async def release(self, owner: int) -> None:
+        async with self._changed:
+            freed = self._held.pop(owner, 0)
+            if freed:
+                self.used -= freed
+                self.releases += 1
+                self._changed.notify_all()
+
+    async def wait_for_release(self, seen: int) -> None:
+        """Until some replica releases budget after the ``seen``-th release."""
+        async with self._changed:
+            while self.releases == seen:
+                await self._changed.wait()
+
+
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """The verifying TLS context, built once per process: loading the CA bundle costs tens of
@@ -226,7 +303,7 @@ class _Analysis:
     diff: RegistryDiff | None = None
 
 
-def analyse(raw: bytes, stored: StoredView, scheme: str, *, kind: Kind) -> _Analysis:
+def analyse(raw: bytes | bytearray, stored: StoredView, scheme: str, *, kind: Kind) -> _Analysis:
     """Compare a replica's document (its raw bytes) with the stored registry.
 
     ``kind`` decides what is required: an HTTP replica must send ``digest``; a file replica may be
@@ -236,7 +313,7 @@ def analyse(raw: bytes, stored: StoredView, scheme: str, *, kind: Kind) -> _Anal
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        preview = raw[:40].decode("utf-8", "backslashreplace")
+        preview = bytes(raw[:40]).decode("utf-8", "backslashreplace")
         out.error = one_line(f"not JSON ({exc}); starts with {preview!r}", 200)
         return out
     if not isinstance(data, dict):
@@ -307,19 +384,29 @@ class _Checker:
     """Checks replicas concurrently against one stored view; one per :func:`check_replicas` call."""
 
     def __init__(self, ws: Workspace, scheme: str, stored: StoredView,
-                 executor: concurrent.futures.Executor) -> None:
+                 executor: concurrent.futures.Executor, budget: BodyBudget) -> None:
         self.ws = ws
         self.scheme = scheme
         self.stored = stored
         self.executor = executor
+        self.budget = budget
         self.client: httpx.AsyncClient | None = None
+        self._big_parse = asyncio.Semaphore(1)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def _finish(self, result: ReplicaResult, raw: bytes) -> ReplicaResult:
+    async def _finish(self, result: ReplicaResult, raw: bytes | bytearray) -> ReplicaResult:
         kind = result.kind
-        found: _Analysis = await self._in_thread(lambda: analyse(raw, self.stored, self.scheme, kind=kind))
+        try:
+            if len(raw) > BIG_BODY:
+                async with self._big_parse:
+                    found: _Analysis = await self._in_thread(
+                        lambda: analyse(raw, self.stored, self.scheme, kind=kind))
+            else:
+                found = await self._in_thread(lambda: analyse(raw, self.stored, self.scheme, kind=kind))
+        except RecursionError:  # valid JSON nested deeper than the digest's serialiser goes
+            found = _Analysis(error="state nested too deeply to digest or compare")
         result.digest = found.digest
         result.match = found.match
         result.error = found.error
@@ -333,11 +420,23 @@ class _Checker:
         return result
 
     async def check(self, rc: ReplicaConfig) -> ReplicaResult:
-        if rc.url is not None:
-            return await self.check_http(rc)
-        return await self.check_file(rc)
+        """One replica's result, whatever happens: an unexpected exception becomes its error."""
+        owner = id(rc)
+        try:
+            if rc.url is not None:
+                return await self.check_http(rc, owner)
+            return await self.check_file(rc, owner)
+        except Exception as exc:  # one replica's surprise must not lose the others' results
+            kind: Kind = "http" if rc.url is not None else "file"
+            location = display_url(rc.url) if rc.url is not None else (
+                self.ws.relative(rc.path) if rc.path is not None else "")
+            return ReplicaResult(rc.name, kind, None, None, None,
+                                 one_line(f"check failed: {type(exc).__name__}: {exc}", 200), time.time(),
+                                 location=location)
+        finally:
+            await self.budget.release(owner)
 
-    async def check_file(self, rc: ReplicaConfig) -> ReplicaResult:
+    async def check_file(self, rc: ReplicaConfig, owner: int) -> ReplicaResult:
         location = self.ws.relative(rc.path) if rc.path is not None else ""
         result = ReplicaResult(rc.name, "file", None, None, None, None, time.time(), location=location)
         started = time.monotonic()
@@ -347,48 +446,73 @@ class _Checker:
             result.error = one_line(str(exc))
             return result
         result.attempts = 1
+        fd = None
         try:
             async with asyncio.timeout(rc.timeout):
-                raw = await self._in_thread(_read_capped, path)
+                # Regular files only, opened without blocking (a FIFO or a device is refused).
+                fd, st = reader.open_regular(path, label=location, what="file")
+                if st.st_size > MAX_BODY:
+                    raise _TooLarge
+                await self.budget.take(owner, st.st_size)
+                handed, fd = fd, None  # the reading thread closes it (also if the timeout fires first)
+                raw = await self._in_thread(_read_and_close, handed, st.st_size, location)
         except TimeoutError:
             result.error = f"file not read within {rc.timeout:g} s"
             return result
-        except FileNotFoundError:
-            result.error = f"file not found: {location}"
-            return result
-        except IsADirectoryError:
-            result.error = f"is a directory: {location}"
+        except reader.UnreadableFile as exc:
+            result.error = one_line(f"file not found: {location}" if exc.missing else str(exc))
             return result
         except _TooLarge:
             result.error = f"file larger than {MAX_BODY // (1024 * 1024)} MB, refused"
             return result
-        except OSError as exc:
-            result.error = one_line(f"cannot read {location}: {exc.strerror or exc}")
+        except _OverBudget as exc:
+            result.error = _over_budget_message(exc.held)
             return result
+        finally:
+            if fd is not None:
+                os.close(fd)
         result.latency_ms = (time.monotonic() - started) * 1000
         result.reachable = True
         return await self._finish(result, raw)
 
-    async def check_http(self, rc: ReplicaConfig) -> ReplicaResult:
+    async def check_http(self, rc: ReplicaConfig, owner: int) -> ReplicaResult:
         assert rc.url is not None and self.client is not None
         result = ReplicaResult(rc.name, "http", None, None, None, None, time.time(), location=display_url(rc.url))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + rc.timeout
         errors: list[str] = []
-        raw: bytes | None = None
+        raw: bytearray | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
                     result.attempts += 1
                     t0 = time.monotonic()
                     retry = True
+                    await self.budget.release(owner)  # a failed attempt's partial body
                     try:
-                        status, reason, body = await self._fetch(rc.url, max(deadline - loop.time(), 0.001))
+                        status, reason, body = await self._fetch(rc.url, max(deadline - loop.time(), 0.001), owner)
                     except httpx.TransportError as exc:
                         errors.append(describe_transport_error(exc))
+                    except httpx.TooManyRedirects:
+                        result.reachable = True
+                        errors.append(f"too many redirects (more than {MAX_REDIRECTS})")
+                        retry = False
+                    except httpx.HTTPError as exc:  # a body that cannot be decoded, an unusable redirect, ...
+                        result.reachable = True
+                        errors.append(one_line(f"{type(exc).__name__}: {exc}", 160))
+                        retry = False
                     except _TooLarge:
                         result.reachable = True
                         errors.append(f"response larger than {MAX_BODY // (1024 * 1024)} MB, refused")
+                        retry = False
+                    except _OverBudget as exc:
+                        result.reachable = True
+                        if not exc.alone:  # others hold the rest: drop this body, wait for one, again
+                            await self.budget.release(owner)
+                            await self.budget.wait_for_release(self.budget.releases)
+                            result.attempts -= 1
+                            continue
+                        errors.append(_over_budget_message(exc.held))
                         retry = False
                     else:
                         result.reachable = True
@@ -410,27 +534,41 @@ class _Checker:
             return result
         return await self._finish(result, raw)
 
-    async def _fetch(self, url: str, timeout: float) -> tuple[int, str, bytes]:
+    async def _fetch(self, url: str, timeout: float, owner: int) -> tuple[int, str, bytearray]:
+        """GET ``url``: status, reason and body, streamed into the shared :class:`BodyBudget`
+        (never more than :data:`MAX_BODY` for this replica)."""
         assert self.client is not None
         async with self.client.stream("GET", url, timeout=timeout) as response:
             if not 200 <= response.status_code < 300:
-                return response.status_code, response.reason_phrase, b""
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_BODY:
+                return response.status_code, response.reason_phrase, bytearray()
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and len(declared) < 20 and int(declared) > MAX_BODY:
+                raise _TooLarge  # said so up front: not a byte read
+            body = bytearray()
+            async for chunk in response.aiter_bytes():  # decoded: the bound holds for what is kept
+                if len(body) + len(chunk) > MAX_BODY:
                     raise _TooLarge
-                chunks.append(chunk)
-            return response.status_code, response.reason_phrase, b"".join(chunks)
+                await self.budget.take(owner, len(chunk))
+                body += chunk
+            return response.status_code, response.reason_phrase, body
 
 
-def _read_capped(path: Any) -> bytes:
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise _TooLarge
-    return data
+def _read_and_close(fd: int, size: int, label: str) -> bytes:
+    """The ``size`` bytes of a file replica (the budget was taken for them); a file that grew
+    since its ``fstat`` is refused rather than read past what was budgeted."""
+    try:
+        return reader.read_fd(fd, size, size, label)
+    except reader.UnreadableFile as exc:
+        if "larger than" in exc.reason:
+            raise reader.UnreadableFile(label, "file grew while being read, refused") from None
+        raise
+    finally:
+        os.close(fd)
+
+
+def _over_budget_message(held: int) -> str:
+    return (f"response refused at {_mb(held)}: the replicas' bodies together would exceed the "
+            f"{_mb(TOTAL_BODY)} held at once")
 
 
 def _summarise(errors: list[str], attempts: int) -> str:
@@ -464,13 +602,15 @@ async def check_replicas(ws: Workspace, config: Config, *, stored: StoredView | 
         return report
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(replicas)),
                                                      thread_name_prefix="replicas")
-    checker = _Checker(ws, config.scheme, stored, executor)
+    budget = BodyBudget(TOTAL_BODY)
+    checker = _Checker(ws, config.scheme, stored, executor, budget)
     http_count = sum(1 for r in replicas if r.url is not None)
     try:
         if http_count:
             checker.client = httpx.AsyncClient(
                 verify=tls_context(),
                 follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
                 headers={"Accept": "application/json", "User-Agent": f"polylog-console/{__version__}"},
                 limits=httpx.Limits(max_connections=http_count, max_keepalive_connections=0),
             )
@@ -499,6 +639,7 @@ async def check_replicas(ws: Workspace, config: Config, *, stored: StoredView | 
         executor.shutdown(wait=False, cancel_futures=True)
     report.replicas = [r for r in results if r is not None]
     report.elapsed_ms = (time.monotonic() - started) * 1000
+    report.body_peak = budget.peak
     return report
 
 
