@@ -51,7 +51,7 @@ FLEET_QUERIES = fleet_queries()
 Key = tuple[str, str]  # (instance, job)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     labels: Mapping[str, str]
     value: float
@@ -133,10 +133,10 @@ class PrometheusClient:
         if kind != "vector":
             raise ApiError(f"Prometheus {self.display}: {expr!r} gave a {kind}, not a vector")
         out = []
+        append = out.append
         for item in data.get("result") or []:
-            metric = item.get("metric") or {}
             ts, value = item.get("value") or (0, "NaN")
-            out.append(Sample({str(k): str(v) for k, v in metric.items()}, _value(value), float(ts)))
+            append(Sample(item.get("metric") or {}, _value(value), float(ts)))  # JSON: str -> str already
         return out
 
     def fleet(self, queries: Mapping[str, str] | None = None) -> FleetSeries:
