@@ -227,9 +227,10 @@ class Session:
         """Keep Prometheus metrics for this session; serve them on ``host:port`` when given
         (raises ``OSError`` when the address cannot be bound)."""
         if self.metrics is None:
+            from polylog_console.core.fleet.identity import workspace_info
             from polylog_console.core.infra.metrics import Metrics
 
-            self.metrics = Metrics()
+            self.metrics = Metrics(workspace_info(self.config))  # polylog_workspace_info (SPEC §12)
             self.metrics.view = self.monitor.snapshot()
             if self.alerts is not None:
                 self.metrics.outbox_source = self.alerts.pending
