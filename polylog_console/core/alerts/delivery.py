@@ -27,16 +27,21 @@ RETRY = "retry"
 FAILED = "failed"
 
 
+CONFIGURATION = "configuration"  # DeliveryError.category: only a change of monitoring.toml helps
+
+
 class DeliveryError(Exception):
-    """A send that did not get the notification accepted. ``str()`` is one line, no secrets."""
+    """A send that did not get the notification accepted. ``str()`` is one line, no secrets.
+    ``category`` is ``"configuration"`` when the reason names configuration keys to change."""
 
     def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, category: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.category = category
 
 
 class Sink(Protocol):
@@ -106,6 +111,7 @@ class DeliveryEvent:
     retry_in: float | None = None
     latency_ms: float | None = None
     at: float | None = None
+    problem: str | None = None  # "configuration" when the error names keys to change
 
     event = "delivery"
 
@@ -119,6 +125,8 @@ class DeliveryEvent:
                                "attempt": self.attempt}
         if self.error:
             out["error"] = self.error
+        if self.problem:
+            out["problem"] = self.problem
         if self.retry_in is not None:
             out["retry_in"] = round(self.retry_in, 3)
         if self.latency_ms is not None:

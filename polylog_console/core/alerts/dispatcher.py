@@ -265,11 +265,12 @@ class SinkWorker:
     async def _attempt(self, head: Pending) -> None:
         attempt = head.attempts + 1
         self.sending = True
+        problem = None
         started = time.perf_counter()
         try:
             await self._send(head.note)
         except DeliveryError as exc:
-            error, retryable, retry_after = exc.reason, exc.retryable, exc.retry_after
+            error, retryable, retry_after, problem = exc.reason, exc.retryable, exc.retry_after, exc.category
         except TimeoutError:
             error, retryable, retry_after = f"{self.name}: no answer within {self.send_timeout:g}s", True, None
         except asyncio.CancelledError:
@@ -293,13 +294,13 @@ class SinkWorker:
             if self.queue and self.queue[0] is head:
                 self.queue[0] = updated
             self.retries += 1
-            self.report(_event(head, RETRY, attempt, error=error, retry_in=delay, at=self.clock()))
+            self.report(_event(head, RETRY, attempt, error=error, retry_in=delay, at=self.clock(), problem=problem))
         else:
             self.outbox.dead_letter(head, error)
             if self.queue and self.queue[0] is head:
                 self.queue.popleft()
             self.failed += 1
-            self.report(_event(head, FAILED, attempt, error=error, at=self.clock()))
+            self.report(_event(head, FAILED, attempt, error=error, at=self.clock(), problem=problem))
 
 
 async def _warm(warm: Callable[[], Any]) -> None:
