@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from polylog_console.core.infra import atomic
+from polylog_console.core.infra import atomic, reader
 from polylog_console.core.infra.audit import actor, read_tail
 from polylog_console.core.infra.retention import prune_kind
 from polylog_console.core.infra.text import safe_text
@@ -123,8 +123,10 @@ class FeedTail:
 
 def tail_lines(path: Path, count: int, block: int = 64 * 1024) -> FeedTail:
     """The last ``count`` non-blank complete lines of ``path``, reading backwards from the end
-    (a feed may be gigabytes long). Raises OSError when the file cannot be read."""
-    with open(path, "rb") as handle:
+    (a feed may be gigabytes long). Raises OSError when the file cannot be read,
+    :class:`~polylog_console.core.infra.reader.UnreadableFile` when it is not a regular file."""
+    fd, _ = reader.open_regular(path, what="feed")  # a FIFO is refused, never waited on
+    with open(fd, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         data = b""
         pos = size
@@ -245,7 +247,16 @@ class _Builder:
             ["registry_match", code(view.latest_match)],
             ["consecutive mismatches", str(view.consecutive_mismatches)],
         ]
-        if live:
+        incident = getattr(view, "incident", None)  # the open incident (core/monitor/incident.py)
+        if incident is not None:
+            # its start is the first mismatching checkpoint's time: the same live or from the feed
+            start = f"{code(_utc(incident.started_at))} ({code(incident.started_label, 80, table=True)}, " \
+                    f"line {incident.started_line})"
+            if not incident.start_in_history:
+                start += " or earlier (the drift began before the history read)"
+            rows.append(["drift observed since", start])
+            rows.append(["first observed at", code(_utc(incident.observed_at))])
+        elif live:
             rows.append(["drift observed since", code(_utc(view.drift_since))])
         rows += [
             ["checkpoints read", f"{view.checkpoints:,}"],
@@ -388,7 +399,8 @@ def monitor_view_from_feed(ws: Workspace, config: Config, now: float | None = No
     now = time.time() if now is None else now
     try:
         for batch in read_records(config.feed.path):
-            monitor.process(batch, emit_checkpoints=False, now=now)
+            monitor.process(batch, emit_checkpoints=False, now=now, check_stale=False)
+        monitor.tick(now)  # staleness judged on the latest checkpoint, as watch --once does
     except FileNotFoundError:
         raise PolylogError(f"{ws.relative(config.feed.path)}: feed not found") from None
     monitor.tick(now)
