@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from polylog_console.core.model.events import iso
 
@@ -43,9 +43,9 @@ class IncidentNote:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentView:
-    """An immutable picture of one incident (open or resolved)."""
+class IncidentView(NamedTuple):
+    """An immutable picture of one incident (open or resolved). A named tuple: one is made for
+    every incident event, and a flapping feed opens and resolves an incident every few checkpoints."""
 
     id: int
     started_at: float  # the first mismatching checkpoint's timestamp (else the time it was read)

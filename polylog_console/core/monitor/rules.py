@@ -101,6 +101,7 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
             tail = into[-1]
             first = tail.first if tail.__class__ is Run else tail
             if (first.__class__ is Checkpoint and first.digest == record.digest and record.telemetry_raw is None
+                    and not getattr(record, "extra", None)
                     and first.telemetry_raw is None and record.data.keys() == first.data.keys()
                     and tuple(map(type, record.data.values())) == tuple(map(type, first.data.values()))
                     and (tail.__class__ is Run or not first.warnings)):
@@ -185,6 +186,8 @@ class Monitor:
         self._from_start: bool | None = None  # the first record read began at offset 0 of the feed
         self._compared = False  # a checkpoint has been compared with a readable stored registry
         self._scheme_cache: tuple[str, str, bool] | None = None  # (stored, live, is scheme mismatch)
+        self._clean_shape: tuple[Any, tuple[type, ...]] | None = None  # keys and value types found clean
+        self._last_clean = False  # the checkpoint evaluated last has no field warning
         self._dedup: dict[tuple[str, str], str] = {}
         self._diff_cache: dict[tuple[str, str], RegistryDiff | None] = {}
         self._diff_errors: dict[tuple[str, str], str] = {}
@@ -294,7 +297,7 @@ class Monitor:
                         last = record
                         if drifting:
                             consecutive += 1
-                        if (record.telemetry_raw is not None or data.keys() != keys
+                        if (record.telemetry_raw is not None or getattr(record, "extra", None) or data.keys() != keys
                                 or tuple(map(type, data.values())) != types
                                 or (data.get("timestamp") is not None
                                     and _clean_time(data.get("timestamp")) is None)):
@@ -311,7 +314,7 @@ class Monitor:
                     run = warned = 0
                 evaluate(record, now, out, emit)
                 view = self.view
-                steady = record.digest if view is not None and not record.warnings else None
+                steady = record.digest if view is not None and self._last_clean else None
                 if steady is not None:
                     match = self.latest_match
                     scheme_mm = self.latest_scheme_mismatch
@@ -372,7 +375,18 @@ class Monitor:
         """The monitor's rules for one checkpoint (``recheck``: the latest one compared again)."""
         if not recheck:
             self.checkpoints += 1
-            self.warnings += len(cp.warnings)
+            data = cp.data
+            shape = (data.keys(), tuple(map(type, data.values())))
+            clean = True
+            if (cp.telemetry_raw is None and shape == self._clean_shape and not getattr(cp, "extra", None)
+                    and (data.get("timestamp") is None or _clean_time(data.get("timestamp")) is not None)):
+                pass  # the shape of a checkpoint found clean: no warning (see _consume)
+            elif cp.warnings:
+                self.warnings += len(cp.warnings)
+                clean = False
+            elif cp.telemetry_raw is None:
+                self._clean_shape = shape
+            self._last_clean = clean
         self.latest = cp
         ts = cp.timestamp
         self.latest_time = ts if ts is not None else (self.latest_time if recheck and self.latest_time else now)
@@ -666,6 +680,9 @@ class Monitor:
         None when the checkpoint carries no usable state or the stored registry is unreadable;
         :meth:`diff_error` then says why.
         """
+        data = cp.data
+        if "registry_state" not in data and "registry_snapshot" not in data:
+            return None  # nothing to diff (checked first: a flapping feed asks this per drift event)
         cached = self.cached_diff(cp)
         if cached is not None:
             return cached[0]
