@@ -74,9 +74,9 @@ class Watch:
                 break
             self._buffer += chunk
             *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                event = json.loads(line)
-                self.events.append(event)
+            fresh = [json.loads(line) for line in lines]
+            self.events.extend(fresh)
+            for event in fresh:
                 if predicate(event):
                     return event
         raise AssertionError(f"no such event within {timeout} s; got {[e.get('event') for e in self.events][-20:]}")
@@ -166,6 +166,26 @@ def test_digest_with_a_fifo_feed_exits_2(small_ws):
     result = run_cli("digest", "-w", str(small_ws.root), timeout=30)
     assert result.code == 2
     assert "not a regular file (FIFO)" in result.err
+
+
+def test_bundle_with_a_fifo_feed_is_written_and_says_why(small_ws):
+    small_ws.feed.unlink()
+    os.mkfifo(small_ws.feed)
+    result = run_cli("bundle", "--json", "-w", str(small_ws.root), timeout=60)
+    assert result.code == 0, result.err
+    text = Path(json.loads(result.out)["path"]).read_text()
+    assert "context-brief.jsonl: not a regular file (FIFO)" in text
+
+
+def test_watch_follow_with_a_fifo_feed_reports_it_and_stops_on_sigterm(small_ws, watch):
+    small_ws.feed.unlink()
+    os.mkfifo(small_ws.feed)
+    w = watch(small_ws)
+    event = w.until(lambda e: e.get("event") == "feed" and e.get("kind") == "error")
+    assert "not a regular file" in event["detail"]
+    w.until(lambda e: e.get("event") == "feed" and e.get("kind") == "started")
+    code, err = w.terminate()
+    assert code == 0, err
 
 
 # --- item 5: /dev/zero as the feed or as the stored registry ---------------------------------------

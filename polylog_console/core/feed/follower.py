@@ -587,7 +587,9 @@ class FeedFollower:
         """Open the feed; sets _fd/_ident and resets the read state. None if it is not there."""
         self._open_failed = False
         try:
-            fd = os.open(self._path_str, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO put in the feed's place opens at once (and is refused below)
+            # instead of blocking this thread, and the stop, until a writer appears.
+            fd = os.open(self._path_str, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
         except FileNotFoundError:
             return None
         except OSError as exc:
