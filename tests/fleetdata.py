@@ -38,6 +38,7 @@ def series(specs: list[dict[str, Any]], at: float = NOW) -> FleetSeries:
         base = {"instance": spec["instance"], "job": "polylog"}
         out["info"].append(Sample({**base, "workspace": spec["name"], "host": spec["host"], "scheme": "engine",
                                    "version": "1.0"}, 1.0, at))
+        out.setdefault("path", []).append(Sample({**base, "path": f"/srv/polylog/{spec['host']}"}, 1.0, at))
         down = spec["status"] == "DOWN"
         out["up"].append(Sample(base, 0.0 if down else 1.0, at))
         out["scraped"].append(Sample(base, at - 4, at))

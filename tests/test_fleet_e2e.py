@@ -67,6 +67,7 @@ def test_fleet_json_lists_every_workspace_worst_first(stack):
         row, space = rows[name], stack["spaces"][name]
         assert row["up"] is True and row["registry_match"] is False
         assert row["instance"] == space["instance"]
+        assert row["console"] == f"ssh {row['host']} polylog-console --workspace {space['root']}"
         assert row["drift_started_at"] is not None
         from polylog_console.core.monitor.rules import MonitorView
 

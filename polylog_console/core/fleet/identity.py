@@ -21,6 +21,6 @@ def workspace_name(config: Config) -> str:
 
 
 def workspace_info(config: Config) -> dict[str, str]:
-    """The labels of ``polylog_workspace_info``."""
+    """The labels of ``polylog_workspace_info`` (and ``path``, for ``polylog_workspace_path_info``)."""
     return {"workspace": workspace_name(config), "host": hostname(), "scheme": config.scheme,
-            "version": __version__}
+            "version": __version__, "path": str(Path(config.workspace))}

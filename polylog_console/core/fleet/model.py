@@ -76,6 +76,7 @@ class FleetRow:
     version: str = ""
     alerts: list[AlertState] = field(default_factory=list)
     evaluated_at: float = 0.0
+    workspace_path: str = ""  # polylog_workspace_path_info
 
     @property
     def latest_checkpoint_age(self) -> float | None:
@@ -85,7 +86,10 @@ class FleetRow:
 
     @property
     def path(self) -> str:
-        """The workspace path, when the name is the default ``<hostname>:<path>``."""
+        """The workspace directory on its host (``polylog_workspace_path_info``; else from a default
+        ``<hostname>:<path>`` name)."""
+        if self.workspace_path:
+            return self.workspace_path
         prefix = f"{self.host}:"
         return self.workspace[len(prefix):] if self.workspace.startswith(prefix) else ""
 
@@ -119,6 +123,7 @@ class FleetRow:
                 "replicas_matching": self.replicas_matching, "replicas_total": self.replicas_total,
                 "outbox_pending": self.outbox_pending,
                 "last_scrape": iso(self.last_scrape) if self.last_scrape else None,
+                "path": self.path or None, "console": self.console_command(),
                 "alerts": [a.to_json() for a in self.alerts]}
 
 
@@ -137,6 +142,7 @@ def build_rows(series: FleetSeries) -> list[FleetRow]:
     consecutive = _by_key(r.get("consecutive", []))
     latest = _by_key(r.get("latest", []))
     outbox = _by_key(r.get("outbox", []))
+    paths = {s.key: s.labels.get("path", "") for s in r.get("path", [])}
     replicas: dict[Key, list[float]] = {}
     for s in r.get("replica", []):
         replicas.setdefault(s.key, []).append(s.value)
@@ -152,7 +158,7 @@ def build_rows(series: FleetSeries) -> list[FleetRow]:
         row = FleetRow(workspace=info.labels.get("workspace", ""), host=info.labels.get("host", ""),
                        instance=key[0], job=key[1], up=is_up, status=NO_DATA,
                        scheme=info.labels.get("scheme", ""), version=info.labels.get("version", ""),
-                       evaluated_at=series.at)
+                       evaluated_at=series.at, workspace_path=paths.get(key, ""))
         stamp = scraped.get(key)
         row.last_scrape = _finite(stamp.value) if stamp is not None else None
         if not is_up:

@@ -34,6 +34,7 @@ def fleet_queries(lookback: str = DEFAULT_LOOKBACK) -> dict[str, str]:
     """figure -> PromQL (each answers for every workspace at once)."""
     return {
         "info": f"last_over_time(polylog_workspace_info[{lookback}])",
+        "path": f"last_over_time(polylog_workspace_path_info[{lookback}])",
         "up": "up",
         "scraped": "timestamp(up)",
         "status": "polylog_status == 1",

@@ -10,7 +10,8 @@ at scrape time, so a feed read in bulk (no per-checkpoint events) still counts e
 Exposed (all prefixed ``polylog_``):
 
 * ``workspace_info{workspace,host,scheme,version}`` 1 (SPEC §12: the fleet's join key; ``workspace`` is
-  ``[fleet] name``), ``drift_started_timestamp_seconds`` (the open incident's ``started_at``, 0 when in sync);
+  ``[fleet] name``), ``workspace_path_info{path}`` 1, ``drift_started_timestamp_seconds`` (the open
+  incident's ``started_at``, 0 when in sync);
 * ``registry_match`` (1 match, 0 drift, NaN unknown), ``status{status}`` (1 for the current status, 0 for the others),
   ``consecutive_mismatches``,
   ``checkpoints_total``, ``ingest_errors_total``, ``feed_entries_total``, ``checkpoint_warnings_total``,
@@ -101,6 +102,11 @@ class _MonitorCollector(Collector):
                                        labels=list(INFO_LABELS))
             family.add_metric([str(info.get(k, "")) for k in INFO_LABELS], 1.0)
             yield family
+            if info.get("path"):  # where the workspace lives on its host: the fleet's ssh command
+                where = GaugeMetricFamily("polylog_workspace_path_info", "The workspace directory on its host "
+                                          "(value 1)", labels=["path"])
+                where.add_metric([str(info["path"])], 1.0)
+                yield where
 
 
 INFO_LABELS = ("workspace", "host", "scheme", "version")
