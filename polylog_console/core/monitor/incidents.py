@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from polylog_console.core.infra import atomic
+from polylog_console.core.infra.text import json_line
 
 INDEX = "memory/incidents/index.jsonl"
 HEAD_BYTES = 4096  # bytes of the feed's start hashed to recognise the same file
@@ -95,7 +96,7 @@ class IndexFile:
     def append(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
-        data = b"".join(orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS) + b"\n" for r in records)
+        data = b"".join(json_line(r) for r in records)  # valid UTF-8 whatever the feed held
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -129,7 +130,7 @@ class IndexFile:
                     records.append({"kind": "mark", "feed": index.feeds[feed], "from": start, "to": end,
                                     "line": line, "stored_digest": stored, "open": open_key, "at": at})
             records.extend(index.latest.values())
-            data = b"".join(orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS) + b"\n" for r in records)
+            data = b"".join(json_line(r) for r in records)  # valid UTF-8 whatever the feed held
             with contextlib.suppress(OSError):
                 atomic.write_bytes(self.path, data, durable=False)
         finally:
