@@ -173,3 +173,28 @@ def test_two_node_cluster_notifies_once(tmp_path):
                 two.close()
         finally:
             one.close()
+
+
+async def test_the_fleet_screen_on_the_real_servers(stack):
+    from textual.widgets import DataTable
+
+    from polylog_console.core.fleet.model import FleetSource
+    from polylog_console.core.fleet.prometheus import PrometheusClient
+    from polylog_console.core.fleet.silences import AlertmanagerClient
+    from polylog_console.ui.fleet.app import FleetApp
+
+    source = FleetSource(PrometheusClient(stack["prom"].url), AlertmanagerClient(stack["am"].url))
+    app = FleetApp(source)  # the refresh interval is Prometheus' scrape interval
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            for _ in range(500):
+                if app.refreshes >= 2:
+                    break
+                await pilot.pause(0.02)
+            assert app.interval == 1.0
+            assert app.refreshes >= 2  # the timer refreshed it again within ~1 s
+            table = app.query_one(DataTable)
+            hosts = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+            assert hosts == ["alpha", "beta", "gamma"]
+    finally:
+        source.close()
