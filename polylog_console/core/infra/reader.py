@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-from pathlib import Path
 
 from polylog_console.core.model.errors import PolylogError
 
@@ -192,17 +191,3 @@ def read_text(path: str | os.PathLike[str], limit: int, *, label: str | None = N
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UnreadableFile(label, f"not valid UTF-8 at byte {exc.start}") from None
-
-
-def limit_for(kind: str) -> int:
-    return LIMITS[kind]
-
-
-def display(path: Path, root: Path | None) -> str:
-    """``path`` relative to ``root`` when inside it (for messages), else as given."""
-    if root is not None:
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            pass
-    return str(path)
