@@ -46,6 +46,7 @@ HEAD_BYTES = 4096  # bytes of the feed's start hashed to recognise the same file
 MARK_INTERVAL = 5.0  # seconds between coverage marks written by a running monitor
 MAX_BYTES = 8 * 1024 * 1024  # the index is compacted past this size
 MAX_READ = 64 * 1024 * 1024  # never read more than this much of an index
+MAX_EVENTS = 32  # incident events kept per incident when reading
 
 
 def index_path(ws: Any) -> Path:
@@ -129,7 +130,9 @@ class IndexFile:
                 for start, end, line, stored, open_key, at in ranges:
                     records.append({"kind": "mark", "feed": index.feeds[feed], "from": start, "to": end,
                                     "line": line, "stored_digest": stored, "open": open_key, "at": at})
-            records.extend(index.latest.values())
+            for key, latest in index.latest.items():
+                for kind, picture in index.events.get(key, []):
+                    records.append({**latest, "event": kind, "incident": picture})
             data = b"".join(json_line(r) for r in records)  # valid UTF-8 whatever the feed held
             with contextlib.suppress(OSError):
                 atomic.write_bytes(self.path, data, durable=False)
@@ -142,6 +145,7 @@ class Index:
     """An index as read: the latest record per incident and the coverage per feed file."""
 
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)  # incident key -> latest incident record
+    events: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)  # key -> (kind, picture)
     feeds: dict[tuple[Any, Any, Any], dict[str, Any]] = field(default_factory=dict)
     # feed -> merged ranges [(from, to, line at to, stored digest at to, open key at to, at)]
     coverage: dict[tuple[Any, Any, Any], list[tuple[int, int, int, Any, Any, Any]]] = field(default_factory=dict)
@@ -169,7 +173,7 @@ class Index:
         return [r for r in self.latest.values() if _feed_key(r.get("feed") or {}) != key]
 
 
-ORDER = {"opened": 0, "restarted": 1, "escalated": 2, "resolved": 3}
+ORDER = {"opened": 0, "restarted": 1, "escalated": 2, "resolved": 3, "latest": 4}
 
 
 def read_index(path: Path) -> Index:
@@ -211,9 +215,17 @@ def read_index(path: Path) -> Index:
                 index.bad_lines += 1
         elif kind == "incident" and isinstance(record.get("incident"), dict):
             key = incident_key(record["incident"])
+            seen = index.events.setdefault(key, [])
+            kind = str(record.get("event"))
+            if len(seen) < MAX_EVENTS and not any(k == kind and p == record["incident"] for k, p in seen):
+                seen.append((kind, record["incident"]))
             old = index.latest.get(key)
             if old is None or _newer(record, old):
+                if old is not None and not isinstance(record.get("offset"), int) and isinstance(old.get("offset"), int):
+                    record = {**record, "offset": old["offset"]}  # the start's offset, known from an earlier record
                 index.latest[key] = record
+            elif not isinstance(old.get("offset"), int) and isinstance(record.get("offset"), int):
+                index.latest[key] = {**old, "offset": record["offset"]}
         else:
             index.bad_lines += 1
     for fk, ranges in raw_ranges.items():
@@ -259,6 +271,7 @@ class IndexWriter:
         self.open_key: str | None = None
         self.last_mark = 0.0
         self._recent: list[tuple[int, int]] = []  # (line, offset) of the checkpoints of the current batch
+        self._starts: dict[int, int | None] = {}  # incident id -> offset of its first checkpoint
 
     def __call__(self, events: list[Any]) -> None:
         records: list[dict[str, Any]] = []
@@ -301,8 +314,14 @@ class IndexWriter:
             self.open_key = None if view.resolved_at is not None else incident_key(data)
             if self.feed is None:
                 self._identify()
+            offset = self._offset_of(view.started_line, recent)
+            if offset is None or event.kind not in ("opened", "restarted"):
+                offset = self._starts.get(view.id, offset)
+            self._starts[view.id] = offset
+            if len(self._starts) > 64:
+                self._starts.pop(next(iter(self._starts)))
             records.append({"kind": "incident", "event": event.kind, "feed": self._feed_ref(),
-                            "offset": self._offset_of(view.started_line, recent), "incident": data})
+                            "offset": offset, "incident": data})
         due = records or (self.end is not None and self.clock() - self.last_mark >= self.interval)
         if due and self.start is not None and self.end is not None and self.feed is not None:
             records.append(self._mark())

@@ -112,7 +112,7 @@ def _iso(ts: float | None) -> str | None:
 
 # --- the feed, from an offset ----------------------------------------------------------------------
 
-def read_from(path: Path, offset: int = 0, line: int = 1, *, chunk_size: int = CHUNK) -> Iterator[list[Any]]:
+def read_from(path: Path, offset: int = 0, line: int | None = 1, *, chunk_size: int = CHUNK) -> Iterator[list[Any]]:
     """Batches of records from byte ``offset`` (a line start, line number ``line``) to the end,
     with the feed's own splitter and parser. A last line without its newline is read too."""
     splitter = LineSplitter(offset)
@@ -125,7 +125,8 @@ def read_from(path: Path, offset: int = 0, line: int = 1, *, chunk_size: int = C
             first, lines = splitter.feed(chunk)
             if lines:
                 yield parse_lines(lines, line, first)
-                line += len(lines)
+                if line is not None:
+                    line += len(lines)
         if splitter.partial:
             first, lines = splitter.feed(b"\n")
             yield parse_lines(lines, line, first)
@@ -327,14 +328,18 @@ class ReplayResult:
     alerts: list[Any]  # the alert events of the replay (the console's banner would have shown these)
 
 
-def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int = 1, epochs: Epochs | None = None,
-           stop_line: int | None = None, now: float | None = None, resume: Found | None = None,
-           keep_alerts: bool = False) -> ReplayResult:
-    """Run the feed from ``offset`` through the monitor and collect its incidents.
+def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None = 1, epochs: Epochs | None = None,
+           stop_offset: int | None = None, max_checkpoints: int | None = None, now: float | None = None,
+           resume: Found | None = None, keep_alerts: bool = False, emit_checkpoints: bool = False,
+           on_events: Callable[[list[Any]], None] | None = None) -> ReplayResult:
+    """Run the feed from ``offset`` (line number ``line``, None when unknown) through the monitor and
+    collect its incidents.
 
-    ``stop_line``: stop after that line (the state as of that checkpoint). ``resume``: the incident
-    open at ``offset`` (its first mismatching checkpoint is at ``offset``): the replay continues it.
-    Raises OSError when the feed cannot be read.
+    ``stop_offset``: stop after the line that starts there (the state as of that checkpoint);
+    ``max_checkpoints``: stop after that many checkpoints. ``resume``: the incident open at
+    ``offset`` (its first mismatching checkpoint is at ``offset``): the replay continues it.
+    ``on_events`` sees every batch of the monitor's events (with ``emit_checkpoints``, one
+    ``CheckpointEvent`` per checkpoint). Raises OSError when the feed cannot be read.
     """
     epochs = epochs or Epochs()
     stored = EpochStored(StoredRegistry.for_workspace(ws, config.scheme))  # type: ignore[arg-type]
@@ -343,7 +348,7 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int = 1, epo
     found: list[Found] = []
     by_id: dict[int, Found] = {}
     alerts: list[Any] = []
-    end_offset, end_line = offset, line
+    end_offset, end_line = offset, line or 0
     changes = epochs.changes
     next_change = 0
     stored.digest = epochs.initial
@@ -351,6 +356,8 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int = 1, epo
     resumed_in_history = bool(resume.view.get("start_in_history", True)) if resume is not None else True
 
     def collect(events: list[Any]) -> None:
+        if on_events is not None:
+            on_events(events)
         for event in events:
             kind = getattr(event, "event", None)
             if kind == "incident":
@@ -372,7 +379,7 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int = 1, epo
 
     def process(records: list[Any]) -> None:
         if records:
-            out = monitor.process(records, emit_checkpoints=False, now=now)
+            out = monitor.process(records, emit_checkpoints=emit_checkpoints, now=now)
             collect(out)
             _offsets(out, records)
 
@@ -388,12 +395,20 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int = 1, epo
                             item.offset = first.offset
                             break
 
+    seen = 0
     for batch in read_from(config.feed.path, offset, line):
-        if stop_line is not None and batch and batch[-1].line is not None and batch[-1].line > stop_line:
-            batch = [r for r in batch if r.line is None or r.line <= stop_line]
+        done = False
+        if stop_offset is not None and batch and batch[-1].offset >= stop_offset:
+            batch = [r for r in batch if r.offset <= stop_offset]
             done = True
-        else:
-            done = False
+        if max_checkpoints is not None:
+            for i, record in enumerate(batch):
+                if record.__class__ is Checkpoint:
+                    seen += 1
+                    if seen >= max_checkpoints:
+                        batch = batch[:i + 1]
+                        done = True
+                        break
         # split the batch where the stored registry changed
         while next_change < len(changes) and batch:
             when, digest = changes[next_change]
@@ -406,15 +421,15 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int = 1, epo
             batch = batch[cut:]
             stored.digest = digest
             next_change += 1
-            collect(monitor.process([], emit_checkpoints=False, now=now))  # compares the latest again
+            collect(monitor.process([], emit_checkpoints=emit_checkpoints, now=now))  # compares the latest again
         process(batch)
         if batch:
             tail = batch[-1]
-            end_line = (tail.line or end_line) + 1
+            end_line = tail.line + 1 if tail.line is not None else end_line
             end_offset = tail.offset + (len(tail.raw) if tail.raw else 0) + 1
         if done:
             break
-    if stop_line is None:
+    if stop_offset is None and max_checkpoints is None:
         while next_change < len(changes):  # changes after the last checkpoint: compared again at once
             stored.digest = changes[next_change][1]
             next_change += 1
@@ -456,8 +471,8 @@ def _audit_points(records: list[AuditRecord]) -> list[tuple[float, str]]:
         if (r.event == "action_finished" and d.get("action") == "rehydrate" and d.get("outcome") == "ok"
                 and isinstance(d.get("registry_digest"), str)):
             points.append((r.ts, d["registry_digest"]))
-        elif r.event in ("alert_raised", "alert_resolved", "escalation") and isinstance(d.get("stored_digest"), str) \
-                and d.get("code") in DRIFT_CODES:
+        elif r.event in ("alert_raised", "escalation") and isinstance(d.get("stored_digest"), str) \
+                and d.get("code") in DRIFT_CODES:  # (a resolution names the drift's old stored digest)
             points.append((r.ts, d["stored_digest"]))
     return points
 
@@ -499,7 +514,7 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | Non
                 note = "index covers more than the feed holds"
                 continue
             records = index.incidents_for(recorded, end)
-            done = [Found(r["incident"], r.get("offset")) for r in records
+            done = [Found(r["incident"], r.get("offset"), _index_events(index, r["incident"])) for r in records
                     if r["incident"].get("resolved_at") is not None and r["incident"].get("start_in_history", True)]
             open_ones = [r for r in records if idx.incident_key(r["incident"]) == open_key]
             if open_key is not None and (not open_ones or not isinstance(open_ones[0].get("offset"), int)):
@@ -528,6 +543,11 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | Non
     return Reconstruction(history + result.incidents, "scratch", index_note=note)
 
 
+def _index_events(index: idx.Index, incident: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    events = sorted(index.events.get(idx.incident_key(incident), []), key=lambda e: idx.ORDER.get(e[0], 0))
+    return [e for e in events if e[0] not in ("restarted", "latest")]
+
+
 def _earlier(records: list[dict[str, Any]]) -> list[Found]:
     """Resolved incidents of feed files rotated away (their feed is gone; the index keeps them)."""
     out = [Found(r["incident"], None) for r in records if r["incident"].get("resolved_at") is not None]
@@ -543,10 +563,15 @@ def write_scratch_index(path: Path, feed: Path, result: ReplayResult) -> None:
     records: list[dict[str, Any]] = []
     open_key = None
     for item in result.incidents:
-        event = "resolved" if item.resolved_at is not None else "opened"
         if item.resolved_at is None:
             open_key = item.key
-        records.append({"kind": "incident", "event": event, "feed": ref, "offset": item.offset, "incident": item.view})
+        pictures = item.events or [("resolved" if item.resolved_at is not None else "opened", item.view)]
+        for kind, picture in pictures:
+            records.append({"kind": "incident", "event": kind, "feed": ref, "offset": item.offset,
+                            "incident": {**picture, "started_at": item.view.get("started_at"),
+                                         "started_label": item.view.get("started_label")}})
+        records.append({"kind": "incident", "event": "latest", "feed": ref, "offset": item.offset,
+                        "incident": item.view})
     stored = result.monitor.stored_digest
     records.append({"kind": "mark", "feed": ref, "from": 0, "to": result.end_offset, "line": result.end_line,
                     "stored_digest": stored, "open": open_key, "at": time.time()})
@@ -1059,3 +1084,193 @@ def timeline_markdown(ws: Workspace, config: Config, now: float | None = None) -
     if not rs.reports:
         return "No incident in the feed."
     return "\n\n".join(incident_markdown(rs.reports[-1])[1:])
+
+
+# --- the console's timeline and replay -----------------------------------------------------------------
+
+STRIP = 120  # checkpoints read per page of the timeline's strip
+
+STRIP_CHARS = {True: "=", False: "x", None: "?"}
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One checkpoint of the strip, compared with the stored registry of its moment."""
+
+    label: str
+    line: int | None
+    offset: int
+    timestamp: float | None
+    match: bool | None
+    scheme_mismatch: bool
+    status: str
+    consecutive: int
+    has_state: bool
+
+    @property
+    def char(self) -> str:
+        """Readable without colour: ``=`` match, ``x`` drift, ``~`` scheme mismatch, ``?`` not compared."""
+        return "~" if self.scheme_mismatch else STRIP_CHARS[self.match]
+
+
+def _cells(events: list[Any], into: list[Cell]) -> None:
+    for e in events:
+        if getattr(e, "event", None) == "checkpoint":
+            cp = e.checkpoint
+            into.append(Cell(cp.display_label, cp.line, cp.offset, cp.timestamp, e.registry_match, e.scheme_mismatch,
+                             str(e.status), e.consecutive_mismatches, cp.has_state))
+
+
+def strip_from(ws: Workspace, config: Config, offset: int, line: int | None, count: int = STRIP, *,
+               epochs: Epochs | None = None, stop_before: int | None = None) -> list[Cell]:
+    """Up to ``count`` checkpoints from ``offset`` (not past ``stop_before``), each compared with the
+    stored registry of its moment (the same replay as the report)."""
+    cells: list[Cell] = []
+    stop = None if stop_before is None else max(offset, stop_before - 1)
+    if stop_before is not None and stop_before <= offset:
+        return cells
+    replay(ws, config, offset=offset, line=line, epochs=epochs, max_checkpoints=count, stop_offset=stop,
+           emit_checkpoints=True, on_events=lambda events: _cells(events, cells))
+    if stop_before is not None:
+        cells = [c for c in cells if c.offset < stop_before]
+    return cells
+
+
+def offset_before(path: Path, offset: int, lines: int) -> tuple[int, int]:
+    """``(start, n)``: the offset of the line ``n`` lines before the one at ``offset`` (``n`` =
+    ``lines``, fewer at the start of the file), read backwards with the follower's
+    :class:`~polylog_console.core.feed.follower.BackScanner`."""
+    from polylog_console.core.feed.follower import BackScanner
+
+    if offset <= 0:
+        return 0, 0
+    with open(path, "rb") as handle:
+        scanner = BackScanner(handle.fileno(), offset + 1)  # the line at ``offset`` begins after a newline
+        seen = 0
+        start = offset
+        for region_offset, region in scanner:
+            pos = region_offset
+            starts = []
+            for item in region:
+                starts.append(pos)
+                pos += (item if type(item) is int else len(item)) + 1
+            for begin in reversed(starts):
+                if begin >= offset:
+                    continue
+                seen += 1
+                start = begin
+                if seen >= lines:
+                    return start, seen
+        return start, seen
+
+
+@dataclass
+class StateAt:
+    """What the console showed as of one checkpoint (against the stored registry of that moment)."""
+
+    cell: Cell
+    status: str
+    registry_match: bool | None
+    scheme_mismatch: bool
+    consecutive: int
+    stored_digest: str | None
+    live_digest: str
+    diff: Any  # RegistryDiff or None
+    diff_note: str | None
+    active_alerts: list[tuple[str, str]]  # (code, summary)
+    incident: dict[str, Any] | None
+
+
+def state_at(ws: Workspace, config: Config, cell: Cell, found: list[Found], *, epochs: Epochs | None = None) -> StateAt:
+    """Replay the monitor up to ``cell``: from the start of the incident it belongs to (the state of a
+    drift depends on its whole run), else from the checkpoint itself (in sync, nothing carried)."""
+    start: Found | None = None
+    for f in found:
+        if f.offset is not None and f.offset <= cell.offset:
+            start = f
+    if start is not None and cell.match is not False and start.view.get("resolved_label") != cell.label \
+            and start.resolved_at is not None and cell.timestamp is not None and cell.timestamp > start.resolved_at:
+        start = None
+    active: dict[tuple[str, str], str] = {}
+
+    def track(events: list[Any]) -> None:
+        for e in events:
+            if getattr(e, "event", None) != "alert":
+                continue
+            a = e.alert
+            if a.status == "firing":
+                active[(a.code, a.dedup_key)] = a.summary
+            else:
+                for code in (a.code, *a.resolves):
+                    active.pop((code, a.dedup_key), None)
+
+    now = cell.timestamp if cell.timestamp is not None else time.time()
+    if start is not None:
+        result = replay(ws, config, offset=start.offset, line=start.view.get("started_line"),  # type: ignore[arg-type]
+                        epochs=epochs, stop_offset=cell.offset, resume=start, now=now, on_events=track)
+    else:
+        result = replay(ws, config, offset=cell.offset, line=cell.line, epochs=epochs, stop_offset=cell.offset,
+                        now=now, on_events=track)
+    m = result.monitor
+    latest = m.latest
+    diff = None
+    note = None
+    if latest is not None and latest.has_state and m.latest_match is False:
+        try:
+            diff = m.diff_for(latest)
+        except (PolylogError, OSError) as exc:
+            note = str(exc)
+        if diff is None and note is None:
+            note = m.diff_error(latest) or "the stored registry of that moment is not kept: no symbol diff"
+    elif latest is not None and not latest.has_state:
+        note = "this checkpoint carries no registry state: no symbol diff"
+    view = m.snapshot(now)
+    incident = view.incident.to_json() if view.incident is not None else None
+    return StateAt(cell, str(view.status), view.latest_match, view.latest_scheme_mismatch, view.consecutive_mismatches,
+                   view.stored_digest, latest.digest if latest is not None else "", diff, note,
+                   sorted((code, summary) for (code, _key), summary in active.items()), incident)
+
+
+class TimelineSource:
+    """What the console's timeline screen shows, computed here (no Textual): the incidents of the
+    feed (from the index when consistent), a page of checkpoints around one incident, older pages,
+    and the replayed state at any checkpoint. Every call reads files: run it off the UI thread."""
+
+    def __init__(self, ws: Workspace, config: Config) -> None:
+        self.ws = ws
+        self.config = config
+        self.epochs: Epochs | None = None
+        self.found: list[Found] = []
+        self.reports: list[Report] = []
+        self.source = ""
+
+    def load(self, now: float | None = None) -> list[Report]:
+        keyed = list(iter_audit(self.ws, _keyed))
+        self.epochs = epochs_for(self.ws, self.config, keyed)
+        rec = reconstruct(self.ws, self.config, keyed=keyed, write_index=False, now=now)
+        self.found = rec.incidents
+        self.source = rec.source
+        self.reports = build_reports(self.found, keyed, iter_audit(self.ws, _unkeyed))
+        return self.reports
+
+    def around(self, rep: Report, count: int = STRIP, before: int = 10) -> list[Cell]:
+        """``before`` lines before the incident's start, then up to ``count`` checkpoints from there."""
+        offset = rep.found.offset or 0
+        start, back = offset_before(self.config.feed.path, offset, before)
+        line = rep.view.get("started_line")
+        first_line = line - back if isinstance(line, int) and line > back else (1 if start == 0 else None)
+        return strip_from(self.ws, self.config, start, first_line, count + before, epochs=self.epochs)
+
+    def older(self, first: Cell, count: int = STRIP) -> list[Cell]:
+        """The page of checkpoints before ``first`` (paged in as the user scrubs back)."""
+        start, back = offset_before(self.config.feed.path, first.offset, count + count // 4)  # other entries too
+        line = first.line - back if first.line is not None and first.line > back else (1 if start == 0 else None)
+        cells = strip_from(self.ws, self.config, start, line, count * 2, epochs=self.epochs, stop_before=first.offset)
+        return cells[-count:]
+
+    def newer(self, last: Cell, count: int = STRIP) -> list[Cell]:
+        cells = strip_from(self.ws, self.config, last.offset, last.line, count + 1, epochs=self.epochs)
+        return [c for c in cells if c.offset > last.offset]
+
+    def state_at(self, cell: Cell) -> StateAt:
+        return state_at(self.ws, self.config, cell, self.found, epochs=self.epochs)
