@@ -38,7 +38,7 @@ import orjson
 from polylog_console.core.infra import atomic, reader
 from polylog_console.core.infra.audit import actor, read_tail
 from polylog_console.core.infra.retention import prune_kind
-from polylog_console.core.infra.text import safe_text
+from polylog_console.core.infra.text import dumps_json, safe_text, valid_unicode
 from polylog_console.core.model.config import Config
 from polylog_console.core.model.errors import PolylogError
 from polylog_console.core.model.events import iso
@@ -385,7 +385,7 @@ class _Builder:
             return
         what = "event" if len(events) == 1 else f"{len(events)} events"
         self.add(f"The last {what} of {code(self.ws.relative(self.ws.audit))}:")
-        lines = [orjson.dumps(e, default=str, option=orjson.OPT_NON_STR_KEYS).decode() for e in events]
+        lines = [dumps_json(e).decode() for e in events]  # valid UTF-8 whatever a record holds
         self.add(fence([_show_line(line.encode()) for line in lines], "jsonl"))
 
 
@@ -457,6 +457,13 @@ def build_bundle(ws: Workspace, config: Config, *, parity: Any = None, monitor_v
         b.diff(recomputed[0])
 
     b.section("Diff summary", diff)
+
+    def timeline() -> None:  # the incident so far (issue 14): the report's timeline, derived times, actions
+        from polylog_console.core.runbook.report import timeline_markdown
+
+        b.add(timeline_markdown(ws, config, now=now))
+
+    b.section("Incident timeline so far", timeline)
     advance("replicas")
 
     def replicas() -> None:
@@ -505,7 +512,9 @@ def write_bundle(ws: Workspace, config: Config, **kw: Any) -> Bundle:
     Raises OSError (e.g. a read-only workspace) with nothing half-written left behind."""
     now = kw.pop("now", None)
     now = time.time() if now is None else now
-    markdown = build_bundle(ws, config, now=now, **kw)
+    # Every untrusted value went through code() or fence() (safe_text); a lone surrogate that
+    # reached the text some other way is written as U+FFFD rather than cost the whole bundle.
+    markdown = valid_unicode(build_bundle(ws, config, now=now, **kw))
     ws.escalations.mkdir(parents=True, exist_ok=True)
     path = bundle_path(ws, now)
     atomic.write_text(path, markdown)
