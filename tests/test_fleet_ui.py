@@ -178,3 +178,25 @@ def test_snapshot_detail(snap_compare, size, monkeypatch):
         await pilot.pause(0.2)
 
     assert snap_compare(make(), terminal_size=size, run_before=detail)
+
+
+async def test_an_ack_from_the_detail_shows_in_it_after_the_refresh():
+    items = specs()
+    beta = next(s for s in items if s["host"] == "beta")
+    am = StubAlertmanager([drift_alert(beta)], [])
+
+    def ack(row):
+        am._silences.append(ack_silence(beta, "beta-ack"))
+        am._alerts = [drift_alert(beta, silenced_by=("beta-ack",))]
+
+    app = make(StubPrometheus(items), am, ack=ack)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        await pilot.press("down", "enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, DetailScreen) and app.screen.row.host == "beta"
+        assert "alice@laptop" not in str(app.screen.query_one("#detail", Static).render())
+        await pilot.press("a")
+        await loaded(pilot, 2)
+        text = str(app.screen.query_one("#detail", Static).render())
+        assert "beta-ack" in text and "ack alice@laptop until" in text

@@ -88,6 +88,14 @@ class DetailScreen(ModalScreen[None]):
             yield Static(self.render_text(), id="detail")
         yield Footer()
 
+    def update(self, snapshot: FleetSnapshot, now: float) -> None:
+        key = (self.row.instance, self.row.job)
+        row = next((r for r in snapshot.rows if (r.instance, r.job) == key), None)
+        if row is None:
+            return
+        self.row, self.snapshot, self.now = row, snapshot, now
+        self.query_one("#detail", Static).update(self.render_text())
+
     def render_text(self) -> Text:
         row, now = self.row, self.now
         out = Text()
@@ -226,6 +234,9 @@ class FleetApp(App[int]):
         self.snapshot = snap
         self._render_banner()
         self._render_rows()
+        screen = self.screen
+        if isinstance(screen, DetailScreen):  # the open detail follows the data (an ack shows at once)
+            screen.update(snap, self.clock())
         self._arm_timer()
 
     def _render_banner(self) -> None:
