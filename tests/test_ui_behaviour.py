@@ -17,6 +17,7 @@ from polylog_console.core.registry.digest import digest
 from polylog_console.core.registry.stored import StoredRegistry, save_snapshot, start_digest_primer
 from polylog_console.demo.sample import INTERVAL, START, make_state, write_workspace
 from polylog_console.ui.app import PANELS
+from polylog_console.ui.screens.confirm import ConfirmScreen
 from polylog_console.ui.widgets.checkpoints import CheckpointTable
 from tests.test_ui_support import (
     GatedReplica,
@@ -78,7 +79,12 @@ async def test_cancel_stops_a_running_action(tmp_path):
             await start(pilot)
             await pilot.press("p")
             await in_thread(lambda: replica.started.wait(10))
-            await pilot.press("escape")
+            await pilot.press("escape")  # esc never cancels a running action
+            await pilot.pause(0.2)
+            assert app.runner.is_running("replicas") and not app.runner.history
+            await pilot.press("x")  # x asks first
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+            await pilot.press("y")
             await wait_for(pilot, lambda: app.runner.history, what="the cancellation")
             assert app.runner.history[-1].phase == "cancelled"
             assert app.parity is None
@@ -184,11 +190,16 @@ async def test_read_only_hides_and_refuses_what_changes_the_workspace(small_ws):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Rehydrate catalogs" not in titles and "Escalation bundle" not in titles
         assert "Acknowledge alert" not in titles and "Validate source" in titles
-        await pilot.press("r", "b", "a")  # not bound: nothing happens
-        await pilot.pause(0.1)
-        assert not app.runner.history and not isinstance(app.screen, CommandPalette)
+        footer = screen_text(app).splitlines()[-1]
+        assert "Rehydrate" not in footer and "Bundle" not in footer
+        await pilot.press("r", "b", "a")  # nothing runs, and each key says why
+        await wait_for(pilot, lambda: all(any(f"read-only: {a} is disabled" in n for n in notifications(app))
+                                          for a in ("rehydrate", "bundle", "acknowledge")), what="the refusals")
+        assert not app.runner.history and not isinstance(app.screen, (CommandPalette, ConfirmScreen))
+        app.clear_notifications()
         app.action_run("rehydrate")  # even when asked directly
-        await wait_for(pilot, lambda: any("refused in read-only" in n for n in notifications(app)), what="refusal")
+        await wait_for(pilot, lambda: any("read-only: rehydrate is disabled" in n for n in notifications(app)),
+                       what="refusal")
         assert "READ-ONLY" in screen_text(app)
         await pilot.press("v")  # reading is allowed
         await wait_for(pilot, lambda: app.runner.history, what="validate")

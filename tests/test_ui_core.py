@@ -255,15 +255,21 @@ def test_diff_view_picks_the_newest_checkpoint_with_a_live_state_and_filters(tmp
     assert diff_view.source(cp(4), tl.find_back).display_label == "s"
     assert diff_view.source(cp(5, "c" * 64), tl.find_back).display_label == "c5"
 
-    # A real monitor over a real stored registry, and a checkpoint carrying the live state inline.
+    # A real stored registry, and a checkpoint carrying the live state inline. The diff is computed
+    # from immutable inputs only (the stored view, the checkpoint, the workspace): the monitor that
+    # compared the checkpoint is not touched (issue 11: the worker thread mutated its cache).
     save_snapshot(tmp_path / "registry.json", STORED, label="stored")
-    monitor = Monitor(StoredRegistry(tmp_path / "registry.json"), workspace=Workspace.open(tmp_path))
+    ws = Workspace.open(tmp_path)
+    stored = StoredRegistry(tmp_path / "registry.json")
+    monitor = Monitor(stored, workspace=ws)
     line = json.dumps({"label": "live", "registry_digest": digest(LIVE), "registry_state": LIVE}).encode()
     live = parse_line(line, 7, 0)
     monitor.process([live])
-    shown = diff_view.compute(monitor, live, "kind:missing")
+    cache_before = dict(monitor._diff_cache)
+    shown = diff_view.compute(stored.get(), live, ws, "kind:missing")
+    assert monitor._diff_cache == cache_before
     assert [r[2] for r in shown.rows] == ["s3", "m1"] and shown.checkpoint == "live"
     assert diff_view.filtered(shown, "kind:nope").error.startswith("unknown kind")
     assert [r[2] for r in diff_view.filtered(shown, "").rows] == ["s3", "s4", "s2", "m1"]
-    none = diff_view.compute(monitor, cp(8, "d" * 64))
+    none = diff_view.compute(stored.get(), cp(8, "d" * 64), ws)
     assert none.diff is None and "carry no registry_state" in none.note

@@ -9,16 +9,17 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 
-from textual.keys import Keys, _character_to_key, format_key, key_to_character
+from textual.keys import Keys, format_key, key_to_character
 
 from polylog_console.core.model.actions import ACTIONS, Keymap, resolve_keys
+from polylog_console.ui.compat import character_key
 
 MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
 
 
 def _character_key(character: str) -> str:
     # Textual's own spelling of a one-character key, as Binding uses it ("?" -> "question_mark").
-    return _character_to_key(character)
+    return character_key(character)
 
 
 _NAMED = ({key.value for key in Keys} | {"space", "enter", "tab", "backspace", "escape"}

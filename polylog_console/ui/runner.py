@@ -1,13 +1,15 @@
 """Runs the console's background actions: one thread worker per action, at most one of each kind.
 
 The runner owns the lifecycle only: it publishes ``ActionEvent`` started / finished / failed /
-cancelled through the session (which audits them with the actor), forwards progress to the action
-bar, and hands the :class:`~polylog_console.core.runbook.operations.Outcome` back on the UI thread. What an
-action does is in :mod:`polylog_console.core.runbook.operations`.
+cancelled through the session (which audits them with the actor) and tells the screen with
+messages (:class:`~polylog_console.ui.messages.ActionProgressed`, coalescing, and
+:class:`~polylog_console.ui.messages.ActionDone`). What an action does is in
+:mod:`polylog_console.core.runbook.operations`.
 
-Worker threads never block on the UI: they report with ``loop.call_soon_threadsafe`` (Textual's
-``call_from_thread`` waits for the loop, which deadlocks when the app is shutting down and waits for
-the same threads).
+Worker threads never block on the UI: the lifecycle step that audits runs on the loop through
+``loop.call_soon_threadsafe`` (Textual's ``call_from_thread`` waits for the loop, which deadlocks
+when the app is shutting down and waits for the same threads), so an action that ends while the
+console closes is still audited; the messages are only for the screen.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from polylog_console.core.model.errors import PolylogError
 from polylog_console.core.model.events import ActionEvent
 from polylog_console.core.model.progress import Cancelled, Progress, ProgressUpdate
 from polylog_console.core.runbook.operations import Outcome
+from polylog_console.ui.messages import ActionDone, ActionProgressed
 
 
 @dataclass
@@ -50,13 +53,9 @@ class Finished:
 
 
 class ActionRunner:
-    def __init__(self, app: Any, publish: Callable[[list[Any]], None],
-                 on_progress: Callable[[str, ProgressUpdate], None],
-                 on_done: Callable[[Finished], None]) -> None:
+    def __init__(self, app: Any, publish: Callable[[list[Any]], None]) -> None:
         self.app = app
         self.publish = publish
-        self.on_progress = on_progress
-        self.on_done = on_done
         self.running: dict[str, Running] = {}
         self.history: list[Finished] = []  # what ran, for the activity log and tests
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,6 +66,10 @@ class ActionRunner:
     def is_running(self, action_id: str) -> bool:
         return action_id in self.running
 
+    def elapsed(self, action_id: str) -> float:
+        running = self.running.get(action_id)
+        return time.monotonic() - running.started if running is not None else 0.0
+
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -74,13 +77,18 @@ class ActionRunner:
         with contextlib.suppress(RuntimeError):  # the loop is gone: the app is exiting
             loop.call_soon_threadsafe(callback, *args)
 
+    def tell(self, message: Any) -> None:
+        """Post a message to the app from any thread (nothing when it has closed)."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the app is exiting
+            self.app.post_message(message)
+
     def start(self, action_id: str, work: Callable[[Progress], Outcome]) -> bool:
         """Start ``work`` in a thread unless ``action_id`` already runs; True when started."""
         if action_id in self.running:
             return False
         if self._loop is None:
             self.bind_loop()
-        progress = Progress(lambda update: self._post(self._progress, action_id, update), min_interval=0.1)
+        progress = Progress(lambda update: self._progress(action_id, update), min_interval=0.1)
         running = Running(action_id, progress, time.monotonic())
         self.running[action_id] = running
         self.publish([ActionEvent(action_id, "started")])
@@ -114,7 +122,7 @@ class ActionRunner:
         if running is None:
             return
         running.updates += 1
-        self.on_progress(action_id, update)
+        self.tell(ActionProgressed(action_id, update))
 
     def _finish(self, action_id: str, phase: str, outcome: Outcome | None, message: str) -> None:
         running = self.running.pop(action_id, None)
@@ -124,7 +132,7 @@ class ActionRunner:
         self.history.append(done)
         self.publish([ActionEvent(action_id, phase, message, outcome.outcome if outcome else None,
                                   outcome.result if outcome else None)])
-        self.on_done(done)
+        self.tell(ActionDone(done))
 
     def cancel(self, action_id: str | None = None) -> list[str]:
         """Ask running actions (one, or all) to stop at their next safe point; returns their ids."""

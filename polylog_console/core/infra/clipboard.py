@@ -96,3 +96,20 @@ def copy(text: str, *, write_terminal: Callable[[str], None] | None = None) -> l
     elif not ok:
         done.append("no terminal to send OSC 52 to: the text was not copied")
     return done
+
+
+def tmux_passthrough(timeout: float = 2.0) -> bool | None:
+    """Inside tmux: whether ``allow-passthrough`` is on (the wrapped OSC 52 reaches the outer
+    terminal only then); None outside tmux or when tmux cannot be asked."""
+    if not os.environ.get("TMUX"):
+        return None
+    import subprocess
+
+    try:
+        proc = subprocess.run(["tmux", "show", "-gv", "allow-passthrough"], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip().lower() in ("on", "all")

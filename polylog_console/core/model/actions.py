@@ -64,8 +64,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("acknowledge", "a", "Acknowledge alert",
                "Mark the active alerts as acknowledged by you (recorded in the audit log)",
                mutates=True, footer=False, group="runbook"),
-    ActionSpec("cancel", "escape", "Cancel action", "Cancel the running background action(s)", footer=False,
-               group="runbook"),
+    ActionSpec("cancel", "x", "Cancel action",
+               "Cancel the running background action(s), after asking (esc never cancels: it only leaves "
+               "a box, a filter or a screen)", footer=False, group="runbook"),
     ActionSpec("follow", "f", "Follow / pause", "Follow new checkpoints, or pause the table where it is",
                footer=False),
     ActionSpec("filter", "slash", "Filter diff",

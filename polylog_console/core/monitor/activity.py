@@ -9,7 +9,7 @@ error messages): the screen passes them through its safe-text helper like everyt
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,9 +30,19 @@ class Activity:
     kind: str  # "action", "alert", "feed", "status", "stored", "entry", "audit", "ui"
     message: str
     level: str = "info"
+    record: dict[str, Any] | None = field(default=None, compare=False)  # the full event / audit record (detail view)
 
 
 def describe(event: Any, now: float | None = None) -> Activity | None:
+    """``event`` as an activity line carrying the event's JSON form (its detail view)."""
+    item = _describe(event, now)
+    if item is None:
+        return None
+    to_json = getattr(event, "to_json", None)
+    return replace(item, record=to_json() if to_json is not None else None)
+
+
+def _describe(event: Any, now: float | None = None) -> Activity | None:
     now = time.time() if now is None else now
     if isinstance(event, ActionEvent):
         if event.phase == "progress":
@@ -93,7 +103,7 @@ def from_audit(record: dict[str, Any]) -> Activity:
             details.append(str(value))
     text = event + (f" by {actor}" if actor else "") + (f": {' · '.join(details)}" if details else "")
     level = "error" if "failed" in event else "warning" if event in ("escalation", "alert_raised") else "info"
-    return Activity(_parse_ts(record.get("ts")), "audit", text, level)
+    return Activity(_parse_ts(record.get("ts")), "audit", text, level, record)
 
 
 class AuditTail:

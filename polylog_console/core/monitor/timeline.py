@@ -37,6 +37,10 @@ class Row:
                    event.latency_ms if live else None, live)
 
 
+def _rechecked(old: Row, new: Row) -> Row:
+    return Row(old.checkpoint, new.match, new.scheme_mismatch, old.latency_ms, old.live)
+
+
 def classify(cp: Checkpoint, stored_digest: str | None, other_digest: str | None = None) -> Row:
     """A history row (paged in): compared with the stored registry as it is now."""
     if stored_digest is None:
@@ -82,6 +86,33 @@ class Timeline:
     @property
     def oldest(self) -> Row | None:
         return self._rows[0] if self._rows else None
+
+    def same_checkpoint(self, row: Row) -> bool:
+        """``row`` is the newest held row compared again (a recompute or a rehydrate re-evaluates
+        the latest checkpoint: the same line of the same file, not a new checkpoint)."""
+        latest = self._rows[-1] if self._rows else None
+        if latest is None:
+            return False
+        a, b = latest.checkpoint, row.checkpoint
+        return a is b or (a.offset == b.offset and a.raw == b.raw)
+
+    def add(self, rows: Iterable[Row]) -> tuple[int, bool]:
+        """New rows from the monitor, in order: a row that re-compares the newest held checkpoint
+        replaces that row's result (keeping its latency and liveness) instead of adding a copy.
+        Returns (rows dropped at the front, whether a held row changed in place)."""
+        fresh: list[Row] = []
+        updated = False
+        for row in rows:
+            if fresh:
+                if fresh[-1].checkpoint is row.checkpoint:
+                    fresh[-1] = _rechecked(fresh[-1], row)
+                    continue
+            elif self.same_checkpoint(row):
+                self._rows[-1] = _rechecked(self._rows[-1], row)
+                updated = True
+                continue
+            fresh.append(row)
+        return (self.extend(fresh) if fresh else 0), updated
 
     def extend(self, rows: Iterable[Row]) -> int:
         """Append new rows; returns how many old rows fell off the front."""

@@ -4,8 +4,10 @@ The diff shown is the one of the current drift: the stored registry against the 
 newest checkpoint that carries one (``registry_state`` or ``registry_snapshot``) with the latest
 drifting digest. :func:`situation` names the case from the monitor's view (so the panel is rebuilt
 only when the case changes), :func:`note` says what to show when there is nothing to diff,
-:func:`compute` asks the monitor for the diff (cached per drift there; run it off the UI thread,
-a 1,000,000-symbol diff takes a moment) and :func:`filtered` applies the operator's filter.
+:func:`compute` diffs the stored registry against the checkpoint's live state from immutable inputs
+gathered on the monitor's thread (the stored view, the checkpoint, the workspace), so it can run on
+a worker thread without touching the monitor (a 1,000,000-symbol diff takes a moment), and
+:func:`filtered` applies the operator's filter.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 
 from polylog_console.core.feed.records import Checkpoint
 from polylog_console.core.model.errors import PolylogError
-from polylog_console.core.registry.diff import RegistryDiff
+from polylog_console.core.registry.diff import RegistryDiff, diff_states
 from polylog_console.core.registry.filter import DiffRow, FilterError, filter_rows, iter_diff, parse_query
+from polylog_console.core.registry.stored import State, load_snapshot, validate_state
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,28 @@ def source(latest: Checkpoint, find_back: Callable[[Callable[[Any], bool]], Any]
     return row.checkpoint if row is not None else latest
 
 
-def compute(monitor: Any, cp: Checkpoint, query: str = "") -> DiffView:
-    """The diff of the stored registry against ``cp``'s live state, filtered by ``query``."""
+def live_state(cp: Checkpoint, workspace: Any) -> State | None:
+    """The live registry state ``cp`` carries inline (``registry_state``) or by snapshot path
+    (``registry_snapshot``, confined to ``workspace``); None when it carries neither.
+
+    Raises :class:`PolylogError` with a clear message when the state cannot be used."""
+    if cp.registry_state is not None:
+        return validate_state(cp.registry_state, where=f"{cp.display_label}: registry_state")
+    if cp.registry_snapshot is not None:
+        if workspace is None:
+            raise PolylogError(f"{cp.display_label}: registry_snapshot needs a workspace")
+        path = workspace.confine(cp.registry_snapshot, what="registry_snapshot")
+        return load_snapshot(path, label=workspace.relative(path)).state
+    return None
+
+
+def compute(stored: Any, cp: Checkpoint, workspace: Any, query: str = "") -> DiffView:
+    """The diff of the stored registry (``stored``: a StoredView, immutable once loaded) against
+    ``cp``'s live state, filtered by ``query``. Safe on any thread: it reads only its arguments."""
     try:
-        diff = monitor.diff_for(cp)
-        error = monitor.diff_error(cp)
+        live = live_state(cp, workspace)
+        diff = diff_states(stored.state, live) if live is not None else None
+        error = None
     except PolylogError as exc:
         diff, error = None, str(exc)
     if diff is None:

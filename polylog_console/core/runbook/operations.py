@@ -141,7 +141,8 @@ def _bundle(ctx: OperationContext, progress: Progress) -> Outcome:
     progress.check()
     copied, how = copy_local(bundle.markdown)
     path = ctx.ws.relative(bundle.path)
-    message = f"wrote {path}; copied to the clipboard (OSC 52" + (f", {how})" if copied and how else ")")
+    # Only what this function did: the console says itself whether its OSC 52 copy left the terminal.
+    message = f"wrote {path}" + (f"; {how}" if copied and how else "")
     result = {"path": path, "bytes": len(bundle.markdown.encode("utf-8")), "local_clipboard": copied}
     if not copied and how:
         result["local_clipboard_error"] = how

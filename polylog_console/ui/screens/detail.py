@@ -1,4 +1,5 @@
-"""A checkpoint's raw JSON, as the feed holds it (made safe to show), with a key to copy it."""
+"""One row in full: a checkpoint's raw JSON as the feed holds it, an ingest error with its raw line, an
+activity event with its audit record, a replica's answer (every line made safe), with a key to copy it."""
 
 from __future__ import annotations
 
@@ -38,10 +39,16 @@ class DetailScreen(ModalScreen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss(None)", "Close")]
 
-    def __init__(self, title: str, raw: bytes, copy_key: str | None, copy_display: str | None = None) -> None:
+    def __init__(self, title: str, raw: bytes | str, copy_key: str | None, copy_display: str | None = None,
+                 *, copy_text: str | None = None, what: str = "checkpoint JSON") -> None:
+        """``raw``: bytes (pretty-printed when JSON) or text shown as it is; ``copy_text``: what the
+        copy key copies (default: the raw text)."""
         super().__init__()
         self._title = title
-        self.raw = raw
+        self.raw = raw if isinstance(raw, bytes) else raw.encode("utf-8", errors="replace")
+        self._text = pretty(raw) if isinstance(raw, bytes) else raw
+        self._copy_text = copy_text
+        self.what = what
         self.copy_key = copy_key  # the registry's key for "copy" (it may be remapped)
         self.copy_display = copy_display
 
@@ -54,8 +61,11 @@ class DetailScreen(ModalScreen[None]):
         with VerticalScroll() as box:
             box.border_title = literal(self._title, limit=60)
             box.border_subtitle = (f"{self.copy_display} copy · " if self.copy_display else "") + "esc close"
-            yield Static(safe_lines(pretty(self.raw)), id="detail-json")
+            yield Static(safe_lines(self._text), id="detail-json")
 
     @property
     def raw_text(self) -> str:
+        """What the copy key copies."""
+        if self._copy_text is not None:
+            return self._copy_text
         return self.raw.decode("utf-8", errors="replace")

@@ -107,6 +107,9 @@ class CheckpointTable(LineTable):
         self._maybe_need_older()
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        if self.stick_to_end:  # the operator scrolls back to look: stop following (f follows again)
+            self.stick_to_end = False
+            self.post_message(self.Unstuck(self))
         if self.scroll_y < 1:  # already at the top: the wheel asks for older history
             self._maybe_need_older()
 

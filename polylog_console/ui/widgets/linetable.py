@@ -24,6 +24,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from polylog_console.ui.compat import set_scroll_extent
 from polylog_console.ui.safe import fit
 
 STYLE_NAMES = ("ok", "drift", "stale", "none", "dim", "error", "warning", "accent", "bold")
@@ -125,8 +126,7 @@ class LineTable(ScrollView, can_focus=True):
         (~30 ms at 160x48) ten times a second under a busy feed."""
         size = Size(self.size.width, rows)
         if size != self.virtual_size:
-            self.set_reactive(LineTable.virtual_size, size)
-            self._scroll_update(size)  # the scrollbar (shown or hidden: that one does re-lay)
+            set_scroll_extent(self, size)  # the scrollbar (shown or hidden: that one does re-lay)
 
     def _to_end(self) -> None:
         self.cursor = self._count - 1

@@ -1,4 +1,6 @@
-"""Replica parity: one row per configured replica, from the last ``verify replicas`` report."""
+"""Replica parity: one row per configured replica, from the last ``verify replicas`` report. A
+report checked against a stored digest that is no longer the current one is shown stale ("◷ was
+✔ match") until the re-check arrives."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class ReplicaTable(LineTable):
         self.results: Sequence[Any] = ()
         self.checked_at: float | None = None  # by the console's clock, when the report arrived
         self.now: float = 0.0
+        self.stale: str | None = None  # why the results shown are stale, None when current
 
     def row_count(self) -> int:
         return len(self.results)
@@ -43,16 +46,30 @@ class ReplicaTable(LineTable):
         r = self.results[index]
         badge, style = STATUS.get(r.status, (f"? {r.status}", "none"))
         checked = f"{format_age(self.now - self.checked_at)} ago" if self.checked_at is not None else "—"
+        if self.stale:
+            badge, style = f"◷ was {badge}", "stale"
         return ((r.name, "bold"), ((r.digest or "—")[:12], "dim"), (badge, style), (latency(r.latency_ms), "dim"),
                 (checked, "dim"), (r.error or "", "error" if r.error else ""))
 
     def show(self, results: Sequence[Any], checked_at: float | None, now: float, note: str | None = None) -> None:
         self.results = results
+        self.stale = None
         self.checked_at = checked_at
         self.now = now
         if note:
             self.empty_message = note
+        parent = self.parent
+        if parent is not None:
+            parent.border_subtitle = None
         self.reset()
+
+    def mark_stale(self, why: str) -> None:
+        self.stale = why
+        self.empty_message = why
+        parent = self.parent
+        if parent is not None:
+            parent.border_subtitle = why
+        self.invalidate_rows()
 
     def tick(self, now: float) -> None:
         """Time passed: repaint only if the "checked ... ago" shown changed."""
