@@ -43,6 +43,8 @@ import stat
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +148,6 @@ def attachment_entries(polyforms: Iterable[Mapping[str, Any]]) -> dict[str, list
     return graph
 
 
-_PAIRS_CACHE_MAX = 1 << 16
-
-
 @dataclass
 class GraphPart:
     """One chunk's share of the attachment graph: each polyform's entry serialised once (as
@@ -164,34 +163,48 @@ class GraphPart:
         index = self.keys.get(key)
         if not index:
             return b""
-        entries = self.entries
-        return _GRAPH_SEP.join([entries[i] for i in index])
+        if len(index) == 1:
+            return self.entries[index[0]]
+        return _GRAPH_SEP.join(itemgetter(*index)(self.entries))
 
 
 def attachment_fragments(polyforms: Iterable[Mapping[str, Any]]) -> GraphPart:
     """The :class:`GraphPart` of ``polyforms``; :func:`graph_pieces` turns the parts of consecutive
-    chunks into the graph file's bytes."""
+    chunks into the graph file's bytes.
+
+    Polyforms are grouped by the *set* of their composition's characters (few distinct sets, however
+    many compositions): one append per polyform; each set's pair keys are computed once, and a key's
+    index list is its sets' lists merged back into source order (a C sort of sorted runs)."""
     entries: list[bytes] = []
-    keys: dict[str, list[int]] = {}
-    pairs_of: dict[str, list[str]] = {}  # compositions repeat a lot: their pairs are computed once
+    groups: dict[frozenset[str], list[int]] = {}
     for p in polyforms:
         composition = _composition(p)
-        pairs = pairs_of.get(composition)
-        if pairs is None:
-            if len(pairs_of) >= _PAIRS_CACHE_MAX:
-                pairs_of.clear()
-            pairs = pairs_of[composition] = attachment_pairs(composition)
-        if not pairs:
-            continue
-        index = len(entries)
+        if not composition:
+            continue  # no characters, no pairs
+        types = frozenset(composition)
+        group = groups.get(types)
+        if group is None:
+            groups[types] = [len(entries)]
+        else:
+            group.append(len(entries))
         entries.append(_entry_bytes(attachment_entry(p), _GRAPH_INDENT))
-        for key in pairs:
-            bucket = keys.get(key)
+    runs: dict[str, list[list[int]]] = {}
+    for types, group in groups.items():
+        for key in attachment_pairs("".join(types)):
+            bucket = runs.get(key)
             if bucket is None:
-                keys[key] = [index]
+                runs[key] = [group]
             else:
-                bucket.append(index)
-    return GraphPart(entries, {key: array("I", index) for key, index in keys.items()})
+                bucket.append(group)
+    keys: dict[str, array] = {}
+    for key, lists in runs.items():
+        if len(lists) == 1:
+            keys[key] = array("I", lists[0])
+        else:
+            merged = list(chain.from_iterable(lists))
+            merged.sort()
+            keys[key] = array("I", merged)
+    return GraphPart(entries, keys)
 
 
 _GRAPH_SEP = b"," + _GRAPH_INDENT
@@ -261,7 +274,13 @@ def scaler_item(p: Mapping[str, Any]) -> tuple[str, bytes]:
     """One polyform's ``scaler_tables.json`` member: its key and ``"key": value`` serialised as
     :func:`python_json` writes it there (built in the workers; the parent only sorts and joins)."""
     key = scaler_key(p)
-    return key, _json_string(key) + b": " + _entry_bytes(scaler_value(p), _SCALER_INDENT)
+    value = scaler_value(p)
+    o, i, composition = value["O"], value["I"], value["composition"]
+    if type(o) is int and type(i) is int and type(composition) is str:  # the usual case, spelled directly
+        item = b'%s: {\n    "I": %d,\n    "O": %d,\n    "composition": %s\n  }' % (
+            _json_string(key), i, o, _json_string(composition))
+        return key, item
+    return key, _json_string(key) + b": " + _entry_bytes(value, _SCALER_INDENT)
 
 
 def scaler_pieces(items: Mapping[str, bytes]) -> Iterable[bytes]:
