@@ -349,3 +349,13 @@ def test_since_and_incident_selection(tmp_path):
     since = rp.build_report(ws, config, incident="all", since=START + 15 * INTERVAL, write_index=False).reports
     assert [r.id for r in since] == [2]
     assert rp.parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+
+
+def test_escalation_bundle_holds_the_timeline_so_far(tmp_path):
+    root = repo_sample(tmp_path / "ws")
+    result = run_cli("bundle", "--json", "--workspace", str(root))
+    assert result.code == 0, result.err
+    text = Path(json.loads(result.out)["path"]).read_text()
+    section = text.split("## Incident timeline so far", 1)[1].split("\n## ", 1)[0]
+    assert "`2025-11-09T17:43:20.000Z` at `checkpoint-0171`" in section
+    assert "### Timeline" in section and "`escalated`" in section and "still open" in section
