@@ -150,3 +150,27 @@ async def test_the_alertmanager_sink_sends_its_bearer_token(tmp_path):
         assert request.headers["authorization"] == f"Bearer {SECRET}"
         assert request.path == "/api/v2/alerts"
         assert request.json[0]["labels"]["workspace"] == "fleet-name"
+
+
+async def test_a_cluster_member_down_does_not_hold_deliveries_back(tmp_path):
+    from polylog_console.core.alerts.delivery import DeliveryError
+    from tests.servers import refused_url
+
+    note = Notification(id="n2", created_at=1.0, code="registry_mismatch", status="firing", severity="critical",
+                        dedup_key="k", summary="s", workspace="/path", host="h", runbook_url="u")
+    dead = refused_url().rsplit("/", 1)[0]
+    with Receiver() as up, Receiver() as other:
+        sink = AlertmanagerSink([f"http://127.0.0.1:{up.port}", dead, f"http://127.0.0.1:{other.port}"])
+        try:
+            await sink.send(note)  # accepted by the live members: delivered
+        finally:
+            await sink.aclose()
+        assert len(up.requests) == 1 and len(other.requests) == 1
+        assert up.requests[0].body == other.requests[0].body  # every member gets the same alert
+    sink = AlertmanagerSink([dead, refused_url().rsplit("/", 1)[0]])
+    try:
+        with pytest.raises(DeliveryError) as info:
+            await sink.send(note)
+        assert info.value.retryable and info.value.reason.count("POST") == 2
+    finally:
+        await sink.aclose()
