@@ -27,9 +27,11 @@ How it works, and why:
   ~0.02 s of CPU per 3 idle seconds; the first append after a quiet spell is seen within about two
   idle steps, ~10-20 ms), and :attr:`DEEP_IDLE_STEP_MS` once quiet for :attr:`DEEP_IDLE_AFTER`
   seconds (an idle console then wakes 25 times a second; the first append after a long quiet
-  spell is seen within ~40-80 ms; a steady stream is back at 1 ms steps at once). The Rust backend is used
-  directly (watchfiles documents it as ``watchfiles._rust_notify.RustNotify``) because ``awatch``
-  fixes the step per generator and runs each wait in a fresh anyio worker thread.
+  spell is seen within ~40-80 ms; a steady stream is back at 1 ms steps at once). watchfiles' Rust
+  binding is driven directly, through :mod:`polylog_console.core.feed.backends` (the one place that
+  touches that private API), because ``awatch`` fixes the step per generator and runs each wait
+  in a fresh anyio worker thread; if the binding is ever unusable, the follower polls (a ``mode``
+  event says why).
 * **Polling mode** (``poll=True``, for network file systems) never looks at mtimes (watchfiles'
   own polling misses appends made within the same second): every ``poll_interval`` it compares
   the file's size and (device, inode) with what it has read. The wait is a timed wait on an
@@ -72,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from polylog_console.core.feed import records
+from polylog_console.core.feed.backends import BackendUnavailable, open_notifier
 from polylog_console.core.feed.records import Checkpoint, Entry, LineSplitter, Record, parse_lines
 from polylog_console.core.model.events import FeedEvent
 
@@ -1000,16 +1003,14 @@ class FeedFollower:
     def _make_watcher(self) -> tuple[Any, tuple[Any, ...], frozenset[str], frozenset[str]] | None:
         """A non-recursive inotify watch on the feed's directory (and its target's), or None when
         the directory does not exist (yet) or inotify is unavailable (then: polling)."""
-        from watchfiles._rust_notify import RustNotify
-
         dirs, key = self._watch_plan()
         if self._dir_str not in dirs:
             return None
         try:
-            watcher = RustNotify(dirs, False, False, 0, False, False)
+            watcher = open_notifier(dirs)
         except FileNotFoundError:
             return None
-        except (OSError, RuntimeError) as exc:
+        except (OSError, BackendUnavailable) as exc:
             # e.g. the inotify watch limit: fall back to polling rather than go deaf
             self._event("mode", f"inotify unavailable ({exc}); polling every {self.poll_interval:g}s",
                         mode="poll")
@@ -1040,8 +1041,14 @@ class FeedFollower:
             active = quiet < self.ACTIVE_WINDOW
             idle_step = self.IDLE_STEP_MS if quiet < self.DEEP_IDLE_AFTER else self.DEEP_IDLE_STEP_MS
             try:
-                result = watcher.watch(self.DEBOUNCE_MS, self.ACTIVE_STEP_MS if active else idle_step,
-                                       self.ACTIVE_TIMEOUT_MS if active else self.IDLE_TIMEOUT_MS, self._signal)
+                result = watcher.wait(self.DEBOUNCE_MS, self.ACTIVE_STEP_MS if active else idle_step,
+                                      self.ACTIVE_TIMEOUT_MS if active else self.IDLE_TIMEOUT_MS, self._signal)
+            except BackendUnavailable as exc:
+                watcher.close()
+                self._event("mode", f"inotify unavailable ({exc}); polling every {self.poll_interval:g}s", mode="poll")
+                self.mode = "poll"
+                self._flush()
+                continue
             except (OSError, RuntimeError) as exc:
                 self._error("watching the feed directory failed", OSError(0, str(exc)))
                 self._flush()
