@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from polylog_console import __version__
 from polylog_console.cli.common import fail
@@ -30,9 +31,18 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr, naming where to look (SPEC §11), exit 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        from polylog_console.core.infra.text import safe_text
+
+        self.exit(2, f"polylog-console: error: {safe_text(message)} (see {self.prog} --help)\n")
+
+
 def _common(json_flag: bool) -> argparse.ArgumentParser:
     # SUPPRESS keeps a value given before the command from being reset by the subparser.
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument("--workspace", "-w", metavar="DIR", default=argparse.SUPPRESS,
                         help="workspace directory (env POLYLOG_WORKSPACE, default: current directory)")
     parent.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
@@ -45,7 +55,7 @@ def _common(json_flag: bool) -> argparse.ArgumentParser:
 def build_parser(wanted: set[str] | None = None) -> argparse.ArgumentParser:
     """The full parser; with ``wanted``, only those commands' modules are imported for their
     arguments (the others still list in --help): opening the console imports no command module."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="polylog-console",
         description="Console for polylog6 registry-drift incidents. With no command, opens the console.",
         parents=[_common(False)],

@@ -123,7 +123,7 @@ def run_once(ctx: Any) -> int:
         asyncio.run(session.run_once(emit_checkpoints=ctx.json))
     except OSError as exc:
         return fail(f"{ctx.workspace.relative(feed)}: {exc.strerror or exc}")
-    elapsed = time.perf_counter() - started
+    elapsed = session.read_seconds or (time.perf_counter() - started)  # reading, not the deliveries' grace
     view = session.monitor.snapshot()
     if ctx.json:
         printer([_Summary(tally.summary(view, elapsed))])

@@ -109,6 +109,7 @@ class Session:
                 **(dispatcher_options or {}))
         self.refresh = AutoRefresh(self, enabled=config.monitor.refresh_enabled and not self.read_only)
         self._history_read = False
+        self.read_seconds: float | None = None  # run_once: seconds to read and compare the whole feed
 
     # -- events ---------------------------------------------------------------------------
 
@@ -373,6 +374,7 @@ class Session:
         from polylog_console.core.registry.stored import start_digest_primer
 
         grace = self.ONCE_GRACE if grace is None else grace
+        started = time.perf_counter()
         self._loop = asyncio.get_running_loop()
         child = start_digest_primer(self.stored) if primer and not emit_checkpoints else None
         await self.start_alerts()
@@ -396,6 +398,7 @@ class Session:
                 child = None
                 self._process(pending, emit_checkpoints=False, check_stale=False)
             self.publish(self.monitor.tick())
+            self.read_seconds = time.perf_counter() - started
             self.history_read()
             await self.refresh.wait(grace)
             if self.alerts is not None:
