@@ -81,3 +81,60 @@ def test_notes_stay_bounded(setup):  # noqa: F811
     incident = monitor.snapshot().incident
     assert len(incident.notes) == MAX_NOTES and incident.notes_dropped == MAX_NOTES * 2
     assert incident.notes[-1].detail == f"ack {MAX_NOTES * 3 - 1}"
+
+
+async def _follow_until_restarted(root, stored: str, *, drift_from: int, total: int, history: int):
+    import asyncio
+
+    import orjson
+
+    from polylog_console.core.model.config import load_config
+    from polylog_console.core.model.workspace import Workspace
+    from polylog_console.core.monitor.session import Session
+
+    feed = root / "memory" / "coordination" / "context-brief.jsonl"
+    with open(feed, "wb") as handle:
+        for i in range(total):
+            digest = stored if i < drift_from else "e" * 64
+            handle.write(orjson.dumps({"label": f"cp-{i:05d}", "registry_digest": digest,
+                                       "timestamp": T0 + i}) + b"\n")
+    (root / "monitoring.toml").write_text(f"[feed]\nhistory = {history}\n")
+    ws = Workspace.open(root)
+    session = Session(ws, load_config(ws.root))
+    seen: list = []
+    done = asyncio.Event()
+
+    def subscriber(events):
+        for e in events:
+            if isinstance(e, IncidentEvent):
+                seen.append(e)
+                if e.kind == "restarted":
+                    done.set()
+
+    session.subscribe(subscriber)
+    task = asyncio.create_task(session.run())
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        session.stop()
+        await asyncio.wait_for(task, 15)
+    return seen
+
+
+async def test_an_incident_older_than_the_history_is_found_by_a_backwards_scan(small_ws):
+    """Item 4: the follower loads only the last ``feed.history`` checkpoints; the drift began
+    long before them, so its start is found by a bounded scan backwards through the feed."""
+    seen = await _follow_until_restarted(small_ws.root, small_ws.incident.stored_digest,
+                                         drift_from=1_000, total=20_000, history=100)
+    opened, restarted = seen[0], seen[-1]
+    assert opened.kind == "opened" and not opened.incident.start_in_history
+    assert opened.incident.started_label == "cp-19900"  # the first checkpoint of the history read
+    assert restarted.kind == "restarted" and restarted.incident.id == opened.incident.id
+    assert restarted.incident.started_label == "cp-01000" and restarted.incident.started_at == T0 + 1_000
+    assert restarted.incident.start_in_history and restarted.incident.scan == "found"
+
+
+async def test_a_feed_in_drift_from_its_first_line_starts_there(small_ws):
+    seen = await _follow_until_restarted(small_ws.root, small_ws.incident.stored_digest,
+                                         drift_from=0, total=5_000, history=50)
+    assert seen[-1].incident.started_label == "cp-00000" and seen[-1].incident.start_in_history
