@@ -2,8 +2,10 @@
 
 One pass over the source, in parallel worker processes for large files: each worker validates its
 byte range (:mod:`polylog_console.core.runbook.validate`) and serialises its polyforms' attachment-graph
-entries; the parent merges the ranges in file order (duplicates across ranges, the registry
-state, the scaler tables) and streams the artifacts to disk. An invalid source raises
+entries and scaler-table members (once each, in polylog6's encoding: :mod:`catalogs`); the parent merges
+the ranges in file order (duplicates across ranges, the registry state, the scaler tables, the later
+line winning) and streams the artifacts to disk, byte for byte what polylog6's ``populate_catalogs.py``
+writes for the same source. An invalid source raises
 :class:`~polylog_console.core.runbook.validate.ValidationFailed` before anything is written.
 
 Atomicity. The new generation is written into a complete new directory beside the old one
