@@ -174,7 +174,8 @@ class FleetApp(App[int]):
         self.fetching = False
         self.skipped = 0  # timer ticks skipped because a refresh was still running
         self.refreshes = 0
-        self.refresh_times: list[float] = []  # seconds per refresh (bench, tests)
+        self.refresh_times: list[float] = []  # seconds per fetch, on the worker (bench, tests)
+        self.render_times: list[float] = []  # seconds to redraw the table, on the event loop
         self.clipboard_writes: list[str] = []
         self._timer: Any = None
 
@@ -232,8 +233,11 @@ class FleetApp(App[int]):
         if interval and self.interval is None:
             self.interval = max(1.0, interval)
         self.snapshot = snap
+        drawn = time.perf_counter()
         self._render_banner()
         self._render_rows()
+        self.render_times.append(time.perf_counter() - drawn)
+        del self.render_times[:-100]
         screen = self.screen
         if isinstance(screen, DetailScreen):  # the open detail follows the data (an ack shows at once)
             screen.update(snap, self.clock())
