@@ -8,6 +8,12 @@ answer the stored digest, 2 also serve the full matching state, 2 serve a drifte
 per namespace), and 1 accepts the connection and never answers. Per-replica timeout 2 s with 2
 retries. Target: the whole check in <= the per-replica timeout + 1 s, measured in-process (5 runs)
 and end to end as a real ``polylog-console replicas --json`` process (interpreter start included).
+
+``--big`` (issue 10, item 11): several replicas serving bodies over the 512 MB limit at once, and
+several big ones within it, streamed by the real server (never held there), checked by a real
+``polylog-console replicas --json`` process whose peak RSS (``ru_maxrss``) is reported: the bodies
+held at once share one 512 MB budget, so the peak stays near it instead of growing with the number
+of replicas (1.3 GB for three before the budget).
 """
 
 from __future__ import annotations
@@ -55,7 +61,66 @@ def plan(ports: list[int]) -> list[tuple[str, str]]:
     return out
 
 
+def _replicas_process(root: Path) -> tuple[int, dict, float, float]:
+    """Run ``polylog-console replicas --json`` and return (exit code, report, wall s, peak RSS MB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "polylog_console", "replicas", "--json", "--workspace", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (ru_maxrss, KB)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    return proc.returncode, json.loads(out or b"{}"), wall, usage.ru_maxrss / 1024
+
+
+def big_bodies() -> int:
+    """Several big replica bodies at once (item 11): peak RSS of the checking process."""
+    mb = 1024 * 1024
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-replicas-big-"))
+    server = None
+    try:
+        root = tmp / "ws"
+        incident = write_workspace(root, polyforms=200, checkpoints=20, config=None)
+        server = subprocess.Popen([sys.executable, "-m", "tests.replica_server", "--ports", "1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  cwd=Path(__file__).resolve().parents[2])
+        assert server.stdout is not None
+        port = json.loads(server.stdout.readline())["ports"][0]
+        cases = [
+            ("4 replicas of 600 MB (over the limit), streamed without a length", 4, 600 * mb, False, "0" * 64),
+            ("3 replicas of 200 MB (within it, 600 MB together), matching", 3, 200 * mb, False,
+             incident.stored_digest),
+        ]
+        for title, count, size, length, digest_value in cases:
+            query = f"size={size}&digest={digest_value}" + ("&length=1" if length else "")
+            toml = "".join(f'[[replicas]]\nname = "big{i}"\nurl = "http://127.0.0.1:{port}/big?{query}&n={i}"\n'
+                           f"timeout = 60\nretries = 0\n\n" for i in range(count))
+            (root / "monitoring.toml").write_text(toml)
+            code, doc, wall, peak = _replicas_process(root)
+            print(f"{title}:")
+            errors = sorted({r["error"] or r["status"] for r in doc.get("replicas", [])})
+            line("exit code / replicas reported", f"{code} / {len(doc.get('replicas', []))}", "-", None)
+            for text in errors:
+                print(f"    result: {text}")
+            line("wall, real process", f"{wall:.2f} s", "-", None)
+            if size > 512 * mb:  # nothing is parsed: the peak is the shared budget plus the interpreter
+                line("peak RSS of the checking process", f"{peak:.0f} MB", "<= 700 MB", peak <= 700)
+            else:  # the bodies held (<= 512 MB together) plus the one being parsed
+                line("peak RSS of the checking process", f"{peak:.0f} MB", "-", None)
+    finally:
+        sys.stdout.flush()
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
+    if "--big" in sys.argv[1:]:
+        return big_bodies()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="bench-replicas-"))
     server = None

@@ -267,16 +267,19 @@ class BodyBudget:
             self._held[owner] = self._held.get(owner, 0) + size
             self.peak = max(self.peak, self.used)
 
-    async def release(self, owner: int) -> None:
+    async def release(self, owner: int, *, wake: bool = True) -> None:
+        """Return ``owner``'s bytes. ``wake=False`` (a refused replica dropping its partial body)
+        does not count as a release for :meth:`wait_for_release`: refused replicas restarting
+        each other would go round for ever without any of them finishing."""
         async with self._changed:
             freed = self._held.pop(owner, 0)
             if freed:
                 self.used -= freed
-                self.releases += 1
+                self.releases += wake
                 self._changed.notify_all()
 
     async def wait_for_release(self, seen: int) -> None:
-        """Until some replica releases budget after the ``seen``-th release."""
+        """Until some replica releases budget after the ``seen``-th release (``wake=True``)."""
         async with self._changed:
             while self.releases == seen:
                 await self._changed.wait()
@@ -488,6 +491,7 @@ class _Checker:
                     result.attempts += 1
                     t0 = time.monotonic()
                     retry = True
+                    restart = False
                     await self.budget.release(owner)  # a failed attempt's partial body
                     try:
                         status, reason, body = await self._fetch(rc.url, max(deadline - loop.time(), 0.001), owner)
@@ -507,12 +511,9 @@ class _Checker:
                         retry = False
                     except _OverBudget as exc:
                         result.reachable = True
-                        if not exc.alone:  # others hold the rest: drop this body, wait for one, again
-                            await self.budget.release(owner)
-                            await self.budget.wait_for_release(self.budget.releases)
-                            result.attempts -= 1
-                            continue
-                        errors.append(_over_budget_message(exc.held))
+                        restart = not exc.alone  # others hold the rest: drop this body, wait, again
+                        if not restart:
+                            errors.append(_over_budget_message(exc.held))
                         retry = False
                     else:
                         result.reachable = True
@@ -522,6 +523,12 @@ class _Checker:
                             break
                         errors.append(f"HTTP {status} {one_line(reason, 60)}".rstrip())
                         retry = status >= 500
+                    if restart:
+                        # Outside the except clause: its traceback held the partial body's frame.
+                        await self.budget.release(owner, wake=False)
+                        await self.budget.wait_for_release(self.budget.releases)
+                        result.attempts -= 1
+                        continue
                     remaining = deadline - loop.time()
                     delay = BACKOFF * 2 ** (result.attempts - 1)
                     if not retry or result.attempts > rc.retries or remaining < delay + MIN_ATTEMPT:
