@@ -160,6 +160,15 @@ def test_digest_of_a_device_or_directory_is_refused(tmp_path, target):
         assert "not a regular file" in result.err and len(result.err.strip().splitlines()) == 1
 
 
+def test_digest_of_a_file_over_the_limit_is_refused_unread(tmp_path):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as handle:
+        handle.truncate(600 * 1024 * 1024)  # sparse: costs no disk, would cost 600 MB to read
+    result = run_cli("digest", "--of", str(big), cwd=tmp_path, timeout=30)
+    assert result.code == 2
+    assert result.err.strip() == f"polylog-console: error: {big}: registry snapshot larger than 512 MB, refused"
+
+
 def test_digest_with_a_fifo_feed_exits_2(small_ws):
     small_ws.feed.unlink()
     os.mkfifo(small_ws.feed)

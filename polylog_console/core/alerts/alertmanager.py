@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 from polylog_console.core.alerts.delivery import DeliveryError
-from polylog_console.core.alerts.payload import Notification, alertmanager_alerts
+from polylog_console.core.alerts.payload import Notification, alertmanager_alerts, encode_body
 from polylog_console.core.alerts.webhook import HttpSink, check_response, display_url, http_error
 from polylog_console.core.model import events as ev
 from polylog_console.core.model.config import AlertmanagerConfig, HttpClientConfig
@@ -84,7 +83,7 @@ class AlertmanagerSink(HttpSink):
         if self.workspace_name:
             for alert in alerts:
                 alert["labels"]["workspace"] = self.workspace_name
-        return orjson.dumps(alerts)
+        return encode_body(alerts)  # valid UTF-8, controls escaped (core/infra/text.py)
 
     async def _post_one(self, url: str, body: bytes) -> None:
         what = f"POST {display_url(url)}/api/v2/alerts"
