@@ -89,3 +89,13 @@ def test_strings_that_leave_the_program_are_quoted():
     assert named.console_command() == "ssh h1 polylog-console"
     named.workspace_path = "/srv/eu"  # from polylog_workspace_path_info
     assert named.console_command() == "ssh h1 polylog-console --workspace /srv/eu"
+
+
+def test_the_fleet_core_and_fleet_json_import_no_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys; import polylog_console.core.fleet.model, polylog_console.core.fleet.silences, "
+            "polylog_console.cli.fleet, polylog_console.cli.ack; print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
