@@ -95,6 +95,7 @@ class AlertmanagerSink(HttpSink):
         check_response(response, what)
 
     async def send(self, note: Notification) -> None:
+        await self.ready()  # a warm-up in progress builds the client (webhook.HttpSink.warm)
         body = self.body(note)
         if len(self.urls) == 1:
             await self._post_one(self.url, body)

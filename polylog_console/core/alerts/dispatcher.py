@@ -35,8 +35,10 @@ every :data:`PERSIST_RETRY` seconds, and says when the outbox takes writes again
 process's ``flock`` keeps out stands by (``alerts_standby``); a lock file that cannot be created
 means nobody holds the outbox, so this process delivers and takes the lock once it can.
 
-The sinks are warmed at :meth:`AlertDispatcher.start` (their ``warm()``: imports, HTTP client, TLS
-context), so the first alert after a start is as fast as the later ones.
+The sinks are warmed from the moment the dispatcher is made (their ``prewarm()``: a thread builds
+the HTTP client and imports what the first request loads) and :meth:`AlertDispatcher.start` waits
+for their ``warm()`` (up to :data:`WARM_WAIT` seconds), so the first alert after a start is as fast
+as the later ones.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ DEFAULT_RESOLVE_HOLD = 30.0
 DEFAULT_MAX_PENDING = 1000
 LOCK_RETRY = 5.0  # seconds between attempts to take an outbox another process holds
 SAVE_EVERY = 1.0  # seconds between writes of groups.json (what receivers heard)
+WARM_WAIT = 2.0  # seconds start() waits at most for the sinks' warm-up (client, imports, name resolution)
 PERSIST_RETRY = 1.0  # seconds between attempts to save what is pending in memory (outbox unwritable)
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -389,6 +392,10 @@ class AlertDispatcher:
         self.emit = emit
         self.clock = clock
         self.host = host or hostname()
+        for sink in self.sinks:  # warm-up threads start now, while the feed's history is read
+            prewarm = getattr(sink, "prewarm", None)
+            if prewarm is not None:
+                prewarm()
         self.workers = {s.name: SinkWorker(s, self.outbox, self.backoff, self._report, max_pending=max_pending,
                                            clock=clock, send_timeout=_send_timeout(s)) for s in self.sinks}
         self.groups: dict[tuple[str, str], Group] = {}
@@ -444,6 +451,8 @@ class AlertDispatcher:
             warm = getattr(sink, "warm", None)
             if warm is not None:
                 self._warming.append(asyncio.create_task(_warm(warm), name=f"polylog-warm-{sink.name}"))
+        if self._warming:  # ready means ready to alert at once (bounded: a slow resolver only delays it)
+            await asyncio.wait(self._warming, timeout=WARM_WAIT)
 
     @property
     def outbox_path(self) -> str:
@@ -563,14 +572,26 @@ class AlertDispatcher:
         worker = self.workers[name]
         pending = self.outbox.entry(name, note)
         if self.writable:  # else do not pound a full disk for every alert: saved with the others
+            loop = self._loop if self._loop is not None and self._loop.is_running() else None
             try:
-                pending = self.outbox.save(pending)
+                pending = self.outbox.save(pending, sync_later=loop is not None and self.outbox.durable)
             except OutboxError as exc:
                 self._outbox_failed(str(exc))
+            else:
+                if loop is not None and self.outbox.durable:
+                    # flushed to disk in a thread while the send goes out (the file is already in place)
+                    loop.run_in_executor(None, self._sync, pending.path)
         if not worker.add(pending):
             self.lost += 1
             self._audit("alert_lost", sink=name, code=note.code, status=note.status, dedup_key=note.dedup_key,
                         error=f"outbox unwritable and {2 * worker.max_pending} deliveries already held in memory")
+
+    def _sync(self, path: Path) -> None:
+        """In a worker thread: flush a new outbox file; a failure is said like any write failure."""
+        error = self.outbox.sync(path)
+        if error is not None and self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._outbox_failed, error)
 
     def _try_persist(self) -> bool:
         """Save what is only in memory (deliveries, what receivers heard, the lock, the audit

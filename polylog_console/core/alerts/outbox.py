@@ -188,14 +188,36 @@ class Outbox:
         ``pending`` is the unsaved delivery (to send from memory and :meth:`save` later)."""
         return self.save(self.entry(sink, note))
 
-    def save(self, pending: Pending) -> Pending:
-        """Write ``pending`` to its file (again); returns it with ``saved`` True. Raises :class:`OutboxError`."""
+    def save(self, pending: Pending, *, sync_later: bool = False) -> Pending:
+        """Write ``pending`` to its file (again); returns it with ``saved`` True. Raises :class:`OutboxError`.
+
+        ``sync_later``: the file is complete and in place (a crash of this process loses nothing)
+        but not yet flushed to disk; the caller runs :meth:`sync` (in a thread, while the send
+        already goes out), so the event loop does not wait for the disk before sending."""
         try:
             pending.path.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes(pending.path, pending.to_bytes(), durable=self.durable)
+            write_bytes(pending.path, pending.to_bytes(), durable=self.durable and not sync_later)
         except OSError as exc:
             raise OutboxError(f"outbox {pending.path.parent}: {exc.strerror or exc}", pending) from None
         return replace(pending, saved=True)
+
+    def sync(self, path: Path) -> str | None:
+        """Flush a file written with ``sync_later`` (and its directory) to disk. Returns the error,
+        None when flushed or already removed (delivered)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"outbox {path.parent}: {exc.strerror or exc}"
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            return f"outbox {path.parent}: {exc.strerror or exc}"
+        finally:
+            os.close(fd)
+        fsync_dir(path.parent)
+        return None
 
     def update(self, pending: Pending, *, attempts: int, next_attempt_at: float, error: str | None) -> Pending:
         """Record a failed attempt (best effort: the in-memory copy goes on either way)."""

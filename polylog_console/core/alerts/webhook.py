@@ -6,10 +6,21 @@ bytes: ``X-Polylog-Signature: sha256=<hex HMAC-SHA256>``. The secret stays in th
 :class:`~polylog_console.core.model.config.Secret`), never in the outbox, events or audit entries.
 ``X-Polylog-Delivery`` carries the notification id, the same on every retry, so a receiver can
 drop the duplicates that at-least-once delivery may cause.
+
+Warm-up (issue 10: the first alert after a start is the one that matters): :meth:`HttpSink.prewarm`,
+called when the dispatcher is made (long before the feed's history is read), builds the HTTP client
+(its TLS context: the costly part, 100-200 ms on a busy host) and imports what httpx loads on its
+first request (anyio's asyncio backend) in a thread of its own, so no event loop waits for it;
+:meth:`HttpSink.warm` (at the dispatcher's start) also resolves the receiver's host. A send that
+comes while the warm-up runs waits for it rather than building a second client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -36,15 +47,63 @@ class HttpSink:
 
     timeout: float
     _client: httpx.AsyncClient | None = None
+    _warming: concurrent.futures.Future[None] | None = None
+    _client_lock = threading.Lock()  # one client, whether the warm-up thread or a send makes it
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            # an http:// receiver never needs TLS (redirects are not followed): no CA bundle to load
+            plain = urlsplit(getattr(self, "url", "")).scheme == "http"
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
-                                             headers={"User-Agent": USER_AGENT}, trust_env=False)
+                                             headers={"User-Agent": USER_AGENT}, trust_env=False,
+                                             **({"verify": False} if plain else {}))
         return self._client
+
+    def _warm_blocking(self) -> None:
+        """In a worker thread: what the first request would otherwise do on the event loop."""
+        with contextlib.suppress(ImportError):  # httpx's default transport runs on anyio
+            import anyio._backends._asyncio
+            import anyio.streams.tls  # noqa: F401
+        with self._client_lock:
+            self._http()
+
+    def prewarm(self) -> None:
+        """Start building the client and loading httpx's lazy modules in a thread (once)."""
+        if self._warming is not None:
+            return
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                self._warm_blocking()
+            except BaseException as exc:  # the first send builds it then, and says what fails
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+        self._warming = future
+        threading.Thread(target=run, name="polylog-warm-http", daemon=True).start()
+
+    async def warm(self) -> None:
+        """:meth:`prewarm`, then resolve the receiver's host (see the module)."""
+        loop = asyncio.get_running_loop()
+        self.prewarm()
+        await self.ready()
+        for url in getattr(self, "urls", None) or [getattr(self, "url", "")]:
+            with contextlib.suppress(OSError, ValueError):
+                parts = urlsplit(url)
+                if parts.hostname:
+                    await loop.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+    async def ready(self) -> None:
+        """Wait for a warm-up in progress (a send never builds a second client beside it)."""
+        if self._warming is not None and not self._warming.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._warming)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
         what = f"POST {display_url(url)}"
+        await self.ready()
         try:
             response = await self._http().post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -52,6 +111,7 @@ class HttpSink:
         check_response(response, what)
 
     async def aclose(self) -> None:
+        await self.ready()
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
