@@ -34,7 +34,6 @@ from polylog_console.demo.engine import (
     DemoSettings,
     Engine,
     EngineStep,
-    FeedWatch,
     Story,
     create_scratch,
     iter_feed,
@@ -261,15 +260,32 @@ def test_replica_reports_an_unreadable_stored_registry_as_503(tmp_path: Path):
         assert "not valid JSON" in response.json()["error"]
 
 
-def test_engine_appends_live_and_a_feed_watch_sees_the_drift(tmp_path: Path):
+def test_engine_appends_live_and_a_session_sees_the_drift(tmp_path: Path):
+    """The demo is watched by the console's own pipeline (a Session following the feed)."""
+    import asyncio
+
+    from polylog_console.core.monitor.session import Session
+
     with Demo(DemoSettings(speed=FAST), directory=tmp_path / "demo") as demo:
-        steps = demo.subscribe()
-        watch = FeedWatch(demo.workspace, demo.config())
-        assert watch.read() and watch.monitor.status is Status.IN_SYNC
-        wait_for_step(steps, lambda s: s.updated and s.kind == "checkpoint")
-        events = watch.read()
-        assert ("registry_mismatch", "firing") in alerts(events)
-        assert watch.monitor.status is Status.DRIFT
+        session = Session(demo.workspace, demo.config())
+        seen: list = []
+        session.subscribe(seen.extend)
+
+        async def follow() -> None:
+            task = asyncio.create_task(session.run())
+            try:
+                async with asyncio.timeout(20):
+                    while session.monitor.status is not Status.DRIFT:
+                        await asyncio.sleep(0.05)
+            finally:
+                session.stop()
+                await task
+
+        asyncio.run(follow())
+        statuses = [str(e.status) for e in seen if e.__class__.__name__ == "StatusEvent"]
+        assert statuses[:2] == ["IN SYNC", "DRIFT"]
+        assert ("registry_mismatch", "firing") in alerts(seen)
+        assert session.monitor.incident is not None
         assert demo.engine.appended > demo.settings.in_sync
 
 

@@ -34,8 +34,8 @@ by the system, written into the scratch ``monitoring.toml``). The console's even
 touched, and :meth:`Demo.stop` ends everything within a second. The scratch workspace carries a
 marker file and is removed on exit unless ``keep``.
 
-:func:`run_headless` plays the same story without the console: a :class:`FeedWatch` runs the real
-:class:`~polylog_console.core.monitor.rules.Monitor` over what the engine appends, and an automatic
+:func:`run_headless` plays the same story without the console: the console's own pipeline (a
+:class:`~polylog_console.core.monitor.session.Session`) follows what the engine appends, and an automatic
 operator runs the runbook's steps with the real command line (``validate``, ``replicas``,
 ``rehydrate``, ``digest``, ``bundle``) once the drift has escalated.
 """
@@ -60,16 +60,15 @@ from typing import Any, Literal
 
 import orjson
 
-from polylog_console.core.feed.records import LineSplitter, parse_lines
 from polylog_console.core.infra import atomic
 from polylog_console.core.infra.text import safe_text
 from polylog_console.core.model.config import Config, load_config
 from polylog_console.core.model.errors import PolylogError, RegistryError
 from polylog_console.core.model.events import AlertEvent, CheckpointEvent, IngestErrorEvent, Status, StatusEvent, iso
 from polylog_console.core.model.workspace import Workspace
-from polylog_console.core.monitor.rules import Monitor
+from polylog_console.core.monitor.session import Session
 from polylog_console.core.registry.digest import digest
-from polylog_console.core.registry.stored import State, StoredRegistry, read_json, snapshot_bytes, state_from_polyforms
+from polylog_console.core.registry.stored import State, read_json, snapshot_bytes, state_from_polyforms
 from polylog_console.demo.sample import Incident, checkpoint, polyform_lines, write_workspace
 
 Scenario = Literal["fixable", "persistent"]
@@ -618,33 +617,6 @@ class Demo:
 
 # --- headless -------------------------------------------------------------------------------------
 
-class FeedWatch:
-    """Reads what was appended to the feed since the last call and runs it through the real
-    :class:`Monitor` (the headless demo's eyes). Called when the engine says it appended: no
-    polling loop."""
-
-    def __init__(self, ws: Workspace, config: Config) -> None:
-        self.ws = ws
-        self.path = config.feed.path
-        self.monitor = Monitor(StoredRegistry.for_workspace(ws, config.scheme), config.monitor, ws)  # type: ignore[arg-type]
-        self.splitter = LineSplitter()
-        self.line = 1
-
-    def read(self) -> list[Any]:
-        events: list[Any] = []
-        with open(self.path, "rb") as handle:
-            handle.seek(self.splitter.consumed + self.splitter.partial)
-            while chunk := handle.read(1 << 20):
-                first, lines = self.splitter.feed(chunk)
-                if lines:
-                    events += self.monitor.process(parse_lines(lines, self.line, first))
-                    self.line += len(lines)
-        return events
-
-    def recheck(self, *, after_rehydrate: bool = False) -> list[Any]:
-        return self.monitor.recheck(after_rehydrate=after_rehydrate)
-
-
 @dataclass
 class StepResult:
     command: str
@@ -713,17 +685,16 @@ def run_headless(demo: Demo, say: Callable[[str], None], *, stop: threading.Even
                  tail: int = 9, timeout: float = 300.0) -> HeadlessResult:
     """Play the story without the console, narrating each step through ``say`` (safe text).
 
-    Once the drift has escalated, an automatic operator runs the runbook: validate, replicas,
-    rehydrate (then the monitor re-checks, as the console does), digest, replicas; in the
-    persistent scenario also the escalation bundle. Ends ``tail`` checkpoints later, on ``stop``,
-    or after ``timeout`` seconds.
+    The monitoring is the console's own pipeline: a :class:`~polylog_console.core.monitor.session.
+    Session` follows the feed (its own event loop, in this thread). Once the drift has escalated,
+    an automatic operator runs the runbook: validate, replicas, rehydrate (then the session
+    re-checks, as the console does), digest, replicas; in the persistent scenario also the
+    escalation bundle. Ends ``tail`` checkpoints later, on ``stop``, or after ``timeout`` seconds.
     """
     assert demo.root is not None and demo.engine is not None, "start() first"
     stop = stop or threading.Event()
-    steps = demo.subscribe()
-    watch = FeedWatch(demo.workspace, demo.config())
+    session = Session(demo.workspace, demo.config())
     result = HeadlessResult()
-    rate = demo.settings.rate
 
     def show(events: list[Any]) -> None:
         for event in events:
@@ -740,50 +711,78 @@ def run_headless(demo: Demo, say: Callable[[str], None], *, stop: threading.Even
                 result.ingest_errors += 1
                 say(f"ingest      line {event.error.line}: {safe_text(event.error.reason, 120)}")
 
+    session.subscribe(show)
     say(f"workspace   {safe_text(str(demo.root))}")
     for name, server in demo.replicas.items():
         say(f"replica     {name} on {server.url}")
-    say(f"engine      {rate:g} checkpoints/s, scenario {demo.settings.scenario}")
-    show(watch.read())
+    say(f"engine      {demo.settings.rate:g} checkpoints/s, scenario {demo.settings.scenario}")
+    asyncio.run(_operate(demo, session, result, say, stop, tail, timeout))
+    say(f"done        {result.checkpoints} checkpoints seen, final status {session.monitor.status}")
+    return result
+
+
+async def _operate(demo: Demo, session: Session, result: HeadlessResult, say: Callable[[str], None],
+                   stop: threading.Event, tail: int, timeout: float) -> None:
+    """The automatic operator, on the session's loop: it wakes on each engine append."""
+    assert demo.root is not None and demo.engine is not None
+    root, engine = demo.root, demo.engine
+    steps = demo.subscribe()
+    batch = asyncio.Event()
+    session.subscribe(lambda events: batch.set())
+    follow = asyncio.create_task(session.run())
+
+    async def run(command: str) -> None:
+        outcome = await asyncio.to_thread(run_command, root, command)
+        result.steps.append(outcome)
+        say(f"operator    {_describe(outcome)}")
+
+    async def caught_up() -> None:
+        """Until the session has compared everything the feed holds now (2 s at most)."""
+        size = session.config.feed.path.stat().st_size
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                while True:
+                    latest = session.monitor.latest
+                    if latest is not None and latest.offset + len(latest.raw) >= size:
+                        return
+                    batch.clear()
+                    await batch.wait()
+
     deadline = time.monotonic() + timeout
     operator_done_at: int | None = None
-    while not stop.is_set() and time.monotonic() < deadline:
-        try:
-            step = steps.get(timeout=0.5)  # wakes on each append; the timeout only lets `stop` in
-        except queue.Empty:
-            if not demo.running:  # the engine failed (e.g. the disk filled up): nothing more will come
-                say(f"engine      stopped: {safe_text(demo.error or 'unknown reason', 160)}")
+    try:
+        while not stop.is_set() and time.monotonic() < deadline and not follow.done():
+            try:  # wakes on each append; the timeout only lets `stop` in
+                step = await asyncio.to_thread(steps.get, True, 0.5)
+            except queue.Empty:
+                if not demo.running:  # the engine failed (e.g. the disk filled up): nothing more will come
+                    say(f"engine      stopped: {safe_text(demo.error or 'unknown reason', 160)}")
+                    break
+                continue
+            if step.kind == "source_update":
+                say("engine      took the upstream source update (stable_polyforms.jsonl changed)")
+            await caught_up()
+            monitor = session.monitor
+            if operator_done_at is None and monitor.escalated:
+                say("operator    drift escalated: running the runbook")
+                for command in ("validate", "replicas", "rehydrate"):
+                    await run(command)
+                # As the console does after its rehydrate action: compare again now, so that a drift
+                # that survives the rehydrate escalates as such ("drift remains after rehydrate").
+                session.recheck(after_rehydrate=True)
+                for command in ("digest", "replicas"):
+                    await run(command)
+                await caught_up()
+                if monitor.status is Status.DRIFT:
+                    await run("bundle")
+                operator_done_at = engine.appended
+            if operator_done_at is not None and engine.appended >= operator_done_at + tail:
+                await caught_up()
+                result.finished = True
                 break
-            continue
-        if step.kind == "source_update":
-            say("engine      took the upstream source update (stable_polyforms.jsonl changed)")
-        show(watch.read())
-        monitor = watch.monitor
-        if operator_done_at is None and monitor.escalated:
-            say("operator    drift escalated: running the runbook")
-            for command in ("validate", "replicas", "rehydrate"):
-                outcome = run_command(demo.root, command)
-                result.steps.append(outcome)
-                say(f"operator    {_describe(outcome)}")
-            # As the console does after its rehydrate action: compare again now, so that a drift
-            # that survives the rehydrate escalates as such ("drift remains after rehydrate").
-            show(watch.recheck(after_rehydrate=True))
-            show(watch.read())
-            for command in ("digest", "replicas"):
-                outcome = run_command(demo.root, command)
-                result.steps.append(outcome)
-                say(f"operator    {_describe(outcome)}")
-            if monitor.status is Status.DRIFT:
-                outcome = run_command(demo.root, "bundle")
-                result.steps.append(outcome)
-                say(f"operator    {_describe(outcome)}")
-            operator_done_at = demo.engine.appended
-        if operator_done_at is not None and demo.engine.appended >= operator_done_at + tail:
-            result.finished = True
-            break
-    show(watch.read())
-    say(f"done        {result.checkpoints} checkpoints seen, final status {watch.monitor.status}")
-    return result
+    finally:
+        session.stop()
+        await follow
 
 
 def iter_feed(path: Path) -> Iterator[dict[str, Any]]:
