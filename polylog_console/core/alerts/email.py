@@ -56,6 +56,7 @@ class EmailSink:
         self.to = tuple(to) or DEFAULT_EMAIL_TO
         self.timeout = timeout
         self.ssl_context = ssl_context
+        self._default_context: ssl.SSLContext | None = None  # the system trust store, loaded once
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polylog-smtp")
 
     @classmethod
@@ -71,7 +72,17 @@ class EmailSink:
         return f"SMTP {self.host}:{self.port}"
 
     def _context(self) -> ssl.SSLContext:
-        return self.ssl_context or ssl.create_default_context()
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if self._default_context is None:  # loading the trust store takes 50-150 ms: once, in prewarm
+            self._default_context = ssl.create_default_context()
+        return self._default_context
+
+    def prewarm(self) -> None:
+        """Load the TLS trust store in the sink's own thread now (the first send does not wait for
+        it: sends run in the same thread, after it)."""
+        if self.tls != "none":
+            self._pool.submit(self._context)
 
     def _send_blocking(self, note: Notification) -> None:
         """Connect, secure, log in, send; raises :class:`DeliveryError`. Runs in the worker thread."""
