@@ -21,6 +21,8 @@ import base64
 import os
 from collections.abc import Callable
 
+from polylog_console.core.infra.text import valid_unicode
+
 ESC = "\x1b"
 BEL = "\x07"
 ST = ESC + "\\"
@@ -88,7 +90,9 @@ def copy_terminal(text: str, write_terminal: Callable[[str], None]) -> tuple[boo
 
 def copy(text: str, *, write_terminal: Callable[[str], None] | None = None) -> list[str]:
     """Copy ``text`` every way available: the local clipboard, and OSC 52 through the terminal when
-    ``write_terminal`` is given. Returns one message per way tried, for the operator's notification."""
+    ``write_terminal`` is given. Returns one message per way tried, for the operator's notification.
+    Lone surrogates (a feed value may hold them) are copied as U+FFFD: no clipboard takes them."""
+    text = valid_unicode(text)
     ok, message = copy_local(text)
     done = [message]
     if write_terminal is not None:
