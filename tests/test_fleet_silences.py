@@ -113,3 +113,18 @@ def test_nothing_to_acknowledge_on_a_workspace_in_sync(small_ws):
         acknowledge(load_config(root), "me@here")
     # --all needs no drift
     assert acknowledge(load_config(root), "me@here", all_alerts=True).matchers == {"workspace": "sync"}
+
+
+def test_own_name_without_a_feed_asks_alertmanager(tmp_path):
+    with AlertmanagerNode(tmp_path) as am:
+        root = tmp_path / "bare"
+        root.mkdir()
+        with_fleet(root, "bare", am.url)
+        import httpx
+
+        alert = [{"labels": {"alertname": "registry_mismatch", "workspace": "bare", "dedup_key": "abc123"},
+                  "startsAt": "2026-01-01T00:00:00Z"}]
+        httpx.post(f"{am.url}/api/v2/alerts", json=alert, timeout=5).raise_for_status()
+        assert wait_until(lambda: any(a["labels"].get("workspace") == "bare" for a in am.alerts()), 10)
+        result = acknowledge(load_config(root, env={}), "me@here")
+        assert result.matchers == {"workspace": "bare", "dedup_key": "abc123"}

@@ -308,7 +308,12 @@ def acknowledge(config: Config, actor: str, *, name: str | None = None, alert: s
         matchers = {"workspace": target}
         key = None
         if not all_alerts:
-            key = local_drift_key(config) if target == own else None
+            key = None
+            if target == own:
+                try:
+                    key = local_drift_key(config)
+                except PolylogError:  # no feed / unreadable registry here: ask Alertmanager what it heard
+                    key = None
             if key is None and am is not None:
                 key = remote_drift_key(am, target, alert)
             if key is None:
