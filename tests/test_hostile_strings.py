@@ -369,3 +369,13 @@ async def test_console_keeps_following_after_a_hostile_line(small_ws):
         assert "bad\\ud800\\x9b" in shown and "big-polygons" in shown  # shown as escapes, and compared
         shown.encode("utf-8")
         assert not RAW_UNSAFE.search(terminal_output(app).encode("utf-8", "surrogatepass"))
+
+
+def test_console_text_helpers_escape_lone_surrogates_c1_and_bidi():
+    from polylog_console.ui.safe import clean, fit, literal
+
+    for value in (HOSTILE_LABEL, "\udfff" * 3):
+        for text in (literal(value).plain, fit(value, 12), clean(value)):
+            text.encode("utf-8")
+            assert not RAW_UNSAFE.search(text.encode("utf-8")) and "\r" not in text
+    assert literal(HOSTILE_LABEL).plain == SHOWN_LABEL

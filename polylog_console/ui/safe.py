@@ -5,7 +5,8 @@ Textual 8.2: a plain ``str`` given to a DataTable cell or a Static is parsed as 
 crashes the app, ``[@click=app.quit]`` becomes a live link), ``rich.markup.escape`` is not enough,
 and ESC, C1 and NUL characters pass verbatim to the terminal through every widget. So every
 untrusted value goes through :func:`polylog_console.core.infra.text.safe_text` (control and invisible
-format characters become visible escapes) and is then wrapped as literal text: a
+format characters, C1 controls, bidi overrides and lone surrogates become visible escapes: a lone
+surrogate reaching the terminal writer would end the app) and is then wrapped as literal text: a
 :class:`textual.content.Content` built from the string (``Content(text)`` never parses markup) or,
 for the Line API tables, a cell-width-exact string that is put in a ``Segment`` as is.
 """
