@@ -359,3 +359,37 @@ def test_escalation_bundle_holds_the_timeline_so_far(tmp_path):
     section = text.split("## Incident timeline so far", 1)[1].split("\n## ", 1)[0]
     assert "`2025-11-09T17:43:20.000Z` at `checkpoint-0171`" in section
     assert "### Timeline" in section and "`escalated`" in section and "still open" in section
+
+
+def test_parallel_replay_equals_the_serial_one(tmp_path, monkeypatch):
+    """A big feed is parsed by worker processes in ranges (the same parser, folded into runs) and run
+    through one monitor in order: the incidents are exactly those of the serial replay, including a
+    stored-registry change that falls inside a range."""
+    ws, config, incident = _ws(tmp_path, checkpoints=60, drift_from=61)
+    from polylog_console.demo.sample import INTERVAL, START
+
+    live = digest(state_from_polyforms(incident.current))
+    with open(config.feed.path, "ab") as handle:
+        for n in range(61, 121):  # drift from 61 until the rehydrate; another drift 91-100
+            dg = incident.live_digest if 91 <= n <= 100 else live
+            handle.write(orjson.dumps(checkpoint(n, dg, START + (n - 1) * INTERVAL)) + b"\n")
+    assert run_cli("rehydrate", "--workspace", str(ws.root)).code == 0  # the current registry: `live`
+    _write_audit(ws.audit, [
+        {"ts": iso(START + 60 * INTERVAL + 1), "event": "alert_raised", "code": "registry_mismatch",
+         "stored_digest": incident.stored_digest, "live_digest": live, "actor": "w@h", "dedup_key": "k"},
+        {"ts": iso(START + 69 * INTERVAL + 30), "event": "action_finished", "action": "rehydrate", "outcome": "ok",
+         "registry_digest": live, "actor": "w@h"}])
+    epochs = rp.epochs_for(ws, config, list(rp.iter_audit(ws)))
+    serial = rp.replay(ws, config, epochs=epochs, parallel=False)
+    monkeypatch.setattr(rp, "PARALLEL_ABOVE", 0)
+    monkeypatch.setattr(rp, "RANGE_BYTES", 3000)
+    parallel = rp.replay(ws, config, epochs=epochs)
+
+    def strip(result):
+        return [({k: v for k, v in f.view.items() if k not in ("observed_at", "notes")}, f.offset)
+                for f in result.incidents]
+
+    labels = [(f.view["started_label"], f.view["resolved_label"]) for f in serial.incidents]
+    assert labels == [("checkpoint-0061", "checkpoint-0070"), ("checkpoint-0091", "checkpoint-0101")]
+    assert strip(parallel) == strip(serial)
+    assert (parallel.end_offset, parallel.end_line) == (serial.end_offset, serial.end_line)

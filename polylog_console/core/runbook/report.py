@@ -42,6 +42,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,11 @@ def _keyed(raw: bytes) -> bool:
     return b'"dedup_key"' in raw or b"rehydrate" in raw or b"silence" in raw or b"acknowledg" in raw
 
 
+def _epoch_line(raw: bytes) -> bool:
+    """A record that may say what the stored digest was (see :func:`_audit_points`)."""
+    return b"registry_digest" in raw or b'"alert_raised"' in raw or b'"escalation"' in raw
+
+
 def _unkeyed(raw: bytes) -> bool:
     return (b'"action_' in raw or b'"refresh_' in raw) and b'"dedup_key"' not in raw
 
@@ -306,13 +312,21 @@ class Found:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, picture)
     diff_at_end: dict[str, int] | None = None
 
+    def _times(self) -> tuple[float, float | None]:
+        cached = self.__dict__.get("_cache")
+        if cached is None or cached[0] is not self.view:
+            view = self.view
+            cached = (view, parse_time(view.get("started_at")) or 0.0, parse_time(view.get("resolved_at")))
+            self.__dict__["_cache"] = cached
+        return cached[1], cached[2]
+
     @property
     def started_at(self) -> float:
-        return parse_time(self.view.get("started_at")) or 0.0
+        return self._times()[0]
 
     @property
     def resolved_at(self) -> float | None:
-        return parse_time(self.view.get("resolved_at"))
+        return self._times()[1]
 
     @property
     def key(self) -> str:
@@ -328,10 +342,119 @@ class ReplayResult:
     alerts: list[Any]  # the alert events of the replay (the console's banner would have shown these)
 
 
+
+# --- a whole feed, in parallel ------------------------------------------------------------------------
+
+PARALLEL_ABOVE = 256 * 1024 * 1024  # bytes of feed worth reading with several processes
+RANGE_BYTES = 128 * 1024 * 1024  # bytes per worker task
+MAX_ITEMS = 200_000  # a range that compacts worse than this is read by the parent instead (memory bound)
+
+
+@dataclass(frozen=True, slots=True)
+class EpochMark:
+    """In a worker's output: stored-registry change ``index`` applies from here on."""
+
+    index: int
+
+
+def _count_range(path: str, start: int, end: int) -> int:
+    from polylog_console.core.feed.follower import count_newlines
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return count_newlines(fd, start, end) or 0
+    finally:
+        os.close(fd)
+
+
+def _scan_range(path: str, start: int, end: int, line: int, times: list[float], keep: int,
+                last: bool) -> list[Any] | None:
+    """A worker: the checkpoints of bytes ``[start, end)`` (a whole number of lines) parsed by the
+    feed's parser and folded into runs (:func:`~polylog_console.core.monitor.rules.compact`), with an
+    :class:`EpochMark` before the first checkpoint at or after each stored-registry change time.
+    Other entries and ingest errors are left out (they never change an incident). None when the
+    range does not fold into :data:`MAX_ITEMS` items."""
+    from polylog_console.core.monitor.rules import compact
+
+    out: list[Any] = []
+    splitter = LineSplitter(start)
+    k = 0
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = end - start
+        while remaining > 0 or (last and splitter.partial):
+            chunk = handle.read(min(CHUNK, remaining)) if remaining > 0 else b""
+            remaining -= len(chunk)
+            if not chunk:
+                if not (last and splitter.partial):
+                    break
+                chunk = b"\n"
+            first, lines = splitter.feed(chunk)
+            if not lines:
+                continue
+            records = [r for r in parse_lines(lines, line, first) if r.__class__ is Checkpoint]
+            line += len(lines)
+            if k < len(times):
+                cut_from = 0
+                for i, r in enumerate(records):
+                    ts = r.timestamp
+                    if ts is not None and k < len(times) and ts >= times[k]:
+                        compact(records[cut_from:i], out, keep=keep)
+                        while k < len(times) and ts >= times[k]:
+                            out.append(EpochMark(k))
+                            k += 1
+                        cut_from = i
+                records = records[cut_from:]
+            compact(records, out, keep=keep)
+            if len(out) > MAX_ITEMS:
+                return None
+    return out
+
+
+def _ranges(path: Path, size: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` byte ranges of whole lines covering ``[0, size)``."""
+    cuts = [0]
+    with open(path, "rb") as handle:
+        for i in range(1, parts):
+            handle.seek(size * i // parts)
+            handle.readline()
+            pos = handle.tell()
+            if cuts[-1] < pos < size:
+                cuts.append(pos)
+    cuts.append(size)
+    return [(a, b) for a, b in pairwise(cuts) if b > a]
+
+
+def _parallel_items(path: Path, size: int, times: list[float],
+                    keep: int) -> Iterator[tuple[int, int, int, int, Any]]:
+    """``(start, end, first line, lines, items or None)`` per range, in feed order, from a pool of
+    processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from polylog_console.core.infra.parallel import process_context
+
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    ranges = _ranges(path, size, max(workers, size // RANGE_BYTES + 1))
+    with ProcessPoolExecutor(workers, mp_context=process_context(["polylog_console.core.runbook.report"])) as pool:
+        counts = list(pool.map(_count_range, [str(path)] * len(ranges), [a for a, _ in ranges],
+                               [b for _, b in ranges]))
+        firsts = [1]
+        for c in counts[:-1]:
+            firsts.append(firsts[-1] + c)
+        futures = [pool.submit(_scan_range, str(path), a, b, firsts[i], times, keep, i == len(ranges) - 1)
+                   for i, (a, b) in enumerate(ranges)]
+        try:
+            for (a, b), first, count, future in zip(ranges, firsts, counts, futures, strict=True):
+                yield a, b, first, count, future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None = 1, epochs: Epochs | None = None,
            stop_offset: int | None = None, max_checkpoints: int | None = None, now: float | None = None,
            resume: Found | None = None, keep_alerts: bool = False, emit_checkpoints: bool = False,
-           on_events: Callable[[list[Any]], None] | None = None) -> ReplayResult:
+           on_events: Callable[[list[Any]], None] | None = None, parallel: bool = True) -> ReplayResult:
     """Run the feed from ``offset`` (line number ``line``, None when unknown) through the monitor and
     collect its incidents.
 
@@ -339,7 +462,10 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
     ``max_checkpoints``: stop after that many checkpoints. ``resume``: the incident open at
     ``offset`` (its first mismatching checkpoint is at ``offset``): the replay continues it.
     ``on_events`` sees every batch of the monitor's events (with ``emit_checkpoints``, one
-    ``CheckpointEvent`` per checkpoint). Raises OSError when the feed cannot be read.
+    ``CheckpointEvent`` per checkpoint). A whole feed above :data:`PARALLEL_ABOVE` bytes is parsed
+    by worker processes (the same parser, folded into runs the monitor accounts for exactly) and run
+    through this one monitor in order (``parallel=False``: never). Raises OSError when the feed
+    cannot be read.
     """
     epochs = epochs or Epochs()
     stored = EpochStored(StoredRegistry.for_workspace(ws, config.scheme))  # type: ignore[arg-type]
@@ -396,7 +522,31 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
                             break
 
     seen = 0
-    for batch in read_from(config.feed.path, offset, line):
+    path = config.feed.path
+    size = os.stat(path).st_size
+    if (parallel and offset == 0 and line == 1 and resume is None and stop_offset is None and max_checkpoints is None
+            and not emit_checkpoints and size >= PARALLEL_ABOVE):
+        keep = max(8, config.monitor.escalate_after + 1)
+        for start, end, first_line, count, items in _parallel_items(path, size, [c[0] for c in changes], keep):
+            if items is None:  # did not fold: read here, in the ordinary way
+                items = [r for batch in _bounded(path, start, end, first_line) for r in batch]
+            segment: list[Any] = []
+            for item in items:
+                if item.__class__ is EpochMark:
+                    process(segment)
+                    segment = []
+                    while next_change <= item.index:
+                        stored.digest = changes[next_change][1]
+                        next_change += 1
+                        collect(monitor.process([], emit_checkpoints=False, now=now))
+                else:
+                    segment.append(item)
+            process(segment)
+            end_offset, end_line = end, first_line + count
+        source: Iterator[list[Any]] = iter(())
+    else:
+        source = read_from(path, offset, line)
+    for batch in source:
         done = False
         if stop_offset is not None and batch and batch[-1].offset >= stop_offset:
             batch = [r for r in batch if r.offset <= stop_offset]
@@ -447,6 +597,15 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
                 if diff is not None:
                     item.diff_at_end = diff.counts()
     return ReplayResult(found, monitor, end_offset, end_line, alerts)
+
+
+def _bounded(path: Path, start: int, end: int, line: int) -> Iterator[list[Any]]:
+    """The records of bytes ``[start, end)`` (whole lines), in the ordinary way."""
+    for batch in read_from(path, start, line):
+        if batch and batch[-1].offset >= end:
+            yield [r for r in batch if r.offset < end]
+            return
+        yield batch
 
 
 def _last_ts(batch: list[Any]) -> float | None:
@@ -739,11 +898,13 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], unkeyed: Iterato
                 _incident_entry(rep, "resolved", rep.view)
     starts = [r.start_on_host for r in reports]
 
+    windows: list[tuple[float, float]] | None = None  # fixed once the keyed records are in
+
     def by_time(ts: float) -> Report | None:
         i = bisect_right(starts, ts) - 1
         for j in (i, i + 1):  # the observation may precede the start (clock skew)
             if 0 <= j < len(reports):
-                lo, hi = reports[j].window()
+                lo, hi = windows[j] if windows is not None else reports[j].window()
                 if lo - RESOLVE_GRACE <= ts <= hi:
                     return reports[j]
         return None
@@ -765,6 +926,7 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], unkeyed: Iterato
     # refresh attempts carry the drift's key; actions written before incidents existed do not
     for rep in reports:
         rep.timeline.sort(key=lambda e: e[0])
+    windows = [rep.window() for rep in reports]
     for r in unkeyed:
         rep = by_time(r.ts)
         if rep is not None:
@@ -1251,6 +1413,17 @@ class TimelineSource:
         self.found = rec.incidents
         self.source = rec.source
         self.reports = build_reports(self.found, keyed, iter_audit(self.ws, _unkeyed))
+        return self.reports
+
+    def load_quick(self, now: float | None = None) -> list[Report]:
+        """The incidents without the audit log's details (what the screen shows first, at once):
+        only the records that say when the stored registry changed are read."""
+        epoch_records = list(iter_audit(self.ws, _epoch_line))
+        self.epochs = epochs_for(self.ws, self.config, epoch_records)
+        rec = reconstruct(self.ws, self.config, keyed=epoch_records, write_index=False, now=now)
+        self.found = rec.incidents
+        self.source = rec.source
+        self.reports = build_reports(self.found, [], iter(()))
         return self.reports
 
     def around(self, rep: Report, count: int = STRIP, before: int = 10) -> list[Cell]:
