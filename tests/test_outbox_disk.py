@@ -224,3 +224,15 @@ def test_a_second_watcher_stands_by_only_for_a_live_holder(tmp_path, mode):
             first.stop()
             code = second.stop() if second is not None else 0
     assert code == 0
+
+
+def test_the_console_activity_log_shows_the_outbox_state():
+    from polylog_console.core.alerts.delivery import OutboxStateEvent
+    from polylog_console.core.monitor.activity import describe
+
+    full = describe(OutboxStateEvent("unwritable", "memory/outbox", error="No space left on device", at=5.0))
+    assert full is not None and full.level == "error" and "cannot be written" in full.message
+    back = describe(OutboxStateEvent("writable", "memory/outbox", saved=2, at=6.0))
+    assert back is not None and back.level == "info" and "2 pending deliveries saved" in back.message
+    standby = describe(OutboxStateEvent("standby", "memory/outbox", holder_pid="42", at=7.0))
+    assert standby is not None and standby.level == "warning" and "pid 42" in standby.message

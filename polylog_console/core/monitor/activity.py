@@ -80,6 +80,8 @@ def _describe(event: Any, now: float | None = None) -> Activity | None:
     if isinstance(event, IngestErrorEvent):
         err = event.error
         return Activity(now, "feed", f"ingest error at line {err.line}: {err.reason}", "warning")
+    if getattr(event, "event", None) == "outbox":  # the alert outbox's state changed (full disk, standby)
+        return Activity(event.at or now, "alert", event.message, event.level)
     return None
 
 
