@@ -62,7 +62,7 @@ def dedup_key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen (treat as immutable): a flapping feed makes two per few checkpoints
 class Alert:
     """A condition raised or cleared by the monitor. ``status`` is ``firing`` or ``resolved``.
 
@@ -150,7 +150,7 @@ class CheckpointEvent:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (treat as immutable): frozen __init__ costs ~5x
 class IngestErrorEvent:
     error: IngestError
 
@@ -160,7 +160,7 @@ class IngestErrorEvent:
         return {"event": "ingest_error", **self.error.to_json()}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (treat as immutable): frozen __init__ costs ~5x
 class EntryEvent:
     entry: Entry
 
@@ -190,7 +190,7 @@ class FeedEvent:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (treat as immutable): frozen __init__ costs ~5x
 class StatusEvent:
     """The status changed. ``at`` is when it was read (the monitor's clock), ``checkpoint_ts`` the
     time of the checkpoint that changed it (its ``timestamp``, else when it was read; None when
@@ -211,7 +211,7 @@ class StatusEvent:
                 "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (treat as immutable): frozen __init__ costs ~5x
 class AlertEvent:
     alert: Alert
 

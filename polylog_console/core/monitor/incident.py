@@ -109,7 +109,7 @@ class IncidentView(NamedTuple):
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (treat as immutable): one per incident event, a flapping feed makes many
 class IncidentEvent:
     """An incident ``opened``, ``escalated``, ``restarted`` (its start found earlier in the feed) or
     ``resolved``; ``incident`` is its picture at that moment."""
@@ -128,7 +128,7 @@ class Incident:
     gives the immutable picture. Bounded: counts, the last :data:`MAX_LIVE_DIGESTS` distinct live
     digests and the last :data:`MAX_NOTES` notes."""
 
-    __slots__ = ("diff_at_start", "escalated", "escalations", "id", "last_at", "last_label", "live_digests",
+    __slots__ = ("_live", "diff_at_start", "escalated", "escalations", "id", "last_at", "last_label", "live_digests",
                  "live_total", "mismatching", "notes", "notes_dropped", "observed_at", "scan", "start_in_history",
                  "started_at", "started_label", "started_line", "started_offset", "stored_digest")
 
@@ -142,6 +142,7 @@ class Incident:
         self.observed_at = observed_at
         self.stored_digest = stored_digest
         self.live_digests: deque[str] = deque((live_digest,), MAX_LIVE_DIGESTS)
+        self._live: tuple[str, ...] = (live_digest,)
         self.live_total = 1
         self.mismatching = 1
         self.escalated = False
@@ -160,6 +161,7 @@ class Incident:
             return False
         self.live_digests.append(digest)
         self.live_total += 1
+        self._live = tuple(self.live_digests)
         return True
 
     def note(self, note: IncidentNote) -> None:
@@ -171,6 +173,6 @@ class Incident:
              resolved_label: str | None = None) -> IncidentView:
         return IncidentView(
             self.id, self.started_at, self.started_label, self.started_line, self.observed_at, self.stored_digest,
-            tuple(self.live_digests), consecutive, self.mismatching, self.escalated, self.start_in_history,
-            resolved_at, resolved_label, tuple(self.notes), self.diff_at_start, self.last_label, self.last_at,
-            self.escalations, self.live_total, self.notes_dropped, self.scan)
+            self._live, consecutive, self.mismatching, self.escalated, self.start_in_history,
+            resolved_at, resolved_label, tuple(self.notes) if self.notes else (), self.diff_at_start,
+            self.last_label, self.last_at, self.escalations, self.live_total, self.notes_dropped, self.scan)

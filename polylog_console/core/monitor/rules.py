@@ -114,8 +114,9 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
     return kept
 
 
-def checkpoint_ref(cp: Checkpoint) -> dict[str, Any]:
-    return {"label": cp.display_label, "line": cp.line, "timestamp": cp.timestamp, "registry_digest": cp.digest}
+def checkpoint_ref(cp: Checkpoint, label: str | None = None) -> dict[str, Any]:
+    return {"label": cp.display_label if label is None else label, "line": cp.line, "timestamp": cp.timestamp,
+            "registry_digest": cp.digest}
 
 
 def _starts_at_zero(records: list[Any]) -> bool | None:
@@ -369,7 +370,7 @@ class Monitor:
             self._set_stale(False, cp, now, out)
             self._set_status(now, out, f"checkpoint {cp.display_label}", self.latest_time)
         if self.drift_key is not None and not self.escalated and self.consecutive >= self.config.escalate_after:
-            self._escalate(cp, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
+            self._escalate(cp, cp.display_label, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
 
     def _evaluate(self, cp: Checkpoint, now: float, out: list[Any], emit: bool, recheck: bool = False) -> None:
         """The monitor's rules for one checkpoint (``recheck``: the latest one compared again)."""
@@ -391,6 +392,7 @@ class Monitor:
         ts = cp.timestamp
         self.latest_time = ts if ts is not None else (self.latest_time if recheck and self.latest_time else now)
         cp_time = self.latest_time
+        label = cp.display_label
         view = self.view
         live = cp.digest
         scheme_mm = False
@@ -408,24 +410,24 @@ class Monitor:
         if match is True or scheme_mm:
             self.rehydrate_pending = False
             if self.drift_key is not None:
-                self._resolve_drift(cp, now, out, "parity" if match else "scheme mismatch only")
+                self._resolve_drift(cp, label, now, out, "parity" if match else "scheme mismatch only")
             if self.incident is not None:
-                self._close_incident(cp, cp_time, now, out, "parity" if match else "scheme mismatch only")
+                self._close_incident(cp, label, cp_time, now, out, "parity" if match else "scheme mismatch only")
             self.consecutive = 0
             if scheme_mm:
                 key = (view.digest, live)  # type: ignore[union-attr]
                 if self.scheme_key != key:
                     self.scheme_key = key
                     out.append(AlertEvent(Alert(
-                        ev.SCHEME_MISMATCH, "firing", self._key("scheme", key), f"checkpoint {cp.display_label} "
+                        ev.SCHEME_MISMATCH, "firing", self._key("scheme", key), f"checkpoint {label} "
                         f"digest matches the stored registry under the "
                         f"{'canonical' if self.config.scheme == 'engine' else 'engine'} scheme, not "
                         f"{self.config.scheme}: check digest.scheme", now,
-                        checkpoint_ref(cp), key[0], live)))
+                        checkpoint_ref(cp, label), key[0], live)))
             elif self.scheme_key is not None:
                 out.append(AlertEvent(Alert(
                     ev.SCHEME_MISMATCH, "resolved", self._key("scheme", self.scheme_key),
-                    "digests match under the configured scheme", now, checkpoint_ref(cp),
+                    "digests match under the configured scheme", now, checkpoint_ref(cp, label),
                     self.scheme_key[0], live, reason="parity")))
                 self.scheme_key = None
         elif match is False:
@@ -434,7 +436,7 @@ class Monitor:
             key = (view.digest, live)  # type: ignore[union-attr]
             incident = self.incident
             if incident is None:
-                incident = self._open_incident(cp, cp_time, now, key, out,
+                incident = self._open_incident(cp, label, cp_time, now, key, out,
                                                in_history=not (first_compare and self._from_start is False))
             elif not recheck:
                 incident.mismatching += 1
@@ -442,31 +444,31 @@ class Monitor:
                 incident.last_at = cp_time
             if self.drift_key != key:
                 if self.drift_key is not None:
-                    self._resolve_drift(cp, now, out, "superseded")
+                    self._resolve_drift(cp, label, now, out, "superseded")
                     if incident.add_live(live):
                         incident.note(IncidentNote(now, "live_digest", f"live digest now {live[:12]} "
-                                                   f"(checkpoint {cp.display_label})"))
+                                                   f"(checkpoint {label})"))
                     incident.stored_digest = key[0]
                 self.drift_key = key
                 self.escalated = False
                 diff = self.diff_for(cp)
-                summary = f"checkpoint {cp.display_label} digest {live[:12]} differs from stored {key[0][:12]}"
+                summary = f"checkpoint {label} digest {live[:12]} differs from stored {key[0][:12]}"
                 if diff is not None:
                     summary += f" (missing {diff.missing}, unexpected {diff.unexpected}, mismatched {diff.mismatched})"
                     if incident.diff_at_start is None:
                         incident.diff_at_start = {"missing": diff.missing, "unexpected": diff.unexpected,
                                                   "mismatched": diff.mismatched}
                 out.append(AlertEvent(Alert(
-                    ev.REGISTRY_MISMATCH, "firing", self._key("", key), summary, now, checkpoint_ref(cp),
+                    ev.REGISTRY_MISMATCH, "firing", self._key("", key), summary, now, checkpoint_ref(cp, label),
                     key[0], live, self.consecutive, incident.started_at,
                     diff.summary() if diff is not None else None)))
             if self.rehydrate_pending:
                 # The runbook's own escalation trigger, announced even when the count already
                 # escalated this drift (receivers group both under the same key).
                 self.rehydrate_pending = False
-                self._escalate(cp, now, out, "drift remains after rehydrate")
+                self._escalate(cp, label, now, out, "drift remains after rehydrate")
             if not self.escalated and self.consecutive >= self.config.escalate_after:
-                self._escalate(cp, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
+                self._escalate(cp, label, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
 
         self.latest_match = match
         self.latest_scheme_mismatch = scheme_mm
@@ -478,7 +480,7 @@ class Monitor:
             out.append(CheckpointEvent(cp, match, scheme_mm, status, self.consecutive,
                                        view.digest if view is not None else None, latency, self.stale))
         if status is not self.status:
-            self._set_status(now, out, f"checkpoint {cp.display_label}", cp_time)
+            self._set_status(now, out, f"checkpoint {label}", cp_time)
 
     def _key(self, kind: str, key: tuple[str, str]) -> str:
         cache_key = (kind + key[0], key[1])
@@ -499,21 +501,22 @@ class Monitor:
 
     # -- incidents ----------------------------------------------------------------------------
 
-    def _open_incident(self, cp: Checkpoint, cp_time: float, now: float, key: tuple[str, str], out: list[Any],
-                       *, in_history: bool) -> Incident:
+    def _open_incident(self, cp: Checkpoint, label: str, cp_time: float, now: float, key: tuple[str, str],
+                       out: list[Any], *, in_history: bool) -> Incident:
         self.incidents += 1
-        incident = Incident(self.incidents, cp_time, cp.display_label, cp.line, cp.offset, now, key[0], key[1],
+        incident = Incident(self.incidents, cp_time, label, cp.line, cp.offset, now, key[0], key[1],
                             in_history)
         self.incident = incident
         out.append(IncidentEvent("opened", incident.view(self.consecutive)))
         return incident
 
-    def _close_incident(self, cp: Checkpoint, cp_time: float, now: float, out: list[Any], reason: str) -> None:
+    def _close_incident(self, cp: Checkpoint, label: str, cp_time: float, now: float, out: list[Any],
+                        reason: str) -> None:
         incident = self.incident
         assert incident is not None
         if reason != "parity":
             incident.note(IncidentNote(now, "resolved", reason))
-        view = incident.view(self.consecutive, cp_time, cp.display_label)
+        view = incident.view(self.consecutive, cp_time, label)
         self.incident = None
         self.last_incident = view
         out.append(IncidentEvent("resolved", view))
@@ -564,7 +567,7 @@ class Monitor:
 
     # -- alerts -----------------------------------------------------------------------------
 
-    def _resolve_drift(self, cp: Checkpoint, now: float, out: list[Any], reason: str) -> None:
+    def _resolve_drift(self, cp: Checkpoint, label: str, now: float, out: list[Any], reason: str) -> None:
         key = self.drift_key
         assert key is not None
         superseded = reason == "superseded"
@@ -574,26 +577,26 @@ class Monitor:
         elif superseded:
             summary = f"drift {key[1][:12]} superseded by {cp.digest[:12]}"
         else:
-            summary = f"checkpoint {cp.display_label} matches the stored registry again"
+            summary = f"checkpoint {label} matches the stored registry again"
         since = self.incident.started_at if self.incident is not None else None
-        out.append(AlertEvent(Alert(code, "resolved", self._key("", key), summary, now, checkpoint_ref(cp),
+        out.append(AlertEvent(Alert(code, "resolved", self._key("", key), summary, now, checkpoint_ref(cp, label),
                                     key[0], key[1], self.consecutive, since, None, _RESOLVES, reason)))
         self.drift_key = None
         self.escalated = False
 
-    def _escalate(self, cp: Checkpoint, now: float, out: list[Any], reason: str) -> None:
+    def _escalate(self, cp: Checkpoint, label: str, now: float, out: list[Any], reason: str) -> None:
         key = self.drift_key
         assert key is not None
         self.escalated = True
         incident = self.incident
         since = incident.started_at if incident is not None else None
         out.append(AlertEvent(Alert(
-            ev.DRIFT_PERSISTENT, "firing", self._key("", key), f"escalate: {reason}", now, checkpoint_ref(cp),
+            ev.DRIFT_PERSISTENT, "firing", self._key("", key), f"escalate: {reason}", now, checkpoint_ref(cp, label),
             key[0], key[1], self.consecutive, since, reason=reason)))
         if incident is not None:
             incident.escalated = True
             incident.escalations += 1
-            incident.note(IncidentNote(now, "escalated", reason, data={"label": cp.display_label}))
+            incident.note(IncidentNote(now, "escalated", reason, data={"label": label}))
             out.append(IncidentEvent("escalated", incident.view(self.consecutive)))
 
     # -- staleness ----------------------------------------------------------------------------
