@@ -35,7 +35,7 @@ class TimelineApp(App[None]):
 async def ready(pilot) -> TimelineScreen:
     screen = pilot.app.screen
     assert isinstance(screen, TimelineScreen)
-    await wait_for(pilot, lambda: screen.state is not None, what="the replayed state")
+    await wait_for(pilot, lambda: screen.state is not None and screen.audit_merged, what="the replayed state")
     await pilot.pause(0.05)
     return screen
 
@@ -145,3 +145,36 @@ def test_snapshot(snap_compare, tmp_path, size):
         await pilot.pause(0.1)
 
     assert snap_compare(TimelineApp(root), terminal_size=size, run_before=run_before)
+
+
+async def test_events_carry_the_audit_log(tmp_path):
+    """The incidents show at once; the audit log's records (here an acknowledgement and a rehydrate
+    that failed) join the selected incident's events when read."""
+    import orjson
+
+    from polylog_console.core.model.events import dedup_key, iso
+
+    root = repo_sample(tmp_path / "ws")
+    stored = "dda10887e8050571cf6f1883e4296f96e094a858102b146eadbb34b3f9d21c1d"
+    live = "09dc58693e67fed4e157dc2caf4bb6a0867bd0f609a00fe6b12965fa4c734e43"
+    t0 = 1762710200.0
+    audit = root / "memory" / "audit" / "events.jsonl"
+    audit.parent.mkdir(parents=True)
+    audit.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [
+        {"ts": iso(t0 + 3), "event": "alert_raised", "actor": "w@h", "code": "registry_mismatch",
+         "dedup_key": dedup_key(stored, live), "stored_digest": stored, "live_digest": live, "summary": "drift"},
+        {"ts": iso(t0 + 60), "event": "acknowledged", "actor": "ann@ops", "code": "registry_mismatch",
+         "dedup_key": dedup_key(stored, live)},
+        {"ts": iso(t0 + 90), "event": "action_started", "actor": "ann@ops", "action": "rehydrate"},
+        {"ts": iso(t0 + 95), "event": "action_failed", "actor": "ann@ops", "action": "rehydrate",
+         "outcome": "error", "message": "[bold]boom\x1b[2J"},
+    ]))
+    app = TimelineApp(root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await ready(pilot)
+        events = screen.query_one("#tl-events")
+        texts = [str(events.get_option_at_index(i).prompt) for i in range(events.option_count)]
+        assert any("acknowledged" in t and "ann@ops" in t for t in texts), texts
+        assert any("rehydrate failed" in t for t in texts), texts
+        assert not any("\x1b" in t for t in texts)
+        assert screen.reports[0].observed_at == t0 + 3

@@ -132,6 +132,7 @@ class TimelineScreen(Screen[None]):
         self.reached_start = False
         self.state: StateAt | None = None
         self.pending = True  # the incidents are being read
+        self.audit_merged = False  # the audit log's records are in the events
 
     def compose(self) -> ComposeResult:
         yield Static("Incident timeline", id="tl-title")
@@ -153,12 +154,30 @@ class TimelineScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="timeline-load")
     def _load(self) -> None:
+        """The incidents at once (from the index when consistent), then again with the audit log's
+        alerts, deliveries, acknowledgements and actions merged in (a big audit log takes longer)."""
         try:
-            reports = self.source.load()
+            quick = self.source.load_quick()
+            self.app.call_from_thread(self._show_reports, quick)
+            full = self.source.load()
         except OSError as exc:
             self.app.call_from_thread(self._error, f"{exc.filename or ''}: {exc.strerror or exc}")
             return
-        self.app.call_from_thread(self._show_reports, reports)
+        self.app.call_from_thread(self._merge_reports, full)
+
+    def _merge_reports(self, reports: list[Report]) -> None:
+        """The same incidents with the audit log merged in: keep the selection and the strip."""
+        if [r.found.key for r in reports] != [r.found.key for r in self.reports]:
+            self._show_reports(reports)
+            return
+        chosen = self.selected.id if self.selected is not None else None
+        self.reports = reports
+        self.audit_merged = True
+        self.selected = next((r for r in reports if r.id == chosen), None)
+        if self.selected is not None:
+            events = self.query_one("#tl-events", OptionList)
+            events.clear_options()
+            events.add_options(event_lines(self.selected))
 
     @work(thread=True, exclusive=True, group="timeline-strip")
     def _load_strip(self, rep: Report) -> None:
@@ -219,15 +238,18 @@ class TimelineScreen(Screen[None]):
             self._select(rep)
 
     def _select(self, rep: Report) -> None:
+        keep_strip = self.selected is not None and self.selected.found.key == rep.found.key and bool(self.cells)
         self.selected = rep
         events = self.query_one("#tl-events", OptionList)
         events.clear_options()
         events.add_options(event_lines(rep))
+        if keep_strip:
+            return
         self.query_one("#tl-state", Static).update(Content("reading the checkpoints…"))
         self._load_strip(rep)
 
     def _show_strip(self, rep: Report, cells: list[Cell]) -> None:
-        if rep is not self.selected:
+        if self.selected is None or rep.found.key != self.selected.found.key:
             return
         self.cells = cells
         self.reached_start = bool(cells) and cells[0].offset == 0
