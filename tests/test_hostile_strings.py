@@ -58,7 +58,8 @@ def hostile_lines(stored: str, live: str, now: float) -> list[bytes]:
         checkpoint_line(1001, stored, timestamp=now - 5),  # parity
         (b'{"label":"big-polygons","polygons":' + BIG.encode() + b',"registry_digest":"' + live.encode()
          + b'","timestamp":' + repr(now - 4).encode() + b"}"),
-        (b'{"label":"deep","polygons":1e400,"module_refs":-' + BIG.encode() + b',"extra":' + b"[" * 5000
+        (b'{"label":"deep","registry_snapshot":"memory/\\ud800.json","polygons":1e400,"module_refs":-'
+         + BIG.encode() + b',"extra":' + b"[" * 5000
          + b"]" * 5000 + b',"registry_digest":"' + live.encode() + b'","timestamp":' + repr(now - 3).encode() + b"}"),
         b'{"kind":"note\\udc00","registry_state":{"\\udfff":{"sig\\ud801":"\\udc02"}}}',
         (b'{"label":"' + HOSTILE_LABEL_JSON + b'","registry_digest":"\\udfff' + stored[1:].encode()
@@ -145,6 +146,7 @@ def test_lone_surrogates_anywhere_keep_a_checkpoint_with_a_warning():
     ("extra", '{"a":' * 5000 + "1" + "}" * 5000, "nested too deeply"),
     ("registry_state", '[{"a":' * 3000 + "[]" + "}]" * 3000, "nested too deeply"),
     ("label", "[" + BIG + "]", "an integer of 5,000 digits"),
+    ("registry_state", '{"clusters":{"sig":' + BIG + "}}", "an integer of 5,000 digits: the field is read as absent"),
 ])
 def test_unusable_numbers_and_depths_in_other_fields_are_warnings(field, value, reason):
     raw = ('{"label":"x","' + field + '":' + value + ',"registry_digest":"' + D + '"}').encode()
@@ -205,7 +207,7 @@ def test_watch_once_json_compares_every_hostile_checkpoint(hostile_ws):
     assert any(w["field"] == "polygons" and "5,000 digits" in w["reason"] for w in big["warnings"])
     deep = cps["deep"]
     assert deep["registry_match"] is False
-    assert {w["field"] for w in deep["warnings"]} >= {"polygons", "module_refs", "extra"}
+    assert {w["field"] for w in deep["warnings"]} >= {"polygons", "module_refs", "extra", "registry_snapshot"}
     hostile = cps[JSON_LABEL]
     assert hostile["registry_match"] is False
     assert hostile["registry_digest"] == "\ufffd" + hostile_ws.incident.stored_digest[1:]

@@ -45,6 +45,7 @@ BOM = b"\xef\xbb\xbf"
 # Integers longer than this are not converted (CPython's own default limit for int(str)); a
 # checkpoint field never needs one. The limit holds whatever sys.set_int_max_str_digits says.
 MAX_INT_DIGITS = 4300
+ABSENT = "the field is read as absent"
 
 
 class Unreadable:
@@ -116,6 +117,8 @@ class Checkpoint:
     def _typed(self, name: str, types: tuple[type, ...]) -> Any:
         value = self.data.get(name)
         if value is None or type(value) in types:
+            if self.extra and value is not None and (name, ABSENT) in self._unreadable():
+                return None  # an object or array holding an Unreadable value: not usable as a whole
             return value
         if int in types and type(value) is float and value.is_integer() and abs(value) >= 2**63:
             # orjson reads integers beyond 64 bits as floats: read the exact integer instead.
@@ -123,6 +126,9 @@ class Checkpoint:
             if type(exact) is int:
                 return exact
         return None
+
+    def _unreadable(self) -> set[tuple[str, str]]:
+        return {(n, ABSENT) for n, r in self.extra if r.endswith(ABSENT)}
 
     @property
     def label(self) -> str | None:
@@ -510,7 +516,7 @@ def _hostile(value: Any) -> str | None:
         elif t is list:
             stack.extend(v)
         elif t is Unreadable:
-            return f"{v.what}: read as absent"
+            return f"{v.what}: {ABSENT}"
     return None
 
 

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from polylog_console.core.infra.text import has_surrogates
 from polylog_console.core.model.errors import WorkspaceError
 
 SOURCE = "stable_polyforms.jsonl"
@@ -108,7 +109,8 @@ class Workspace:
 
         Symlinks are resolved before the check, so a link pointing outside is refused too.
         """
-        if not isinstance(untrusted, str) or not untrusted or "\x00" in untrusted:
+        # A lone surrogate (valid JSON: "\\ud800") names no file: no OS call can encode it.
+        if not isinstance(untrusted, str) or not untrusted or "\x00" in untrusted or has_surrogates(untrusted):
             raise WorkspaceError(f"{what} {untrusted!r}: not a usable path")
         candidate = Path(untrusted)
         if not candidate.is_absolute():
