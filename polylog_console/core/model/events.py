@@ -128,7 +128,7 @@ class CheckpointEvent:
 
     def to_json(self) -> dict[str, Any]:
         cp = self.checkpoint
-        out = {
+        out: dict[str, Any] = {
             "event": "checkpoint",
             "line": cp.line,
             "label": cp.display_label,

@@ -125,9 +125,9 @@ def _starts_at_zero(records: list[Any]) -> bool | None:
     for record in records:
         cls = record.__class__
         if cls is Run:
-            return record.first.offset == 0
+            return bool(record.first.offset == 0)
         if cls is Checkpoint or cls is Entry or cls is IngestError:
-            return record.offset == 0
+            return bool(record.offset == 0)
     return None
 
 
