@@ -281,6 +281,23 @@ def test_a_poisoned_cache_cannot_make_watch_resolve(small_ws):
     assert last["registry_match"] is False and last["stored_digest"] == stored_digest(small_ws)
 
 
+def test_digest_recomputes_even_when_the_digest_field_and_the_cache_agree_on_a_lie(small_ws):
+    """registry.json's digest field forged, and a cache entry forged to agree with it: ``digest``
+    recomputes from the state, reports the true digest and that the file's field is wrong."""
+    from polylog_console.core.registry.digest import digest
+
+    document = json.loads(small_ws.registry.read_text())
+    truth = digest(document["state"], "engine")
+    document["digest"] = "e" * 64
+    small_ws.registry.write_bytes(orjson.dumps(document, option=orjson.OPT_SORT_KEYS))
+    poison_cache(small_ws, "e" * 64)
+    result = run_cli("digest", "--json", "-w", str(small_ws.root), timeout=60)
+    report = json.loads(result.out)
+    assert report["stored_digest"] == truth
+    assert report["registry_file_digest_ok"] is False
+    assert result.code == 1
+
+
 def test_a_good_cache_entry_is_still_used(small_ws):
     """The cache still speeds things up when it agrees with the file (the digest is not recomputed)."""
     from polylog_console.core.model.workspace import Workspace

@@ -126,7 +126,9 @@ def recompute(ws: Workspace, config: Config, checkpoint: str = "latest",
     """Runbook step 4. ``progress`` reports the phases and lets the operator cancel between them."""
     if progress is not None:
         progress.update(0, 3, "digesting catalogs/registry.json")
-    stored = StoredRegistry.for_workspace(ws, config.scheme)  # type: ignore[arg-type]
+    # "Recompute" means it: the digest cache is not consulted, so no cache file, however forged,
+    # can stand in for the digest of the file's state (the monitor uses the cache, checked).
+    stored = StoredRegistry(ws.registry, config.scheme, None, label=ws.relative(ws.registry))  # type: ignore[arg-type]
     view = stored.get()  # RegistryError (exit 2) when unreadable
     if progress is not None:
         progress.check()

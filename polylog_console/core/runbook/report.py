@@ -49,7 +49,7 @@ from typing import Any
 import orjson
 
 from polylog_console.core.feed.records import Checkpoint, LineSplitter, parse_lines
-from polylog_console.core.infra import atomic
+from polylog_console.core.infra import atomic, reader
 from polylog_console.core.model import events as ev
 from polylog_console.core.model.config import Config
 from polylog_console.core.model.errors import PolylogError, RegistryError
@@ -117,7 +117,8 @@ def read_from(path: Path, offset: int = 0, line: int | None = 1, *, chunk_size: 
     """Batches of records from byte ``offset`` (a line start, line number ``line``) to the end,
     with the feed's own splitter and parser. A last line without its newline is read too."""
     splitter = LineSplitter(offset)
-    with open(path, "rb") as handle:
+    fd, _ = reader.open_regular(path, what="feed")  # a FIFO or a device is refused, never waited on
+    with open(fd, "rb") as handle:
         handle.seek(offset)
         while True:
             chunk = handle.read(chunk_size)
@@ -252,8 +253,8 @@ def iter_audit(ws: Workspace, want: Callable[[bytes], bool] | None = None) -> It
     Malformed lines, records without a usable ``ts`` or ``event`` are skipped."""
     for path in audit_files(ws):
         try:
-            handle = open(path, "rb")  # noqa: SIM115 (a file that cannot be opened is skipped, not fatal)
-        except OSError:
+            handle = open(reader.open_regular(path, what="audit log")[0], "rb")  # noqa: SIM115
+        except (OSError, reader.UnreadableFile):  # a file that cannot be opened (or a FIFO) is skipped
             continue
         with handle:
             pending = b""
