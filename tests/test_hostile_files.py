@@ -249,6 +249,16 @@ def test_registry_linked_to_dev_zero_or_a_fifo_exits_2(small_ws, command):
     assert "catalogs/registry.json: not a regular file (FIFO)" in result.err
 
 
+def test_a_stored_registry_over_its_limit_is_refused_unread(small_ws):
+    small_ws.registry.unlink()
+    with open(small_ws.registry, "wb") as handle:
+        handle.truncate(600 * 1024 * 1024)  # sparse
+    result = run_cli("digest", "-w", str(small_ws.root), timeout=30)
+    assert result.code == 2
+    assert result.err.strip() == ("polylog-console: error: catalogs/registry.json: "
+                                  "stored registry larger than 512 MB, refused")
+
+
 # --- item 8: a poisoned digest cache ----------------------------------------------------------------
 
 def poison_cache(ws, value: str, scheme: str = "engine") -> None:

@@ -113,6 +113,15 @@ def test_a_file_replica_linked_to_dev_zero_is_refused(ws, small_ws):
     assert by["zero"].match is None and "refused" in by["zero"].error
 
 
+def test_a_file_replica_over_the_limit_is_refused_unread(ws, small_ws):
+    path = small_ws.root / "memory" / "replicas" / "huge.json"
+    with open(path, "wb") as handle:
+        handle.truncate(600 * MB)  # sparse
+    report, by = check(ws, ReplicaConfig("huge", path=path, timeout=3))
+    assert by["huge"].error == "file larger than 512 MB, refused"
+    assert report.body_peak == 0
+
+
 # --- item 11: several big bodies at once ----------------------------------------------------------
 
 def big(server, name: str, size: int, *, length: bool = False, digest: str = "0" * 64) -> ReplicaConfig:
