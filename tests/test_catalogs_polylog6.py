@@ -393,6 +393,19 @@ def test_windows_metadata_mismatches_are_named(tmp_path, cli):
     assert any("catalogs/attachment_graph.json" in p and "missing" in p for p in doc["problems"])
 
 
+def test_paths_relative_to_another_directory_are_missing_with_a_hint(tmp_path):
+    """polylog6 records paths relative to its working directory: run from the workspace's parent,
+    they name ``ws\\catalogs\\...``; taken relative to the workspace they are missing, and said so."""
+    root = polylog6_workspace(tmp_path / "ws")
+    meta = root / "catalogs" / "metadata.json"
+    meta.write_bytes(meta.read_bytes().replace(b'"catalogs\\\\', b'"ws\\\\catalogs\\\\'))
+    check = verify_catalogs(root)
+    assert not check.consistent
+    assert {a.name: (a.path, a.status) for a in check.artifacts} == {
+        name: (f"ws/catalogs/{name}.json", "missing") for name in ARTIFACTS}
+    assert all("catalogs/" in p and "exists" in p for p in check.problems[:2])
+
+
 def test_windows_metadata_in_the_bundle(tmp_path, cli):
     root = polylog6_workspace(tmp_path / "ws")
     result = cli("bundle", "--workspace", str(root), "--json")

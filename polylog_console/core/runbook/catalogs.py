@@ -482,7 +482,12 @@ def _check_artifact(root: Path, name: str, info: Any, problems: list[str]) -> tu
     try:
         actual = sha256_file(target)
     except FileNotFoundError:
-        problems.append(f"{rel}: listed in {METADATA_PATH} as {_shown(name)} but missing")
+        hint = ""
+        beside = f"catalogs/{target.name}"
+        if rel != beside and (root / beside).is_file():
+            hint = (f" ({beside} exists: paths are relative to the workspace; was the metadata written from "
+                    "another working directory?)")
+        problems.append(f"{rel}: listed in {METADATA_PATH} as {_shown(name)} but missing{hint}")
         return ArtifactCheck(name, rel, "missing"), False
     except OSError as exc:
         problems.append(f"{rel}: cannot read ({exc.strerror or exc})")
