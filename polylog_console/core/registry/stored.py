@@ -29,6 +29,7 @@ NAMESPACES = ("clusters", "assemblies", "megas")
 DEFAULT_NAMESPACE = "clusters"
 
 State = dict[str, dict[str, str]]
+_STR = {str}
 
 
 def state_from_polyforms(polyforms: Iterable[Mapping[str, Any]]) -> State:
@@ -56,9 +57,10 @@ def validate_state(obj: Any, *, where: str, strict: bool = False) -> State:
 
     With ``strict`` (the stored registry) it must be exactly ``{str: {str: str}}``: a registry whose
     symbols are numbers, arrays, objects or null is refused as unreadable, never digested as if it
-    were a registry. ``str.join`` checks every key and symbol in C (~20 ms for 1,000,000 symbols);
-    only a failure walks the table to name the culprit. Without it (a state given to ``digest
-    --of``, a checkpoint's state, a replica's) any JSON values digest, as SPEC §3's vectors do.
+    were a registry. The types of every key and symbol are collected in C (60-85 ms for 1,000,000
+    symbols, on a busy machine); only a failure walks the table to name the culprit. Without it (a
+    state given to ``digest --of``, a checkpoint's state, a replica's) any JSON values digest, as
+    SPEC §3's vectors do.
     """
     if not isinstance(obj, dict):
         raise RegistryError(f"{where}: registry state must be an object, got {type_name(obj)}")
@@ -69,17 +71,14 @@ def validate_state(obj: Any, *, where: str, strict: bool = False) -> State:
             raise RegistryError(f"{where}: namespace {ns!r} must be an object, got {type_name(table)}")
         if not strict:
             continue
-        try:
-            "".join(table)
-            "".join(table.values())
-        except TypeError:
+        if not (set(map(type, table)) <= _STR and set(map(type, table.values())) <= _STR):
             for signature, symbol in table.items():
                 if not isinstance(signature, str):
                     raise RegistryError(f"{where}: namespace {ns!r}: signatures must be strings, "
-                                        f"got {type_name(signature)}") from None
+                                        f"got {type_name(signature)}")
                 if not isinstance(symbol, str):
                     raise RegistryError(f"{where}: namespace {ns!r}: symbol of {signature[:80]!r} must be a "
-                                        f"string, got {type_name(symbol)}") from None
+                                        f"string, got {type_name(symbol)}")
     return obj
 
 
