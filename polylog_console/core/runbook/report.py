@@ -248,9 +248,9 @@ class AuditRecord:
     data: dict[str, Any]
 
 
-def iter_audit(ws: Workspace, want: Callable[[bytes], bool] | None = None) -> Iterator[AuditRecord]:
-    """Audit records in file order, oldest file first; ``want(raw)`` filters lines before parsing.
-    Malformed lines, records without a usable ``ts`` or ``event`` are skipped."""
+def _audit_chunks(ws: Workspace) -> Iterator[bytes]:
+    """The audit log and its rotated files as chunks of whole lines (without the last newline),
+    oldest first; bounded memory (one chunk and one carried line)."""
     for path in audit_files(ws):
         try:
             handle = open(reader.open_regular(path, what="audit log")[0], "rb")  # noqa: SIM115
@@ -261,41 +261,106 @@ def iter_audit(ws: Workspace, want: Callable[[bytes], bool] | None = None) -> It
             while True:
                 chunk = handle.read(CHUNK)
                 if not chunk:
-                    lines = [pending] if pending else []
-                else:
-                    data = pending + chunk
-                    cut = data.rfind(b"\n")
-                    if cut < 0:
-                        pending = data
-                        continue
-                    lines = data[:cut].split(b"\n")
-                    pending = data[cut + 1:]
-                for raw in lines:
-                    if not raw or (want is not None and not want(raw)):
-                        continue
-                    try:
-                        obj = orjson.loads(raw)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if type(obj) is not dict:
-                        continue
-                    event = obj.get("event")
-                    ts = parse_time(obj.get("ts"))
-                    if not isinstance(event, str) or ts is None:
-                        continue
-                    who = obj.get("actor")
-                    yield AuditRecord(ts, event, who if isinstance(who, str) else None, obj)
-                if not chunk:
+                    if pending:
+                        yield pending
                     break
+                data = pending + chunk
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    pending = data
+                    continue
+                yield data[:cut]
+                pending = data[cut + 1:]
+
+
+def _record(raw: bytes) -> AuditRecord | None:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    event = obj.get("event")
+    ts = parse_time(obj.get("ts"))
+    if not isinstance(event, str) or ts is None:
+        return None
+    who = obj.get("actor")
+    return AuditRecord(ts, event, who if isinstance(who, str) else None, obj)
+
+
+def iter_audit(ws: Workspace, want: Callable[[bytes], bool] | None = None) -> Iterator[AuditRecord]:
+    """Audit records in file order, oldest file first; ``want(raw)`` filters lines before parsing.
+    Malformed lines, records without a usable ``ts`` or ``event`` are skipped."""
+    for chunk in _audit_chunks(ws):
+        for raw in chunk.split(b"\n"):
+            if raw and (want is None or want(raw)):
+                record = _record(raw)
+                if record is not None:
+                    yield record
+
+
+def iter_audit_with(ws: Workspace, needles: tuple[bytes, ...]) -> Iterator[AuditRecord]:
+    """The records whose line holds one of ``needles``, found with ``bytes.find`` over whole chunks
+    (a 100 MB log of unrelated records costs a scan, not a parse per line)."""
+    for chunk in _audit_chunks(ws):
+        starts: set[int] = set()
+        for needle in needles:
+            pos = chunk.find(needle)
+            while pos >= 0:
+                begin = chunk.rfind(b"\n", 0, pos) + 1
+                starts.add(begin)
+                stop = chunk.find(b"\n", pos)
+                if stop < 0:
+                    break
+                pos = chunk.find(needle, stop)
+        for begin in sorted(starts):
+            stop = chunk.find(b"\n", begin)
+            record = _record(chunk[begin:stop if stop >= 0 else len(chunk)])
+            if record is not None:
+                yield record
+
+
+_TS = b'{"ts":"'
+
+
+def iter_audit_during(ws: Workspace, windows: list[tuple[float, float]],
+                      want: Callable[[bytes], bool]) -> Iterator[AuditRecord]:
+    """The records (passing ``want``) whose time falls in one of ``windows`` (sorted, on this host's
+    clock). A line as the audit log writes it starts with its ISO time, compared as text before any
+    parse; other lines are parsed and their time checked."""
+    if not windows:
+        return
+    lows = [iso(lo).encode() for lo, _ in windows]
+    highs = [iso(hi).encode() if hi != float("inf") else b"~" for _, hi in windows]
+    low_ts = [lo for lo, _ in windows]
+
+    def inside(ts: float) -> bool:
+        i = bisect_right(low_ts, ts) - 1
+        return i >= 0 and ts <= windows[i][1]
+
+    for chunk in _audit_chunks(ws):
+        for raw in chunk.split(b"\n"):
+            if not raw:
+                continue
+            canonical = raw.startswith(_TS) and raw[31:32] == b'"'
+            if canonical:
+                stamp = raw[7:31]
+                i = bisect_right(lows, stamp) - 1
+                if i < 0 or stamp > highs[i]:
+                    continue
+            if not want(raw):
+                continue
+            record = _record(raw)
+            if record is not None and (canonical or inside(record.ts)):
+                yield record
+
+
+KEYED = (b'"dedup_key"', b"rehydrate", b"silence", b"acknowledg")
+EPOCHS = (b"registry_digest", b'"alert_raised"', b'"escalation"')  # see _audit_points
 
 
 def _keyed(raw: bytes) -> bool:
-    return b'"dedup_key"' in raw or b"rehydrate" in raw or b"silence" in raw or b"acknowledg" in raw
-
-
-def _epoch_line(raw: bytes) -> bool:
-    """A record that may say what the stored digest was (see :func:`_audit_points`)."""
-    return b"registry_digest" in raw or b'"alert_raised"' in raw or b'"escalation"' in raw
+    return any(n in raw for n in KEYED)
 
 
 def _unkeyed(raw: bytes) -> bool:
@@ -651,7 +716,7 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | Non
                 write_index: bool = True, now: float | None = None) -> Reconstruction:
     """Every incident of the feed, oldest first: from the index where it is consistent with the
     feed, else by replaying the whole feed (and then the index is written for next time)."""
-    keyed = list(iter_audit(ws, _keyed)) if keyed is None else keyed
+    keyed = list(iter_audit_with(ws, KEYED)) if keyed is None else keyed
     epochs = epochs_for(ws, config, keyed)
     feed = config.feed.path
     index_path = idx.index_path(ws)
@@ -881,10 +946,13 @@ def _short(value: Any, n: int = 12) -> str:
     return value[:n] if isinstance(value, str) else "—"
 
 
-def build_reports(found: list[Found], keyed: list[AuditRecord], unkeyed: Iterator[AuditRecord]) -> list[Report]:
-    """Merge the audit log into the incidents: keyed records (with a ``dedup_key``: alerts,
-    deliveries, acknowledgements) by key, the others (actions, refresh attempts) by time."""
-    reports = [Report(i + 1, f, diff_at_end=f.diff_at_end) for i, f in enumerate(found)]
+def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | None = None,
+                  selected: list[int] | None = None) -> list[Report]:
+    """Merge the audit log into the incidents (``selected``: only those, by index): keyed records
+    (with a ``dedup_key``: alerts, deliveries, acknowledgements) by key, the others (actions, refresh
+    attempts) by time, read from ``ws``'s audit log for the incidents' time windows only."""
+    chosen = range(len(found)) if selected is None else selected
+    reports = [Report(i + 1, found[i], diff_at_end=found[i].diff_at_end) for i in chosen]
     by_key: dict[str, Report] = {}
     for rep in reports:
         rep.keys = _keys_of(rep.view)
@@ -928,6 +996,14 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], unkeyed: Iterato
     for rep in reports:
         rep.timeline.sort(key=lambda e: e[0])
     windows = [rep.window() for rep in reports]
+    spans = sorted((lo - RESOLVE_GRACE, hi) for lo, hi in windows)
+    merged: list[tuple[float, float]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    unkeyed = iter_audit_during(ws, merged, _unkeyed) if ws is not None else iter(())
     for r in unkeyed:
         rep = by_time(r.ts)
         if rep is not None:
@@ -1099,7 +1175,7 @@ def build_report(ws: Workspace, config: Config, *, incident: str = "latest", sin
     """The incidents asked for (``latest``, an id, or ``all``; ``since``: those active at or after
     that time), oldest first, with the audit log merged in."""
     now = time.time() if now is None else now
-    keyed = list(iter_audit(ws, _keyed))
+    keyed = list(iter_audit_with(ws, KEYED))
     rec = reconstruct(ws, config, keyed=keyed, use_index=use_index, write_index=write_index, now=now)
     found = rec.incidents
     selected = list(range(len(found)))
@@ -1115,8 +1191,7 @@ def build_report(ws: Workspace, config: Config, *, incident: str = "latest", sin
         if not 1 <= wanted <= len(found):
             raise PolylogError(f"--incident {wanted}: no such incident (the feed holds {len(found)})")
         selected = [wanted - 1]
-    reports = build_reports(found, keyed, iter_audit(ws, _unkeyed))
-    chosen = [reports[i] for i in selected]
+    chosen = build_reports(found, keyed, ws, selected)
     return ReportSet(chosen, rec.source, now, rec.feed_error, rec.index_note)
 
 
@@ -1408,23 +1483,23 @@ class TimelineSource:
         self.source = ""
 
     def load(self, now: float | None = None) -> list[Report]:
-        keyed = list(iter_audit(self.ws, _keyed))
+        keyed = list(iter_audit_with(self.ws, KEYED))
         self.epochs = epochs_for(self.ws, self.config, keyed)
         rec = reconstruct(self.ws, self.config, keyed=keyed, write_index=False, now=now)
         self.found = rec.incidents
         self.source = rec.source
-        self.reports = build_reports(self.found, keyed, iter_audit(self.ws, _unkeyed))
+        self.reports = build_reports(self.found, keyed, self.ws)
         return self.reports
 
     def load_quick(self, now: float | None = None) -> list[Report]:
         """The incidents without the audit log's details (what the screen shows first, at once):
         only the records that say when the stored registry changed are read."""
-        epoch_records = list(iter_audit(self.ws, _epoch_line))
+        epoch_records = list(iter_audit_with(self.ws, EPOCHS))
         self.epochs = epochs_for(self.ws, self.config, epoch_records)
         rec = reconstruct(self.ws, self.config, keyed=epoch_records, write_index=False, now=now)
         self.found = rec.incidents
         self.source = rec.source
-        self.reports = build_reports(self.found, [], iter(()))
+        self.reports = build_reports(self.found, [])
         return self.reports
 
     def around(self, rep: Report, count: int = STRIP, before: int = 10) -> list[Cell]:
