@@ -163,6 +163,8 @@ def test_watch_started_on_a_full_disk_delivers_and_saves_when_space_returns(tmp_
     assert len(unwritable) == 1, lines
     assert "outbox" in unwritable[0] and "from memory" in unwritable[0]
     assert any("can be written again" in line for line in lines), lines
+    assert len([line for line in lines if "audit log" in line and "kept in memory" in line]) == 1, lines
+    assert any("audit log" in line and "can be written again" in line for line in lines), lines
     assert not any("Traceback" in line for line in lines), lines
     events = [r["event"] for r in audit]
     assert "alerts_standby" not in events, events

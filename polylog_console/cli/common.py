@@ -48,13 +48,22 @@ def warn(message: str) -> None:
 def report_faults(session: Any) -> None:
     """Say on stderr, one line each, what a running session cannot do with the disk: the alert
     outbox cannot be written (alerts go out from memory), can be written again, or is held by
-    another running process (:class:`~polylog_console.core.alerts.delivery.OutboxStateEvent`)."""
+    another running process (:class:`~polylog_console.core.alerts.delivery.OutboxStateEvent`);
+    the audit log cannot be written (records wait in memory) or can be written again."""
     def on_events(events: list[Any]) -> None:
         for event in events:
             if getattr(event, "event", None) == "outbox":
                 warn(event.message)
 
+    def on_audit(error: str | None) -> None:
+        if error is not None:
+            warn(f"{error}: records are kept in memory (up to {audit.BACKLOG}) and written once it can be")
+        else:
+            warn(f"audit log {session.ws.relative(session.audit.path)} can be written again: the records held "
+                 "meanwhile are written")
+
     session.subscribe(on_events)
+    session.audit.on_change = on_audit
 
 
 def print_json(document: Any) -> None:

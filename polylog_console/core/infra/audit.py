@@ -32,7 +32,7 @@ import socket
 import stat
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,8 @@ class AuditLog:
         self.last_error: str | None = None
         self._backlog: deque[bytes] = deque()
         self.lost = 0  # records dropped from a full backlog (said in an audit_lost record)
+        # called with the error when the log stops taking writes, with None when it takes them again
+        self.on_change: Callable[[str | None], None] | None = None
 
     @property
     def limits(self) -> tuple[int, int]:
@@ -145,11 +147,17 @@ class AuditLog:
         try:
             self._write(b"".join(lines))
         except OSError as exc:
+            was_ok = self.last_error is None
             self.last_error = f"audit log {self.path}: {exc.strerror or exc}"
+            if was_ok and self.on_change is not None:
+                self.on_change(self.last_error)
             return self.last_error
         self._backlog.clear()
         self.lost = 0
-        self.last_error = None
+        if self.last_error is not None:
+            self.last_error = None
+            if self.on_change is not None:
+                self.on_change(None)
         return None
 
     def _write(self, data: bytes) -> None:
