@@ -533,7 +533,7 @@ def verify_catalogs(root: Path) -> CatalogCheck:
         source_checksum = sha256_file(root / SOURCE_FILE)
     except OSError as exc:
         consistent = False
-        reason = "missing" if isinstance(exc, FileNotFoundError) else exc.strerror or exc
+        reason = "missing" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
         problems.append(f"{SOURCE_FILE}: cannot read ({reason})")
     expected = metadata.get("source_checksum")
     if source_checksum is not None and expected != source_checksum:

@@ -205,7 +205,7 @@ def _write_artifact(directory: Path, name: str, pieces: Iterable[bytes]) -> tupl
 def _copy_unrelated(source: Path, staging: Path) -> list[str]:
     """Copy every entry of the old ``catalogs/`` that rehydrate does not produce (notes, extra
     catalogs, subdirectories; symlinks stay symlinks), fsynced. Returns the names copied."""
-    copied = []
+    copied: list[str] = []
     if not source.is_dir():
         return copied
     for entry in sorted(os.scandir(source), key=lambda e: e.name):
