@@ -101,7 +101,7 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
             tail = into[-1]
             first = tail.first if tail.__class__ is Run else tail
             if (first.__class__ is Checkpoint and first.digest == record.digest and record.telemetry_raw is None
-                    and not getattr(record, "extra", None)
+                    and not record.extra
                     and first.telemetry_raw is None and record.data.keys() == first.data.keys()
                     and tuple(map(type, record.data.values())) == tuple(map(type, first.data.values()))
                     and (tail.__class__ is Run or not first.warnings)):
@@ -279,32 +279,25 @@ class Monitor:
         types: tuple[type, ...] = ()
         if self._from_start is None and isinstance(records, list):
             self._from_start = _starts_at_zero(records)
+        easy = False  # steady, in sync and fresh: only counters change
         for record in records:
             cls = record.__class__
-            if cls is Run:
-                if run:
-                    self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
-                    run = warned = 0
-                self._consume(record.head, now, out, emit)
-                self._absorb(record, now, out)
-                steady = None
-                continue
             if cls is Checkpoint:
                 if record.digest == steady:
                     data = record.data
-                    if (not drifting or consecutive + 1 < limit) and (
-                            not stale or not self._fresh(record, now, stale_after)):
+                    if easy or ((not drifting or consecutive + 1 < limit) and (
+                            not stale or not self._fresh(record, now, stale_after))):
                         run += 1
                         last = record
                         if drifting:
                             consecutive += 1
-                        if (record.telemetry_raw is not None or getattr(record, "extra", None) or data.keys() != keys
-                                or tuple(map(type, data.values())) != types
-                                or (data.get("timestamp") is not None
-                                    and _clean_time(data.get("timestamp")) is None)):
+                        if (data.keys() != keys or record.telemetry_raw is not None or record.extra
+                                or tuple(map(type, data.values())) != types):
                             warned += len(record.warnings)  # a different shape: check it
-                        # else: same keys, same value types and same digest as a checkpoint found
-                        # clean, so no warning (every field check is a type check but the time's)
+                        else:  # same keys, value types and digest as a checkpoint found clean: only the
+                            ts = data.get("timestamp")  # time's range can make a warning
+                            if ts is not None and not -1e15 < ts < 1e15:
+                                warned += len(record.warnings)
                         if emit:
                             observed = record.observed_ns
                             append(CheckpointEvent(record, match, scheme_mm, status, consecutive, stored_digest,
@@ -327,6 +320,15 @@ class Monitor:
                     limit = 1 << 62 if self.escalated else self.config.escalate_after
                     keys = record.data.keys()
                     types = tuple(map(type, record.data.values()))
+                    easy = not drifting and not stale
+                continue
+            if cls is Run:
+                if run:
+                    self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+                    run = warned = 0
+                self._consume(record.head, now, out, emit)
+                self._absorb(record, now, out)
+                steady = None
                 continue
             if cls is IngestError:
                 self.ingest_errors += 1
@@ -379,7 +381,7 @@ class Monitor:
             data = cp.data
             shape = (data.keys(), tuple(map(type, data.values())))
             clean = True
-            if (cp.telemetry_raw is None and shape == self._clean_shape and not getattr(cp, "extra", None)
+            if (cp.telemetry_raw is None and shape == self._clean_shape and not cp.extra
                     and (data.get("timestamp") is None or _clean_time(data.get("timestamp")) is not None)):
                 pass  # the shape of a checkpoint found clean: no warning (see _consume)
             elif cp.warnings:
