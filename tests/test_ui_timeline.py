@@ -22,14 +22,15 @@ SIZES = [(80, 24), (160, 48)]
 
 
 class TimelineApp(App[None]):
-    def __init__(self, root, page: int = 120) -> None:
+    def __init__(self, root, page: int = 120, at=None) -> None:
         super().__init__()
         ws = Workspace.open(root)
         self.source = TimelineSource(ws, load_config(ws.root))
         self.page = page
+        self.at = at
 
     def on_mount(self) -> None:
-        self.push_screen(TimelineScreen(self.source, page=self.page))
+        self.push_screen(TimelineScreen(self.source, page=self.page, at=self.at))
 
 
 async def ready(pilot) -> TimelineScreen:
@@ -178,3 +179,17 @@ async def test_events_carry_the_audit_log(tmp_path):
         assert any("rehydrate failed" in t for t in texts), texts
         assert not any("\x1b" in t for t in texts)
         assert screen.reports[0].observed_at == t0 + 3
+
+
+async def test_opened_at_a_checkpoint_of_the_table(tmp_path):
+    """From the console's checkpoints table: the strip around that checkpoint, replayed at once."""
+    from polylog_console.core.runbook.recompute import find_checkpoint
+
+    root = repo_sample(tmp_path / "ws")
+    cp = find_checkpoint(root / "memory/coordination/context-brief.jsonl", "checkpoint-0100")
+    app = TimelineApp(root, at=(cp.offset, cp.line, cp.display_label))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert screen.state.cell.label == "checkpoint-0100" and screen.state.cell.line == cp.line
+        assert screen.state.status == "IN SYNC"
+        same_as_digest(screen.state, digest_says(root, "checkpoint-0100"))

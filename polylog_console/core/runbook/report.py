@@ -1510,6 +1510,13 @@ class TimelineSource:
         first_line = line - back if isinstance(line, int) and line > back else (1 if start == 0 else None)
         return strip_from(self.ws, self.config, start, first_line, count + before, epochs=self.epochs)
 
+    def around_checkpoint(self, offset: int, line: int | None, count: int = STRIP) -> list[Cell]:
+        """A page of checkpoints with the one at ``offset`` (a row of the console's checkpoints
+        table) in its middle."""
+        start, back = offset_before(self.config.feed.path, offset, count // 2)
+        first_line = line - back if line is not None and line > back else (1 if start == 0 else None)
+        return strip_from(self.ws, self.config, start, first_line, count, epochs=self.epochs)
+
     def older(self, first: Cell, count: int = STRIP) -> list[Cell]:
         """The page of checkpoints before ``first`` (paged in as the user scrubs back)."""
         start, back = offset_before(self.config.feed.path, first.offset, count + count // 4)  # other entries too

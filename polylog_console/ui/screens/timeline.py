@@ -119,9 +119,12 @@ class TimelineScreen(Screen[None]):
     ]
 
     def __init__(self, source: TimelineSource, *, reports: list[Report] | None = None,
-                 page: int = STRIP) -> None:
-        """``reports``: the incidents when already loaded (else they are loaded on a worker)."""
+                 page: int = STRIP, at: tuple[int, int | None, str] | None = None) -> None:
+        """``reports``: the incidents when already loaded (else they are loaded on a worker).
+        ``at``: ``(offset, line, label)`` of a checkpoint to replay at once (a row of the console's
+        checkpoints table) instead of the latest incident's start."""
         super().__init__()
+        self.at = at
         self.source = source
         self.reports: list[Report] = list(reports or [])
         self._preloaded = reports is not None
@@ -180,13 +183,19 @@ class TimelineScreen(Screen[None]):
             events.add_options(event_lines(self.selected))
 
     @work(thread=True, exclusive=True, group="timeline-strip")
-    def _load_strip(self, rep: Report) -> None:
+    def _load_strip(self, rep: Report | None) -> None:
+        at, self.at = self.at, None
         try:
-            cells = self.source.around(rep, self.page)
+            if at is not None:
+                cells = self.source.around_checkpoint(at[0], at[1], self.page)
+            elif rep is not None:
+                cells = self.source.around(rep, self.page)
+            else:
+                return
         except OSError as exc:
             self.app.call_from_thread(self._error, f"{exc.strerror or exc}")
             return
-        self.app.call_from_thread(self._show_strip, rep, cells)
+        self.app.call_from_thread(self._show_strip, rep, cells, at[2] if at is not None else None)
 
     @work(thread=True, exclusive=True, group="timeline-older")
     def _load_older(self, first: Cell) -> None:
@@ -221,6 +230,8 @@ class TimelineScreen(Screen[None]):
             events = self.query_one("#tl-events", OptionList)
             events.clear_options()
             events.add_option(Option("Every checkpoint matched the stored registry of its moment."))
+            if self.at is not None:
+                self._load_strip(None)
             return
         open_count = sum(1 for r in reports if r.resolved_at is None)
         title.update(f"Incident timeline: {len(reports)} incident{'s' if len(reports) != 1 else ''}, "
@@ -248,12 +259,12 @@ class TimelineScreen(Screen[None]):
         self.query_one("#tl-state", Static).update(Content("reading the checkpoints…"))
         self._load_strip(rep)
 
-    def _show_strip(self, rep: Report, cells: list[Cell]) -> None:
-        if self.selected is None or rep.found.key != self.selected.found.key:
+    def _show_strip(self, rep: Report | None, cells: list[Cell], label: str | None = None) -> None:
+        if rep is not None and (self.selected is None or rep.found.key != self.selected.found.key):
             return
         self.cells = cells
         self.reached_start = bool(cells) and cells[0].offset == 0
-        start_label = rep.view.get("started_label")
+        start_label = label or (rep.view.get("started_label") if rep is not None else None)
         self.cursor = next((i for i, c in enumerate(cells) if c.label == start_label), 0)
         self._render_strip()
         if cells:
