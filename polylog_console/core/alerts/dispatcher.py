@@ -490,8 +490,9 @@ class AlertDispatcher:
                                     "alerts")
                 self._state(STANDBY, holder_pid=pid)
             return False
-        if not self.outbox.write_holder():
-            self._outbox_failed(f"outbox {self.outbox_path}: cannot write the holder's pid")
+        error = self.outbox.write_holder()
+        if error is not None:
+            self._outbox_failed(error)
         took_over = self.standby
         if self.standby:
             self._set_active()
@@ -603,7 +604,7 @@ class AlertDispatcher:
             self._take_outbox()
             if self.unlocked:
                 return False
-        elif self.outbox.owned and not self.outbox.write_holder():
+        elif self.outbox.owned and self.outbox.write_holder() is not None:
             return False
         saved = 0
         try:

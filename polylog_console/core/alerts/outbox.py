@@ -141,18 +141,18 @@ class Outbox:
         self.write_holder()
         return True
 
-    def write_holder(self) -> bool:
-        """Write this process's pid into the lock file it holds (best effort: False when the disk
-        refuses it; the lock is held either way)."""
+    def write_holder(self) -> str | None:
+        """Write this process's pid into the lock file it holds (best effort: the lock is held
+        either way). Returns why it could not be written, None when written."""
         if self._lock_fd is None:
-            return False
+            return "the outbox lock is not held"
         data = f"{os.getpid()}\n".encode()
         try:
             os.ftruncate(self._lock_fd, 0)
             os.pwrite(self._lock_fd, data, 0)
-        except OSError:
-            return False
-        return True
+        except OSError as exc:
+            return f"outbox {self.root}: cannot write the holder's pid into {LOCK_FILE}: {exc.strerror or exc}"
+        return None
 
     def holder(self) -> str | None:
         """The pid written by the process holding the outbox, when readable."""
