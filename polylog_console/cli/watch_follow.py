@@ -37,6 +37,7 @@ from polylog_console.core.model.events import (
     StatusEvent,
     StoredEvent,
 )
+from polylog_console.core.monitor.incident import IncidentEvent
 from polylog_console.core.monitor.session import Session
 
 HISTORY_SHOWN = 10  # checkpoints of the start-up history printed in human mode
@@ -102,8 +103,17 @@ class HumanPrinter:
             return self._line("checkpoint", f"{safe_text(cp.display_label, 60)}{where}  {verdict}  "
                                             f"[{event.status}]{warn}{latency}")
         if isinstance(event, AlertEvent):
-            a = event.alert
-            return self._line("alert", f"{a.code} {a.status}: {safe_text(a.summary, 200)}")
+            a = event.alert  # the summary verbatim, as --json and watch --once print it
+            return self._line("alert", f"{a.code} {a.status}: {safe_text(a.summary)}")
+        if isinstance(event, IncidentEvent):
+            i = event.incident
+            start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(i.started_at))
+            if event.kind == "noted":
+                return None
+            earlier = "" if i.start_in_history else " or earlier"
+            return self._line("incident", f"#{i.id} {event.kind}: drift since {start}{earlier} "
+                                          f"({safe_text(i.started_label, 60)}), {i.mismatching_checkpoints} "
+                                          f"mismatching checkpoint(s)")
         if isinstance(event, StatusEvent):
             reason = f" ({safe_text(event.reason, 80)})" if event.reason else ""
             return self._line("status", f"{event.previous} -> {event.status}{reason}")
