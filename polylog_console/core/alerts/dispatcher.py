@@ -944,38 +944,6 @@ class AlertDispatcher:
         return self.writable, self.audit is None or self.audit.backlog == 0
 
 
-def deliver_once(ws: Any, config: Config, events: list[Any], *, grace: float = 10.0, audit: AuditLog | None = None,
-                 sinks: Iterable[Sink] | None = None, reconcile: bool = True, **options: Any) -> list[DeliveryEvent]:
-    """The fan-out of a one-shot run (``watch --once``): announce what ``events`` call for,
-    resolve what receivers heard firing and the run no longer sees, then try to deliver for up to
-    ``grace`` seconds (retries included). What is left stays in the outbox for the next run.
-    ``reconcile`` should be False when the run compared no checkpoint (an empty feed).
-    Returns the delivery events. Nothing happens (and nothing is written) without external sinks.
-    """
-    chosen = list(build_sinks(config) if sinks is None else sinks)
-    if not chosen:
-        return []
-    out: list[DeliveryEvent] = []
-
-    async def run() -> None:
-        dispatcher = AlertDispatcher.from_config(ws.outbox, config, workspace=str(ws.root),
-                                                 audit=audit or AuditLog(ws.audit), emit=out.extend, sinks=chosen,
-                                                 **options)
-        await dispatcher.start()
-        try:
-            dispatcher.submit(events)
-            if reconcile:  # the run saw checkpoints: what it does not report has ended
-                dispatcher.reconcile()
-            dispatcher.announce_held()
-            dispatcher.due(dispatcher.clock())
-            await dispatcher.flush(grace)
-        finally:
-            await dispatcher.close(grace=0.0)
-
-    asyncio.run(run())
-    return out
-
-
 def _send_timeout(sink: Sink) -> float | None:
     """A safety net above the sink's own timeouts (a connect plus a response)."""
     timeout = getattr(sink, "timeout", None)
