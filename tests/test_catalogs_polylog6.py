@@ -244,7 +244,7 @@ def test_round_trip_generated_source_through_the_layout_rules(tmp_path):
 CHARS = st.sampled_from(["A", "B", "C", "D", "a", "\u25b3", "\u25a1", "\u00e9", "\U0001f7c5", "\U0001f791",
                          "\u2194", "\x7f", '"', "\\", "\n", "\u2028", "0"])
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | FLOATS | st.text(CHARS, max_size=3),
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**80), 2**80) | FLOATS | st.text(CHARS, max_size=3),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(CHARS, max_size=2), inner,
                                                                                 max_size=3),
                     max_leaves=8)
@@ -258,9 +258,9 @@ def polyform_shapes(draw: Any) -> dict[str, Any]:
     if draw(st.booleans()):
         p["unicode_char"] = draw(st.sampled_from(["\U0001f7c5", "\U0001f791", "\u25c8", "x", "ab", "\U0001f7c5\u25c8"]))
     if draw(st.booleans()):
-        p["O"] = draw(st.integers(1, 2**40))
+        p["O"] = draw(st.integers(1, 2**70))
     if draw(st.booleans()):
-        p["I"] = draw(st.integers(1, 2**40))
+        p["I"] = draw(st.integers(1, 2**70))
     if draw(st.booleans()):
         p["stability"] = draw(st.none() | st.just(0.0) | st.just(0) | st.just(1) | FLOATS)
     if draw(st.booleans()):
@@ -521,3 +521,20 @@ def test_sample_workspace_catalogs_are_in_polylog6_layout():
     scaler = json.loads((repo / "catalogs" / "scaler_tables.json").read_bytes())
     assert all(set(v) == {"O", "I", "composition"} for v in scaler.values())
     assert not set(scaler) & {"clusters", "assemblies", "megas"}  # flat, not per namespace
+
+
+def test_integers_beyond_64_bits_stay_exact(tmp_path):
+    """orjson reads 99999999999999999999 as 1e+20; polylog6 (Python's json) keeps the integer, and so
+    do our catalogs, whichever worker builds the line."""
+    lines = [{"uuid": f"{i:032x}", "composition": "AB", "unicode_char": chr(0x1F700 + i), "O": 1,
+              "I": 99999999999999999999 + i, "fold_angles": [123456789012345678901234567890, -(2**70), 1.5]}
+             for i in range(3)]
+    lines.append({"uuid": "f" * 32, "composition": "B", "stability": 0.5})
+    source = "".join(json.dumps(p) + "\n" for p in lines).encode()
+    root = tmp_path / "ws"
+    rehydrated(root, source, workers=1)
+    polyforms = load_lines(source)
+    for name, rule in (("attachment_graph", spec_graph), ("scaler_tables", spec_scaler)):
+        assert parsed(root, name) == rule(polyforms)
+        assert (root / "catalogs" / f"{name}.json").read_bytes() == polylog6_bytes(rule(polyforms))
+    assert parsed(root, "scaler_tables")["\U0001f700"]["I"] == 99999999999999999999

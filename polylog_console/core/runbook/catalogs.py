@@ -113,7 +113,10 @@ def python_json(document: Any) -> bytes:
 
 def _entry_bytes(value: Mapping[str, Any], indent: bytes) -> bytes:
     """One nested object as :func:`python_json` writes it at the depth ``indent`` gives."""
-    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: Python's json writes it exactly
+        return python_json(value).replace(b"\n", indent)
     if (b"e-" in data or b"e+" in data or b"0.0000" in data) and _RISKY_FLOAT.search(data):
         data = python_json(value)  # (substring tests first: the regex alone costs 10 times more)
     else:

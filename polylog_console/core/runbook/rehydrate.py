@@ -25,7 +25,9 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -120,6 +122,8 @@ def build_chunk(data: bytes, first_line: int) -> ChunkResult:
     ``(graph part, {ns: {uuid: symbol}}, {scaler key: scaler member bytes})``."""
     result, kept = check_chunk(data, first_line, keep=True)
     if result.error_count == 0:
+        if _LONG_NUMBER.search(data):
+            _exact_integers(data, first_line, result.record_lines, kept)
         with gc_paused():
             state: State = {}
             tables: dict[str, bytes] = {}
@@ -137,6 +141,21 @@ def build_chunk(data: bytes, first_line: int) -> ChunkResult:
                 part[p["uuid"]] = symbol
             result.extra = (catalogs.attachment_fragments(kept), state, tables)
     return result
+
+
+#: 19 digits or more: possibly an integer beyond 64 bits, which orjson reads as a float
+_LONG_NUMBER = re.compile(rb"\d{19,}")
+
+
+def _exact_integers(data: bytes, first_line: int, record_lines: list[int], kept: list[dict[str, Any]]) -> None:
+    """Parse again, with Python's json, the lines that may hold an integer beyond 64 bits: orjson reads
+    ``99999999999999999999`` as ``1e+20``, polylog6 (Python's json) keeps it exact, and so must the
+    catalogs. ``kept`` holds one object per line of ``record_lines`` (the chunk is valid)."""
+    lines = data.split(b"\n")
+    for i, line in enumerate(record_lines):
+        raw = lines[line - first_line]
+        if _LONG_NUMBER.search(raw):
+            kept[i] = json.loads(raw)
 
 
 def assemble(chunks: list[ChunkResult]) -> tuple[State, dict[str, bytes], list[catalogs.GraphPart]]:
