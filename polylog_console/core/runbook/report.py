@@ -436,12 +436,10 @@ def _count_range(path: str, start: int, end: int) -> int:
 def _scan_range(path: str, start: int, end: int, line: int, times: list[float], keep: int,
                 last: bool) -> list[Any] | None:
     """A worker: the checkpoints of bytes ``[start, end)`` (a whole number of lines) parsed by the
-    feed's parser and folded into runs (:func:`~polylog_console.core.monitor.rules.compact`), with an
+    feed's parser and folded into runs (:func:`_fold`), with an
     :class:`EpochMark` before the first checkpoint at or after each stored-registry change time.
     Other entries and ingest errors are left out (they never change an incident). None when the
     range does not fold into :data:`MAX_ITEMS` items."""
-    from polylog_console.core.monitor.rules import compact
-
     out: list[Any] = []
     splitter = LineSplitter(start)
     k = 0
@@ -458,23 +456,46 @@ def _scan_range(path: str, start: int, end: int, line: int, times: list[float], 
             first, lines = splitter.feed(chunk)
             if not lines:
                 continue
-            records = [r for r in parse_lines(lines, line, first) if r.__class__ is Checkpoint]
+            records = parse_lines(lines, line, first)
             line += len(lines)
             if k < len(times):
                 cut_from = 0
                 for i, r in enumerate(records):
-                    ts = r.timestamp
+                    ts = r.timestamp if r.__class__ is Checkpoint else None
                     if ts is not None and k < len(times) and ts >= times[k]:
-                        compact(records[cut_from:i], out, keep=keep)
+                        _fold(records[cut_from:i], out, keep)
                         while k < len(times) and ts >= times[k]:
                             out.append(EpochMark(k))
                             k += 1
                         cut_from = i
                 records = records[cut_from:]
-            compact(records, out, keep=keep)
+            _fold(records, out, keep)
             if len(out) > MAX_ITEMS:
                 return None
     return out
+
+
+def _fold(records: list[Any], out: list[Any], keep: int) -> None:
+    """Checkpoints into ``out``, consecutive same-digest ones folded into a
+    :class:`~polylog_console.core.monitor.rules.Run` (the monitor accounts for a run exactly; a
+    run's field warnings are not counted here: they never change an incident). Other records
+    (coordination entries, ingest errors) are left out for the same reason."""
+    append = out.append
+    for r in records:
+        if r.__class__ is not Checkpoint:
+            continue
+        if out:
+            tail = out[-1]
+            cls = tail.__class__
+            if cls is Run:
+                if tail.first.digest == r.digest:
+                    tail.add(r)
+                    continue
+            elif cls is Checkpoint and tail.digest == r.digest:
+                run = out[-1] = Run(tail, keep)
+                run.add(r)
+                continue
+        append(r)
 
 
 def _ranges(path: Path, size: int, parts: int) -> list[tuple[int, int]]:
