@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from polylog_console.core.alerts.dashboard import Dashboard
 from polylog_console.core.feed.records import Checkpoint
 from polylog_console.core.infra.audit import AuditLog, audit_record
+from polylog_console.core.infra.gcpause import gc_paused
 from polylog_console.core.model.config import Config
 from polylog_console.core.model.events import AlertEvent, CheckpointEvent
 from polylog_console.core.model.workspace import Workspace
@@ -283,7 +284,10 @@ class Session:
         return FeedFollower(feed.path, poll=feed.poll, poll_interval=feed.poll_interval, history=feed.history)
 
     def _process(self, batch: list[Any], **options: Any) -> None:
-        self.publish(self.monitor.process(batch, **options))
+        # the batch's events are acyclic: the cyclic GC is paused while they are made and handed
+        # out (a flapping feed makes several per checkpoint), freed by reference counting
+        with gc_paused():
+            self.publish(self.monitor.process(batch, **options))
         if self.monitor.incident is not None and not self.monitor.incident.start_in_history:
             self._start_backscan()
 
