@@ -259,7 +259,7 @@ class Outbox:
         directory = self.sink_dir(sink)
         try:
             names = sorted(n for n in os.listdir(directory) if n.endswith(".json") and not n.startswith("."))
-        except FileNotFoundError:
+        except OSError:  # missing, or not readable (nothing to replay from it)
             return [], []
         found: list[Pending] = []
         bad: list[tuple[Path, str]] = []
@@ -283,5 +283,5 @@ class Outbox:
     def count(self, sink: str) -> int:
         try:
             return sum(1 for n in os.listdir(self.sink_dir(sink)) if n.endswith(".json") and not n.startswith("."))
-        except FileNotFoundError:
+        except OSError:
             return 0
