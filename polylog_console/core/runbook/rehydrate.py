@@ -27,7 +27,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import time
@@ -122,8 +121,7 @@ def build_chunk(data: bytes, first_line: int) -> ChunkResult:
     ``(graph part, {ns: {uuid: symbol}}, {scaler key: scaler member bytes})``."""
     result, kept = check_chunk(data, first_line, keep=True)
     if result.error_count == 0:
-        if _LONG_NUMBER.search(data):
-            _exact_integers(data, first_line, result.record_lines, kept)
+        _exact_integers(data, first_line, result.record_lines, kept)
         with gc_paused():
             state: State = {}
             tables: dict[str, bytes] = {}
@@ -143,19 +141,31 @@ def build_chunk(data: bytes, first_line: int) -> ChunkResult:
     return result
 
 
-#: 19 digits or more: possibly an integer beyond 64 bits, which orjson reads as a float
-_LONG_NUMBER = re.compile(rb"\d{19,}")
+_BIG = float(2**63)
+
+
+def _may_hold_big_integer(p: dict[str, Any]) -> bool:
+    """True when a field the catalogs copy may hold an integer beyond 64 bits, which orjson reads as a
+    float (``99999999999999999999`` -> ``1e+20``): ``O`` or ``I`` a float that large, or a float that
+    large in ``fold_angles`` (orjson writes it back with an exponent: ``e+``)."""
+    for name in ("O", "I"):
+        value = p.get(name)
+        if type(value) is float and abs(value) >= _BIG:
+            return True
+    angles = p.get("fold_angles")
+    return bool(angles) and b"e+" in orjson.dumps(angles)
 
 
 def _exact_integers(data: bytes, first_line: int, record_lines: list[int], kept: list[dict[str, Any]]) -> None:
-    """Parse again, with Python's json, the lines that may hold an integer beyond 64 bits: orjson reads
-    ``99999999999999999999`` as ``1e+20``, polylog6 (Python's json) keeps it exact, and so must the
-    catalogs. ``kept`` holds one object per line of ``record_lines`` (the chunk is valid)."""
-    lines = data.split(b"\n")
-    for i, line in enumerate(record_lines):
-        raw = lines[line - first_line]
-        if _LONG_NUMBER.search(raw):
-            kept[i] = json.loads(raw)
+    """Parse again, with Python's json, the lines that may hold an integer beyond 64 bits: polylog6
+    (Python's json) keeps ``99999999999999999999`` exact, and so must the catalogs. ``kept`` holds one
+    object per line of ``record_lines`` (the chunk is valid). Rare: the lines are split only then."""
+    lines: list[bytes] | None = None
+    for i, p in enumerate(kept):
+        if _may_hold_big_integer(p):
+            if lines is None:
+                lines = data.split(b"\n")
+            kept[i] = json.loads(lines[record_lines[i] - first_line])
 
 
 def assemble(chunks: list[ChunkResult]) -> tuple[State, dict[str, bytes], list[catalogs.GraphPart]]:
