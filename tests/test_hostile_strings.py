@@ -381,3 +381,13 @@ def test_console_text_helpers_escape_lone_surrogates_c1_and_bidi():
             text.encode("utf-8")
             assert not RAW_UNSAFE.search(text.encode("utf-8")) and "\r" not in text
     assert literal(HOSTILE_LABEL).plain == SHOWN_LABEL
+
+
+def test_command_output_lines_are_guarded_whatever_the_caller_passed(capsys):
+    from polylog_console.cli.common import say
+
+    say("label\tbad\ud800\x9b\u202e\x1b[2J\r\nnext line")  # tab and newline are the caller's layout
+    out = capsys.readouterr().out
+    assert out == "label\tbad\\ud800\\x9b\\u202e\\x1b[2J\\x0d\nnext line\n"
+    say(out)  # already safe: unchanged
+    assert capsys.readouterr().out == out + "\n"

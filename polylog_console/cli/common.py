@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from polylog_console.core.infra import audit
-from polylog_console.core.infra.text import dumps_json, safe_text, valid_unicode
+from polylog_console.core.infra.text import dumps_json, safe_lines, safe_text
 from polylog_console.core.model.config import Config, load_config
 from polylog_console.core.model.workspace import Workspace
 
@@ -88,10 +88,11 @@ def write_json_lines(documents: Any) -> None:
 
 
 def say(text: str = "") -> None:
-    """Print a line of human-readable output. Untrusted parts are made safe by the caller
-    (:func:`~polylog_console.core.infra.text.safe_text`); a lone surrogate that slipped through
-    anyway is written as U+FFFD rather than end the command with ``UnicodeEncodeError``."""
-    sys.stdout.write(valid_unicode(text) + "\n")
+    """Print a line of human-readable output. Untrusted parts are made safe (and cut) by the caller
+    (:func:`~polylog_console.core.infra.text.safe_text`); whatever slipped through anyway (a
+    control, a bidi override, a lone surrogate that would end the command with
+    ``UnicodeEncodeError``) is shown as an escape here (:func:`~polylog_console.core.infra.text.safe_lines`)."""
+    sys.stdout.write(safe_lines(text) + "\n")
 
 
 def diff_lines(diff, indent: str = "", label: str = "") -> list[str]:

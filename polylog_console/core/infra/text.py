@@ -40,6 +40,11 @@ _UNSAFE = re.compile(
     "\U000e0000-\U000e007f]"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The same but tab and newline: for whole lines of output whose layout is the caller's.
+_UNSAFE_IN_LINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ud800-\udfff\ufeff"
+    "\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
 
 # The same characters (but C0, which every JSON encoder escapes, and surrogates, which cannot
 # appear in UTF-8) as UTF-8 byte sequences. JSON's structure is ASCII, so in encoded JSON they
@@ -70,6 +75,14 @@ def safe_text(value: object, limit: int | None = None) -> str:
         text = _UNSAFE.sub(_escape, text)
     if limit is not None and len(text) > limit:
         text = text[: max(0, limit - 1)] + "…"
+    return text
+
+
+def safe_lines(text: str) -> str:
+    """Output text made of lines (a command's report): like :func:`safe_text`, but tabs and
+    newlines are kept. Text already made safe passes unchanged (the last guard of an output)."""
+    if not text.isascii() or _UNSAFE_IN_LINES.search(text):
+        text = _UNSAFE_IN_LINES.sub(_escape, text)
     return text
 
 
