@@ -393,3 +393,25 @@ def test_parallel_replay_equals_the_serial_one(tmp_path, monkeypatch):
     assert labels == [("checkpoint-0061", "checkpoint-0070"), ("checkpoint-0091", "checkpoint-0101")]
     assert strip(parallel) == strip(serial)
     assert (parallel.end_offset, parallel.end_line) == (serial.end_offset, serial.end_line)
+
+
+def test_index_stays_bounded_and_usable(tmp_path, monkeypatch):
+    """Past its size limit the index is rewritten (atomically) with its coverage merged and every
+    incident's records kept; reports from it are unchanged."""
+    ws, config, _ = _ws(tmp_path)
+    before = rp.build_report(ws, config, incident="all")
+    path = idx.index_path(ws)
+    writer = idx.IndexWriter(path, config.feed.path)
+    writer.feed = idx.feed_identity(config.feed.path)
+    writer.start, writer.line = 0, 1
+    writer.open_key = before.reports[-1].found.key  # the drift is still open
+    monkeypatch.setattr(idx, "MAX_BYTES", 20_000)
+    for end in range(100, 60_100, 100):  # marks as a long-running watch writes them
+        writer.end = min(end, config.feed.path.stat().st_size)
+        writer.file.append([writer._mark()])
+    assert path.stat().st_size < 20_000 + 2_000
+    after = rp.build_report(ws, config, incident="all")
+    assert after.source == "index"
+    assert [r.to_json()["started_label"] for r in after.reports] == [r.to_json()["started_label"]
+                                                                    for r in before.reports]
+    assert [r.to_json()["timeline"] for r in after.reports] == [r.to_json()["timeline"] for r in before.reports]
