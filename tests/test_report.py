@@ -415,3 +415,16 @@ def test_index_stays_bounded_and_usable(tmp_path, monkeypatch):
     assert [r.to_json()["started_label"] for r in after.reports] == [r.to_json()["started_label"]
                                                                     for r in before.reports]
     assert [r.to_json()["timeline"] for r in after.reports] == [r.to_json()["timeline"] for r in before.reports]
+
+
+def test_index_state_at_an_offset_is_the_latest_mark(tmp_path):
+    """A resolution found by comparing the latest checkpoint again (after a rehydrate) adds no feed
+    bytes: its mark has the same offset as the one before, and the later one says what holds."""
+    path = tmp_path / "index.jsonl"
+    feed = {"dev": 1, "ino": 2, "head": "h", "head_len": 1}
+    file = idx.IndexFile(path)
+    file.append([{"kind": "mark", "feed": feed, "from": 0, "to": 500, "line": 9, "stored_digest": "a",
+                  "open": "k", "at": 10.0}])
+    file.append([{"kind": "mark", "feed": feed, "from": 0, "to": 500, "line": 9, "stored_digest": "b",
+                  "open": None, "at": 11.0}])
+    assert idx.read_index(path).covered_to(feed) == (500, 9, "b", None)

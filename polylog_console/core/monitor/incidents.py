@@ -234,7 +234,8 @@ def read_index(path: Path) -> Index:
         for item in ranges:
             if merged and item[0] <= merged[-1][1]:
                 last = merged[-1]
-                if item[1] > last[1]:
+                # the state at the end: the mark reaching furthest; of two at the same offset, the later
+                if item[1] > last[1] or (item[1] == last[1] and (item[5] or 0) >= (last[5] or 0)):
                     merged[-1] = (last[0], item[1], item[2], item[3], item[4], item[5])
             else:
                 merged.append(item)
