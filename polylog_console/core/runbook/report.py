@@ -901,8 +901,13 @@ class Report:
 
     @property
     def time_to_resolve_s(self) -> float | None:
+        """To when parity was seen on this host (the monitor's resolution record) when recorded, else
+        to the first matching checkpoint's time: after a rehydrate parity returns by comparing the
+        latest checkpoint again, and that checkpoint was written before the fix."""
         if self.resolved_at is None:
             return None
+        if self.resolution_seen_at is not None:
+            return self._since_start(max(self.resolution_seen_at, self.resolved_at - (self.clock_skew_s or 0.0)))
         return round(max(0.0, self.resolved_at - self.started_at), 3)
 
     def window(self) -> tuple[float, float]:
@@ -939,6 +944,7 @@ class Report:
             "time_to_detect_s": self.time_to_detect_s,
             "time_to_acknowledge_s": self.time_to_acknowledge_s,
             "time_to_resolve_s": self.time_to_resolve_s,
+            "resolution_observed_at": _iso(self.resolution_seen_at),
             "clock_skew_s": self.clock_skew_s,
             "consecutive_mismatches": v.get("consecutive_mismatches"),
             "mismatching_checkpoints": v.get("mismatching_checkpoints"),
@@ -1015,6 +1021,11 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | 
         _keyed_entry(rep, r)
     # refresh attempts carry the drift's key; actions written before incidents existed do not
     for rep in reports:
+        seen = rep.resolution_seen_at
+        if seen is not None and rep.resolved_at is not None:  # parity as seen here, in time order
+            rep.timeline = [(seen, what, f"{detail} (checkpoint time {iso(rep.resolved_at)}, seen here at "
+                                         f"{iso(seen)})") if what == "resolved" else (at, what, detail)
+                            for at, what, detail in rep.timeline]
         rep.timeline.sort(key=lambda e: e[0])
     windows = [rep.window() for rep in reports]
     spans = sorted((lo - RESOLVE_GRACE, hi) for lo, hi in windows)
