@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # imported only when used: the console starts faster without 
 Subscriber = Callable[[list[Any]], None]
 
 PENDING_LIMIT = 200_000  # items (records or runs) buffered while the stored digest is computed
-PENDING_BYTES = 32 << 20  # ... and bytes of lines kept whole (a flapping feed folds into few runs)
+PENDING_BYTES = 8 << 20  # ... and bytes of lines kept whole (a flapping feed does not fold: ~40,000 lines)
 
 
 def incident_audit(event: IncidentEvent) -> tuple[str, dict[str, Any]]:
