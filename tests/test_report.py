@@ -432,3 +432,33 @@ def test_index_state_at_an_offset_is_the_latest_mark(tmp_path):
     file.append([{"kind": "mark", "feed": feed, "from": 0, "to": 500, "line": 9, "stored_digest": "b",
                   "open": None, "at": 11.0}])
     assert idx.read_index(path).covered_to(feed) == (500, 9, "b", None)
+
+
+def test_observed_from_the_index_a_watch_wrote(tmp_path):
+    """Without an alert record (no audit log kept), the observation a running watch put in the
+    index is used; a replay's own clock never is."""
+    ws, config, _ = _ws(tmp_path)
+    from polylog_console.core.monitor.incident import IncidentEvent
+
+    [found] = rp.replay(ws, config).incidents
+    assert rp.build_reports([found], [])[0].observed_at is None  # a replay observed nothing
+    writer = idx.IndexWriter(idx.index_path(ws), config.feed.path)
+    writer.feed = idx.feed_identity(config.feed.path)
+    writer.start, writer.end, writer.line = 0, config.feed.path.stat().st_size, 25
+
+    class View:  # the picture a live monitor publishes
+        id = 1
+        started_line = found.view["started_line"]
+        resolved_at = None
+
+        @staticmethod
+        def to_json():
+            return {**{k: v for k, v in found.view.items() if k != "observed_by"},
+                    "observed_at": "2025-11-09T16:10:00.250Z"}
+
+    writer._starts[1] = found.offset
+    writer([IncidentEvent("opened", View)])
+    rs = rp.build_report(ws, config, write_index=False)
+    assert rs.source == "index"
+    doc = rs.reports[0].to_json()
+    assert doc["observed_at"] == "2025-11-09T16:10:00.250Z" and doc["observed_by"] == "watch (index)"

@@ -568,6 +568,14 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
     # resuming an incident at its first checkpoint: the monitor starts "in drift", but its start is known
     resumed_in_history = bool(resume.view.get("start_in_history", True)) if resume is not None else True
 
+    def _resumed(data: dict[str, Any]) -> None:
+        """The resumed incident keeps what the index knew of its start and observation."""
+        assert resume is not None
+        data["start_in_history"] = resumed_in_history
+        data["observed_at"] = resume.view.get("observed_at")
+        if resume.view.get("observed_by") != "replay":
+            data.pop("observed_by", None)
+
     def collect(events: list[Any]) -> None:
         if on_events is not None:
             on_events(events)
@@ -577,13 +585,14 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
                 view = event.incident
                 item = by_id.get(view.id)
                 data = view.to_json()
+                data["observed_by"] = "replay"  # its observed_at is this replay's clock, not a monitor's
                 if item is None:
                     item = by_id[view.id] = Found(data)
                     if resume is not None and not found:
                         item.offset = resume.offset
                     found.append(item)
                 if resume is not None and item is found[0]:
-                    data["start_in_history"] = resumed_in_history
+                    _resumed(data)
                 item.view = data
                 if len(item.events) < MAX_TIMELINE:
                     item.events.append((event.kind, data))
@@ -674,9 +683,9 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
     current = monitor.snapshot(now).incident  # the open incident as of the end (its last event may be older)
     if current is not None and current.id in by_id:
         item = by_id[current.id]
-        item.view = current.to_json()
+        item.view = {**current.to_json(), "observed_by": "replay"}
         if resume is not None and item is found[0]:
-            item.view["start_in_history"] = resumed_in_history
+            _resumed(item.view)
     for item in found:
         if item.resolved_at is None and monitor.latest is not None:
             with contextlib.suppress(PolylogError, OSError):
@@ -1021,6 +1030,9 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | 
         _keyed_entry(rep, r)
     # refresh attempts carry the drift's key; actions written before incidents existed do not
     for rep in reports:
+        if rep.observed_at is None and rep.view.get("observed_by") != "replay":
+            # no alert record, but the picture a running monitor wrote into the index says when
+            rep.observed_at, rep.observed_by = parse_time(rep.view.get("observed_at")), "watch (index)"
         seen = rep.resolution_seen_at
         if seen is not None and rep.resolved_at is not None:  # parity as seen here, in time order
             rep.timeline = [(seen, what, f"{detail} (checkpoint time {iso(rep.resolved_at)}, seen here at "
