@@ -72,6 +72,14 @@ class FullDisk:
                 probe.unlink()
         return written
 
+    def fill_running(self, pid: int) -> None:
+        """Make the disk full for a process already running (tmpfs: fill it; rlimit: lower its limit)."""
+        if self.mode == "tmpfs":
+            self.fill()
+        else:
+            _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))
+
     def preexec(self):
         """For ``subprocess.Popen(preexec_fn=...)``: the child can write nothing (rlimit mode)."""
         if self.mode != "rlimit":

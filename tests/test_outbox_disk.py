@@ -162,7 +162,7 @@ def test_watch_started_on_a_full_disk_delivers_and_saves_when_space_returns(tmp_
     unwritable = [line for line in lines if "cannot be written" in line]
     assert len(unwritable) == 1, lines
     assert "outbox" in unwritable[0] and "from memory" in unwritable[0]
-    assert any("can be written again" in line for line in lines), lines
+    assert any("alert outbox" in line and "can be written again" in line for line in lines), lines
     assert len([line for line in lines if "audit log" in line and "kept in memory" in line]) == 1, lines
     assert any("audit log" in line and "can be written again" in line for line in lines), lines
     assert not any("Traceback" in line for line in lines), lines
@@ -173,6 +173,35 @@ def test_watch_started_on_a_full_disk_delivers_and_saves_when_space_returns(tmp_
     assert len(delivered) >= 5, events
     assert "alerts_outbox_unwritable" in events and "alerts_outbox_writable" in events
     assert all(SECRET not in json.dumps(r) for r in audit)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_disk_that_fills_while_watch_runs(tmp_path, mode):
+    """The neighbour of the start-up case: the disk fills under a running watcher."""
+    with FullDisk(tmp_path, mode) as disk, Receiver(secret=SECRET) as receiver:
+        root, feed = workspace_on(disk, tmp_path, receiver.url)
+        watch = Watch(root)
+        try:
+            receiver.wait_for(3, 30)
+            assert wait_until(lambda: (root / "memory" / "outbox" / "groups.json").exists(), 10)
+            disk.fill_running(watch.proc.pid)
+            receiver.default = 503
+            append(feed, 21, "e" * 64)
+            assert wait_until(lambda: any("cannot be written" in line for line in watch.stderr_lines()), 15), \
+                watch.errors
+            assert wait_until(lambda: watch.has_event(event="delivery", outcome="retry"), 15)
+            disk.free(watch.proc.pid)
+            assert wait_until(lambda: any("alert outbox" in line and "can be written again" in line
+                                          for line in watch.stderr_lines()), 15), watch.errors
+            assert outbox_files(root)  # what waited in memory is in the outbox now
+            receiver.default = 200
+            assert wait_until(lambda: received(receiver, "e" * 64), 30)
+            assert wait_until(lambda: outbox_files(root) == [], 10)
+        finally:
+            code = watch.stop()
+        events = [r["event"] for r in audit_records(root)]
+    assert code == 0, watch.errors
+    assert "alerts_standby" not in events and "alerts_outbox_writable" in events
 
 
 @pytest.mark.skipif(not can_mount(), reason="cannot mount a tmpfs here")

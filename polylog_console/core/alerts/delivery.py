@@ -174,7 +174,7 @@ class OutboxStateEvent:
     def message(self) -> str:
         if self.state == UNWRITABLE:
             return (f"alert outbox {self.path} cannot be written ({self.error}): alerts are delivered from memory "
-                    "and saved to the outbox once it can be written again")
+                    "and saved to the outbox as soon as the disk allows")
         if self.state == WRITABLE:
             return f"alert outbox {self.path} can be written again: {self.saved} pending deliveries saved"
         if self.state == STANDBY:

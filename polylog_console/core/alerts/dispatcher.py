@@ -413,6 +413,7 @@ class AlertDispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_lock_try = 0.0
         self._next_persist = 0.0
+        self._saved_meanwhile = 0  # deliveries saved since the outbox stopped taking writes
         self._groups_dirty = False
         self._next_save = 0.0
         self._warming: list[asyncio.Task[None]] = []
@@ -606,15 +607,17 @@ class AlertDispatcher:
                 return False
         elif self.outbox.owned and self.outbox.write_holder() is not None:
             return False
-        saved = 0
         try:
             for worker in self.workers.values():
-                saved += worker.save_unsaved()
+                self._saved_meanwhile += worker.save_unsaved()
         except OutboxError:
             return False
+        if any(worker.unsaved() for worker in self.workers.values()):
+            return False  # one was being sent: saved at the next turn, unless delivered by then
         if self._groups_dirty and not self._save_groups(force=True):
             return False
         if not self.writable:
+            saved, self._saved_meanwhile = self._saved_meanwhile, 0
             self.writable = True
             self.outbox_error = None
             self._audit("alerts_outbox_writable", path=self.outbox_path, saved=saved,
