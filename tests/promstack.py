@@ -169,7 +169,7 @@ class AlertmanagerNode(Process):
     name = "alertmanager"
 
     def __init__(self, tmp: Path, *, hook: str | None = None, cluster: bool = False, peers: list[str] | None = None,
-                 label: str = "am", web_config: str | None = None) -> None:
+                 label: str = "am", web_config: str | None = None, ca: Path | None = None) -> None:
         exe = binary("prometheus-alertmanager", "prometheus-alertmanager")
         directory = tmp / label
         (directory / "data").mkdir(parents=True, exist_ok=True)
@@ -194,9 +194,8 @@ class AlertmanagerNode(Process):
             argv.append(f"--web.config.file={web}")
             self.url = self.url.replace("http://", "https://") if "tls_server_config" in web_config else self.url
         self.start(argv, directory)
-        self.verify: Any = True
-        if web_config is None:
-            self.wait_ready(lambda: _get_ok(f"{self.url}/-/ready"))
+        self.verify: Any = ssl.create_default_context(cafile=str(ca)) if ca else True
+        self.wait_ready(lambda: _get_ok(f"{self.url}/-/ready", verify=self.verify))
 
     @property
     def peer(self) -> str:

@@ -174,3 +174,27 @@ async def test_a_cluster_member_down_does_not_hold_deliveries_back(tmp_path):
         assert info.value.retryable and info.value.reason.count("POST") == 2
     finally:
         await sink.aclose()
+
+
+async def test_alertmanager_behind_tls_for_the_sink_and_the_acks(tmp_path):
+    from polylog_console.core.fleet.silences import AlertmanagerClient
+    from tests.promstack import AlertmanagerNode
+
+    cert, key = self_signed(tmp_path)
+    web = f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+    with AlertmanagerNode(tmp_path, web_config=web, ca=cert) as am:
+        assert am.url.startswith("https://")
+        trust = HttpClientConfig(ca_file=cert)
+        sink = AlertmanagerSink(am.url, http=trust, workspace_name="tls-ws")
+        note = Notification(id="n3", created_at=1.0, code="registry_mismatch", status="firing", severity="critical",
+                            dedup_key="k3", summary="s", workspace="/p", host="h", runbook_url="u")
+        try:
+            await sink.send(note)
+        finally:
+            await sink.aclose()
+        assert [a["labels"]["workspace"] for a in am.alerts()] == ["tls-ws"]
+        with AlertmanagerClient(am.url, http=trust) as client:
+            sid = client.create_silence({"workspace": "tls-ws"}, created_by="a@b", comment="c", ends_at=4102444800)
+            assert sid in {s.id for s in client.silences()}
+        with AlertmanagerClient(am.url) as untrusted, pytest.raises(ApiError, match="not trusted"):
+            untrusted.silences()
