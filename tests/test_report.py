@@ -462,3 +462,51 @@ def test_observed_from_the_index_a_watch_wrote(tmp_path):
     assert rs.source == "index"
     doc = rs.reports[0].to_json()
     assert doc["observed_at"] == "2025-11-09T16:10:00.250Z" and doc["observed_by"] == "watch (index)"
+
+
+def test_across_watch_restarts_and_an_engine_clock_ahead(tmp_path):
+    """An incident that outlives a ``watch`` (stopped during the drift, started again): one
+    incident in the report, from the index both runs kept. The engine's clock is 5 s ahead of this
+    host: the skew is reported and the time to detect is 0, never negative."""
+    root = tmp_path / "ws"
+    write_workspace(root, polyforms=200, checkpoints=10, drift_from=11, start=time.time() - 600, config=None)
+    feed = root / "memory" / "coordination" / "context-brief.jsonl"
+    incident_live = "ab" * 32
+    stored = json.loads((root / "catalogs" / "registry.json").read_text())["digest"]
+
+    def engine(n: int, dg: str) -> float:
+        ts = round(time.time() + 5.0, 3)  # the engine's clock runs 5 s ahead
+        with open(feed, "ab") as handle:
+            handle.write(orjson.dumps(checkpoint(n, dg, ts)) + b"\n")
+        return ts
+
+    first = WatchProcess(root, "--json")
+    try:
+        first.json_until(lambda e: e["event"] == "feed" and e["kind"] == "started")
+        t11 = engine(11, incident_live)
+        first.json_until(lambda e: e["event"] == "alert" and e["code"] == "registry_mismatch")
+        engine(12, incident_live)
+        first.json_until(lambda e: e["event"] == "checkpoint" and e["label"] == "checkpoint-0012")
+    finally:
+        assert first.stop()[0] == 0
+    second = WatchProcess(root, "--json")
+    try:
+        second.json_until(lambda e: e["event"] == "feed" and e["kind"] == "started")
+        engine(13, incident_live)
+        second.json_until(lambda e: e["event"] == "checkpoint" and e["label"] == "checkpoint-0013")
+        t14 = engine(14, stored)  # the engine is back in sync
+        second.json_until(lambda e: e["event"] == "alert" and e["code"] == "registry_resolved")
+    finally:
+        assert second.stop()[0] == 0
+    code, doc = report_json(root, "--incident", "all")
+    assert code == 0 and doc["source"] == "index"
+    [inc] = doc["incidents"]
+    assert inc["started_label"] == "checkpoint-0011" and inc["started_at"] == ms(t11)
+    assert inc["resolved_label"] == "checkpoint-0014" and inc["resolved_at"] == ms(t14)
+    assert inc["consecutive_mismatches"] == 3
+    assert 3.0 < inc["clock_skew_s"] <= 5.0  # 5 s ahead, less the detection latency
+    assert inc["time_to_detect_s"] == 0.0
+    assert inc["time_to_resolve_s"] >= 0
+    _, scratch = report_json(root, "--incident", "all", "--no-index")
+    assert [(i["started_label"], i["resolved_label"]) for i in scratch["incidents"]] == [
+        ("checkpoint-0011", "checkpoint-0014")]

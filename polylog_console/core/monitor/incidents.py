@@ -229,18 +229,53 @@ def read_index(path: Path) -> Index:
         else:
             index.bad_lines += 1
     for fk, ranges in raw_ranges.items():
-        ranges.sort(key=lambda r: (r[0], r[1]))
-        merged: list[tuple[int, int, int, Any, Any, Any]] = []
-        for item in ranges:
-            if merged and item[0] <= merged[-1][1]:
-                last = merged[-1]
-                # the state at the end: the mark reaching furthest; of two at the same offset, the later
-                if item[1] > last[1] or (item[1] == last[1] and (item[5] or 0) >= (last[5] or 0)):
-                    merged[-1] = (last[0], item[1], item[2], item[3], item[4], item[5])
-            else:
-                merged.append(item)
-        index.coverage[fk] = merged
+        index.coverage[fk] = _merge(ranges)
     return index
+
+
+def _merge(ranges: list[tuple[int, int, int, Any, Any, Any]]) -> list[tuple[int, int, int, Any, Any, Any]]:
+    """Overlapping or touching ranges merged; each merged range keeps the state at its end."""
+    merged: list[tuple[int, int, int, Any, Any, Any]] = []
+    for item in sorted(ranges, key=lambda r: (r[0], r[1])):
+        if merged and item[0] <= merged[-1][1]:
+            last = merged[-1]
+            # the state at the end: the mark reaching furthest; of two at the same offset, the later
+            if item[1] > last[1] or (item[1] == last[1] and (item[5] or 0) >= (last[5] or 0)):
+                merged[-1] = (last[0], item[1], item[2], item[3], item[4], item[5])
+        else:
+            merged.append(item)
+    return merged
+
+
+@dataclass
+class FileView:
+    """What an index knows of one feed file (records made when it was shorter included)."""
+
+    covered: tuple[int, int, Any, Any] | None  # (offset, line, stored digest, open key) covered from byte 0
+    incidents: list[dict[str, Any]]  # its incident records (latest per incident), by start offset
+    others: list[dict[str, Any]]  # incident records of other files (rotated away)
+    known: bool  # the index has records of this file at all
+
+
+def file_view(index: Index, path: Path) -> FileView:
+    """The index's view of the feed file at ``path``: every recorded identity that is this file (same
+    device and inode, same first bytes over the length recorded) counts, whatever its size then."""
+    keys = {k for k, feed in index.feeds.items() if same_feed(feed, path)}
+    for record in index.latest.values():
+        fk = _feed_key(record.get("feed") or {})
+        if fk not in keys and fk not in index.feeds and same_feed(record.get("feed") or {}, path):
+            keys.add(fk)
+    ranges = [r for k in keys for r in index.coverage.get(k, [])]
+    merged = _merge(ranges)
+    covered = None
+    if merged and merged[0][0] == 0:
+        _start, end, line, stored, open_key, _at = merged[0]
+        covered = (end, line, stored, open_key)
+    mine, others = [], []
+    for record in index.latest.values():
+        (mine if _feed_key(record.get("feed") or {}) in keys else others).append(record)
+    mine = sorted((r for r in mine if isinstance(r.get("offset"), int)), key=lambda r: r["offset"])
+    return FileView(covered, mine, others, bool(keys))
 
 
 def _newer(record: dict[str, Any], old: dict[str, Any]) -> bool:

@@ -753,46 +753,42 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | Non
     note = None
     if use_index and index_path.exists():
         index = idx.read_index(index_path)
-        for recorded in index.feeds.values():
-            if not idx.same_feed(recorded, feed):
-                continue
-            covered = index.covered_to(recorded)
-            try:
-                size = os.stat(feed).st_size
-            except OSError:
-                break
-            if covered is None:
-                note = "index does not cover the feed from its start"
-                continue
-            end, line, _stored, open_key = covered
-            if end > size:
-                note = "index covers more than the feed holds"
-                continue
-            records = index.incidents_for(recorded, end)
+        view = idx.file_view(index, feed)
+        try:
+            size = os.stat(feed).st_size
+        except OSError:
+            size = -1
+        if not view.known:
+            note = "index is for another feed file"
+        elif view.covered is None:
+            note = "index does not cover the feed from its start"
+        elif view.covered[0] > size:
+            note = "index covers more than the feed holds"
+        else:
+            end, line, _stored, open_key = view.covered
+            records = [r for r in view.incidents if r["offset"] < end]
             done = [Found(r["incident"], r.get("offset"), _index_events(index, r["incident"])) for r in records
                     if r["incident"].get("resolved_at") is not None and r["incident"].get("start_in_history", True)]
             open_ones = [r for r in records if idx.incident_key(r["incident"]) == open_key]
-            if open_key is not None and (not open_ones or not isinstance(open_ones[0].get("offset"), int)):
+            if open_key is not None and not open_ones:
                 note = "index: the open incident's start offset is unknown"
-                continue
-            history = _earlier(index.other_feeds(recorded))
-            if open_ones:
-                resume = Found(open_ones[0]["incident"], open_ones[0]["offset"])
-                tail = replay(ws, config, offset=resume.offset,  # type: ignore[arg-type]
-                              line=int(resume.view.get("started_line") or 1), epochs=epochs, now=now, resume=resume)
             else:
-                tail = replay(ws, config, offset=end, line=line, epochs=epochs, now=now)
-            return Reconstruction(history + done + tail.incidents, "index", index_note=None)
-        else:
-            note = note or "index is for another feed file"
+                history = _earlier(view.others)
+                if open_ones:
+                    resume = Found(open_ones[0]["incident"], open_ones[0]["offset"])
+                    tail = replay(ws, config, offset=resume.offset,  # type: ignore[arg-type]
+                                  line=int(resume.view.get("started_line") or 1), epochs=epochs, now=now,
+                                  resume=resume)
+                else:
+                    tail = replay(ws, config, offset=end, line=line, epochs=epochs, now=now)
+                return Reconstruction(history + done + tail.incidents, "index", index_note=None)
     try:
         result = replay(ws, config, epochs=epochs, now=now)
     except FileNotFoundError:
         return Reconstruction([], "scratch", f"{ws.relative(feed)}: feed not found", note)
     history: list[Found] = []
     if index_path.exists():
-        identity = idx.feed_identity(feed)
-        history = _earlier(idx.read_index(index_path).other_feeds(identity))
+        history = _earlier(idx.file_view(idx.read_index(index_path), feed).others)
     if write_index and not config.ui.read_only:
         write_scratch_index(index_path, feed, result)
     return Reconstruction(history + result.incidents, "scratch", index_note=note)
