@@ -138,3 +138,12 @@ async def test_a_feed_in_drift_from_its_first_line_starts_there(small_ws):
     seen = await _follow_until_restarted(small_ws.root, small_ws.incident.stored_digest,
                                          drift_from=0, total=5_000, history=50)
     assert seen[-1].incident.started_label == "cp-00000" and seen[-1].incident.start_in_history
+
+
+def test_a_view_carries_every_field(setup):  # noqa: F811
+    from polylog_console.core.monitor.incident import IncidentView
+
+    monitor, _, _ = setup
+    monitor.process([cp(1, LIVE)])
+    view = monitor.snapshot().incident
+    assert len(view) == len(IncidentView._fields) and set(view.to_json()) >= {"id", "started_at", "scan"}

@@ -123,6 +123,9 @@ class IncidentEvent:
         return {"event": "incident", "kind": self.kind, **self.incident.to_json()}
 
 
+_new_view = tuple.__new__
+
+
 class Incident:
     """The open incident as the monitor keeps it (mutable, monitor thread only); :meth:`view`
     gives the immutable picture. Bounded: counts, the last :data:`MAX_LIVE_DIGESTS` distinct live
@@ -171,8 +174,8 @@ class Incident:
 
     def view(self, consecutive: int, resolved_at: float | None = None,
              resolved_label: str | None = None) -> IncidentView:
-        return IncidentView(
+        return _new_view(IncidentView, (  # positional, without the named tuple's keyword handling
             self.id, self.started_at, self.started_label, self.started_line, self.observed_at, self.stored_digest,
             self._live, consecutive, self.mismatching, self.escalated, self.start_in_history,
             resolved_at, resolved_label, tuple(self.notes) if self.notes else (), self.diff_at_start,
-            self.last_label, self.last_at, self.escalations, self.live_total, self.notes_dropped, self.scan)
+            self.last_label, self.last_at, self.escalations, self.live_total, self.notes_dropped, self.scan))

@@ -131,13 +131,6 @@ def _starts_at_zero(records: list[Any]) -> bool | None:
     return None
 
 
-def _clean_time(ts: Any) -> float | None:
-    """A checkpoint's ``timestamp`` as the fast path reads it (None when absent or unusable)."""
-    if type(ts) is float and -1e15 < ts < 1e15:
-        return ts
-    return None
-
-
 DiffResult = tuple[RegistryDiff | None, str | None]  # (diff, why there is none)
 _RESOLVES = (ev.REGISTRY_MISMATCH, ev.DRIFT_PERSISTENT)
 
@@ -381,9 +374,10 @@ class Monitor:
             data = cp.data
             shape = (data.keys(), tuple(map(type, data.values())))
             clean = True
-            if (cp.telemetry_raw is None and shape == self._clean_shape and not cp.extra
-                    and (data.get("timestamp") is None or _clean_time(data.get("timestamp")) is not None)):
-                pass  # the shape of a checkpoint found clean: no warning (see _consume)
+            ts = data.get("timestamp")
+            if (shape == self._clean_shape and cp.telemetry_raw is None and not cp.extra
+                    and (ts is None or -1e15 < ts < 1e15)):
+                pass  # the shape of a checkpoint found clean (so a numeric time): no warning (see _consume)
             elif cp.warnings:
                 self.warnings += len(cp.warnings)
                 clean = False
