@@ -111,6 +111,9 @@ def test_refused_deliveries_in_outbox_failed_are_pruned(small_ws):
     root = small_ws.root
     failed = root / "memory" / "outbox" / "failed"
     old = [aged(failed / f"webhook-{i:020d}-000000-old{i}.json", days=40 + i, text="{}") for i in range(6)]
+    # what a process killed in the middle of an atomic write leaves behind, and one being written now
+    stale_tmp = aged(root / "memory" / "outbox" / "webhook" / ".00001-x.json.k3j2.tmp", days=2, text="{")
+    fresh_tmp = aged(root / "memory" / "outbox" / ".groups.json.a1b2.tmp", days=0, text="{")
     with Receiver(default=400) as receiver:
         with open(root / "monitoring.toml", "a") as handle:
             handle.write(f'\n[webhook]\nurl = "{receiver.url}"\ntimeout = 2\n[retention]\nfailed_keep = 2\n'
@@ -120,4 +123,5 @@ def test_refused_deliveries_in_outbox_failed_are_pruned(small_ws):
         assert len(receiver.requests) >= 2  # several alerts, each refused
     left = sorted(failed.iterdir())
     assert len(left) == 2 and not any(p.exists() for p in old), left
+    assert not stale_tmp.exists() and fresh_tmp.exists()
     assert all(json.loads(p.read_bytes())["last_error"].startswith("POST ") for p in left)

@@ -445,6 +445,7 @@ class AlertDispatcher:
             self._take_outbox()
             if self.outbox.owned:
                 self.outbox.prune_failed()  # limits lowered since the last run apply now
+                self.outbox.sweep_temp()  # half-written files of a process killed mid-write
         for worker in self.workers.values():
             worker.start()
         self._timer = asyncio.create_task(self._maintain(), name="polylog-alert-timer")

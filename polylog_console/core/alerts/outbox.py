@@ -254,6 +254,30 @@ class Outbox:
         """Apply the retention of ``failed/`` (never deleting its newest file)."""
         return prune(self.root / FAILED_DIR, keep=self.failed_keep, max_age=self.failed_max_age)
 
+    def sweep_temp(self, max_age: float = 3600.0, now: float | None = None) -> int:
+        """Remove the temporary files of atomic writes that a killed process left behind
+        (``.<name>.<random>.tmp``, older than ``max_age``) in the outbox and its sink folders."""
+        now = time.time() if now is None else now
+        removed = 0
+        try:
+            folders = [self.root, *(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink())]
+        except OSError:
+            return 0
+        for folder in folders:
+            try:
+                names = [n for n in os.listdir(folder) if n.startswith(".") and n.endswith(".tmp")]
+            except OSError:
+                continue
+            for name in names:
+                path = folder / name
+                try:
+                    if now - path.lstat().st_mtime > max_age:
+                        path.unlink()
+                        removed += 1
+                except OSError:
+                    continue
+        return removed
+
     def load(self, sink: str) -> tuple[list[Pending], list[tuple[Path, str]]]:
         """Every pending delivery of ``sink`` in creation order, and the files set aside as bad."""
         directory = self.sink_dir(sink)
