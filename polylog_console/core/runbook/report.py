@@ -339,6 +339,8 @@ def iter_audit_during(ws: Workspace, windows: list[tuple[float, float]],
         return i >= 0 and ts <= windows[i][1]
 
     for chunk in _audit_chunks(ws):
+        if _outside(chunk, low_ts, windows):
+            continue
         for raw in chunk.split(b"\n"):
             if not raw:
                 continue
@@ -353,6 +355,25 @@ def iter_audit_during(ws: Workspace, windows: list[tuple[float, float]],
             record = _record(raw)
             if record is not None and (canonical or inside(record.ts)):
                 yield record
+
+
+CHUNK_SLACK = 60.0  # seconds: lines of an append-only log from several processes are in time order within this
+
+
+def _outside(chunk: bytes, low_ts: list[float], windows: list[tuple[float, float]]) -> bool:
+    """True when a whole chunk of the audit log lies outside every window, judged by the times of
+    its first and last lines (the log is appended in time order, give or take :data:`CHUNK_SLACK`)."""
+    last_start = chunk.rfind(b"\n") + 1
+    first_line, last_line = chunk[:40], chunk[last_start:last_start + 40]
+    if not (first_line.startswith(_TS) and last_line.startswith(_TS)):
+        return False
+    first = parse_time(first_line[7:31].decode("ascii", "replace"))
+    last = parse_time(last_line[7:31].decode("ascii", "replace"))
+    if first is None or last is None:
+        return False
+    first, last = min(first, last) - CHUNK_SLACK, max(first, last) + CHUNK_SLACK
+    i = bisect_right(low_ts, last) - 1
+    return i < 0 or windows[i][1] < first
 
 
 KEYED = (b'"dedup_key"', b"rehydrate", b"silence", b"acknowledg")
