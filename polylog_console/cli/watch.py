@@ -47,7 +47,7 @@ class Tally:
     last few items only, whatever the feed's length)."""
 
     def __init__(self) -> None:
-        self.alerts: Counter[str] = Counter()  # "code status"
+        self.alerts: Counter[tuple[str, str]] = Counter()  # (code, status)
         self.incidents: Counter[str] = Counter()  # incident event kind
         self.errors: list[IngestErrorEvent] = []
         self.error_count = 0
@@ -61,7 +61,8 @@ class Tally:
         for event in events:
             cls = event.__class__
             if cls is AlertEvent:
-                self.alerts[f"{event.alert.code} {event.alert.status}"] += 1
+                alert = event.alert
+                self.alerts[(alert.code, alert.status)] += 1
                 self.last_alerts.append(event)
             elif cls is IncidentEvent:
                 self.incidents[event.kind] += 1
@@ -79,6 +80,10 @@ class Tally:
                 elif kind == "refresh" and len(self.refreshes) < 100:
                     self.refreshes.append(event)
 
+    def alert_counts(self) -> dict[str, int]:
+        """Alerts raised by "code status", sorted."""
+        return {f"{code} {status}": n for (code, status), n in sorted(self.alerts.items())}
+
     def summary(self, view: MonitorView, elapsed: float) -> dict[str, Any]:
         latest = view.latest
         return {
@@ -93,7 +98,7 @@ class Tally:
             "stored_digest": view.stored_digest,
             "latest": {"label": latest.display_label, "line": latest.line, "timestamp": latest.timestamp,
                        "registry_digest": latest.digest} if latest is not None else None,
-            "alerts": dict(sorted(self.alerts.items())),
+            "alerts": self.alert_counts(),
             "incidents": view.incidents,
             "incident": view.incident.to_json() if view.incident is not None else None,
             "last_incident": view.last_incident.to_json() if view.last_incident is not None else None,
@@ -193,7 +198,7 @@ def print_summary(ctx: Any, view: MonitorView, tally: Tally, elapsed: float) -> 
     if tally.error_count > len(tally.errors):
         say(f"                ... and {tally.error_count - len(tally.errors)} more ingest errors")
     if tally.alerts:
-        say("alerts          " + ", ".join(f"{key}: {n}" for key, n in sorted(tally.alerts.items())))
+        say("alerts          " + ", ".join(f"{key}: {n}" for key, n in tally.alert_counts().items()))
     for event in tally.last_alerts:
         a = event.alert
         say(f"alert           {a.code} {a.status}: {safe_text(a.summary)}")
