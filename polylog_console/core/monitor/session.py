@@ -306,9 +306,9 @@ class Session:
 
             try:
                 result = await asyncio.to_thread(find_start, page_back, before, (stored, other))
-            except OSError as exc:
-                self.publish(self.monitor.restart_incident(ident, None, complete=False,
-                                                           detail=f"backwards scan failed: {exc}"))
+            except Exception as exc:  # a failed scan leaves the start marked "or earlier", never stops the watch
+                self.publish(self.monitor.restart_incident(
+                    ident, None, complete=False, detail=f"backwards scan failed: {type(exc).__name__}: {exc}"))
                 return
             self.publish(self.monitor.restart_incident(ident, result.start, complete=result.complete,
                                                        detail=result.detail))
