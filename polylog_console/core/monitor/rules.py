@@ -539,7 +539,7 @@ class Monitor:
         return incident.id, incident.started_offset, self.view.digest, self.view.other_digest
 
     def restart_incident(self, ident: int, cp: Checkpoint | None, *, complete: bool, detail: str = "",
-                         now: float | None = None) -> list[Any]:
+                         failed: bool = False, now: float | None = None) -> list[Any]:
         """A backwards scan found the open incident's start (``cp``, the earliest mismatching
         checkpoint before the history read; None when it found none earlier). ``complete``: the
         scan reached a matching checkpoint or the start of the feed, so the start is proven.
@@ -555,7 +555,7 @@ class Monitor:
             incident.started_line = cp.line if cp.line is not None else 0
             incident.started_offset = cp.offset
         incident.start_in_history = complete
-        incident.scan = "found" if complete else "limit"
+        incident.scan = "found" if complete else ("failed" if failed else "limit")
         incident.note(IncidentNote(now, "restarted", detail or (
             f"start found at {incident.started_label}" if complete else
             f"started before {incident.started_label} (scan limit reached)")))

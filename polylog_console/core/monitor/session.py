@@ -308,10 +308,12 @@ class Session:
                 result = await asyncio.to_thread(find_start, page_back, before, (stored, other))
             except Exception as exc:  # a failed scan leaves the start marked "or earlier", never stops the watch
                 self.publish(self.monitor.restart_incident(
-                    ident, None, complete=False, detail=f"backwards scan failed: {type(exc).__name__}: {exc}"))
+                    ident, None, complete=False, failed=True,
+                    detail=f"backwards scan failed: {type(exc).__name__}: {exc}"))
                 return
             self.publish(self.monitor.restart_incident(ident, result.start, complete=result.complete,
-                                                       detail=result.detail))
+                                                       detail=result.detail,
+                                                       failed=result.reason == "file replaced"))
 
         self._spawn(scan())
 
