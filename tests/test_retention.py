@@ -29,12 +29,14 @@ def aged(path: Path, days: float, text: str = "x") -> Path:
 def test_prune_keeps_the_newest_by_count_and_age_and_never_the_last(tmp_path):
     d = tmp_path / "escalations"
     files = [aged(d / f"escalation-{i:02d}.md", days=i) for i in range(10)]  # 00 newest .. 09 oldest
-    aged(d / ".escalation-new.md.123.tmp", days=50)  # an atomic write in progress: not counted, kept
+    aged(d / ".escalation-new.md.123.tmp", days=0)  # an atomic write in progress: not counted, kept
+    stale = aged(d / ".escalation-old.md.456.tmp", days=2)  # left by a writer killed mid-write: removed
     (d / "subdir").mkdir()
     removed = prune(d, keep=5, max_age=3.5 * DAY)
     assert sorted(p.name for p in removed) == [f.name for f in files[4:]]  # beyond 3.5 days, or beyond 5
     assert sorted(p.name for p in d.iterdir()) == [".escalation-new.md.123.tmp", *[f.name for f in files[:4]],
                                                    "subdir"]
+    assert not stale.exists()
     only = tmp_path / "quiet"
     last = aged(only / "escalation-old.md", days=400)
     aged(only / "escalation-older.md", days=500)
@@ -99,8 +101,8 @@ def test_reports_are_pruned_after_each_write(small_ws):
     reports = root / "memory" / "reports"
     for _ in range(2):
         aged(reports / f"report-2024010{_}T000000Z.md", days=10)
-    results = run_many(*[["report", "--workspace", str(root)] for _ in range(2)])
-    for result in results:
+    for _ in range(2):  # one after the other: two reports in the same second by two processes share a name
+        (result,) = run_many(["report", "--workspace", str(root)])
         assert result.returncode in (0, 1), result.stderr
     left = list(reports.iterdir())
     assert len(left) == 2 and all(p.stat().st_mtime > time.time() - 3600 for p in left), left

@@ -12,12 +12,14 @@ and each write brings it back within its limits.
 
 Age is the file's modification time; order is newest first by modification time, then by name.
 Only regular files are counted (not directories, not symlinks, not the ``.name.tmp`` files of
-an atomic write in progress). Two processes pruning at once are harmless: a file already gone
-is skipped.
+an atomic write in progress; such a temporary file older than :data:`STALE_TMP` seconds is what a
+process killed mid-write left behind, and is removed). Two processes pruning at once are
+harmless: a file already gone is skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
@@ -27,6 +29,7 @@ from typing import Any
 ESCALATIONS = "memory/escalations"
 REPORTS = "memory/reports"
 FAILED = "memory/outbox/failed"
+STALE_TMP = 3600.0  # a temporary file of an atomic write this old was left by a killed writer
 
 
 def prune(directory: Path, *, keep: int, max_age: float | None = None, now: float | None = None) -> list[Path]:
@@ -37,11 +40,14 @@ def prune(directory: Path, *, keep: int, max_age: float | None = None, now: floa
     try:
         with os.scandir(directory) as it:
             for entry in it:
-                if entry.name.startswith("."):
-                    continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
+                    continue
+                if entry.name.startswith("."):
+                    if entry.name.endswith(".tmp") and stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TMP:
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
                     continue
                 if stat.S_ISREG(st.st_mode):
                     entries.append((st.st_mtime_ns, entry.name, entry.path))
