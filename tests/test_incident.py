@@ -147,3 +147,19 @@ def test_a_view_carries_every_field(setup):  # noqa: F811
     monitor.process([cp(1, LIVE)])
     view = monitor.snapshot().incident
     assert len(view) == len(IncidentView._fields) and set(view.to_json()) >= {"id", "started_at", "scan"}
+
+
+def test_the_backwards_scan_is_bounded_and_stops_at_parity():
+    from polylog_console.core.monitor.backscan import find_start
+
+    stored = "a" * 64
+    records = [cp(i, dg=stored if i < 10 else "e" * 64) for i in range(1, 200)]  # offsets 100, 200, ...
+
+    def page_back(before: int, count: int) -> list:
+        older = [r for r in records if r.offset < before]
+        return older[-count:]
+
+    found = find_start(page_back, records[-1].offset, (stored, "c" * 64), page=16)
+    assert found.complete and found.reason == "parity" and found.start.label == "cp-10"
+    limited = find_start(page_back, records[-1].offset, (stored, "c" * 64), page=16, max_checkpoints=50)
+    assert not limited.complete and limited.reason == "limit" and limited.scanned <= 50 + 16
