@@ -431,7 +431,7 @@ def test_index_state_at_an_offset_is_the_latest_mark(tmp_path):
                   "open": "k", "at": 10.0}])
     file.append([{"kind": "mark", "feed": feed, "from": 0, "to": 500, "line": 9, "stored_digest": "b",
                   "open": None, "at": 11.0}])
-    assert idx.read_index(path).covered_to(feed) == (500, 9, "b", None)
+    assert [r[:5] for r in idx.read_index(path).coverage[(1, 2, "h")]] == [(0, 500, 9, "b", None)]
 
 
 def test_observed_from_the_index_a_watch_wrote(tmp_path):

@@ -151,27 +151,6 @@ class Index:
     coverage: dict[tuple[Any, Any, Any], list[tuple[int, int, int, Any, Any, Any]]] = field(default_factory=dict)
     bad_lines: int = 0
 
-    def covered_to(self, feed: dict[str, Any]) -> tuple[int, int, Any, Any] | None:
-        """(offset, line, stored digest, open incident key) up to which ``feed`` is covered without a
-        gap from its first byte, or None."""
-        ranges = self.coverage.get(_feed_key(feed))
-        if not ranges or ranges[0][0] != 0:
-            return None
-        _start, end, line, stored, open_key, _at = ranges[0]
-        return end, line, stored, open_key
-
-    def incidents_for(self, feed: dict[str, Any], before: int) -> list[dict[str, Any]]:
-        """The incident records of ``feed`` that started before offset ``before``, oldest first."""
-        key = _feed_key(feed)
-        out = [r for r in self.latest.values()
-               if _feed_key(r.get("feed") or {}) == key and isinstance(r.get("offset"), int) and r["offset"] < before]
-        return sorted(out, key=lambda r: r["offset"])
-
-    def other_feeds(self, feed: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """Incident records of earlier feed files (rotated away): history the current feed no longer holds."""
-        key = _feed_key(feed) if feed is not None else None
-        return [r for r in self.latest.values() if _feed_key(r.get("feed") or {}) != key]
-
 
 ORDER = {"opened": 0, "restarted": 1, "escalated": 2, "resolved": 3, "latest": 4}
 

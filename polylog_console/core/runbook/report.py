@@ -380,10 +380,6 @@ KEYED = (b'"dedup_key"', b"rehydrate", b"silence", b"acknowledg")
 EPOCHS = (b"registry_digest", b'"alert_raised"', b'"escalation"')  # see _audit_points
 
 
-def _keyed(raw: bytes) -> bool:
-    return any(n in raw for n in KEYED)
-
-
 def _unkeyed(raw: bytes) -> bool:
     return (b'"action_' in raw or b'"refresh_' in raw) and b'"dedup_key"' not in raw
 
