@@ -330,8 +330,10 @@ class IndexWriter:
             if self.feed is None:
                 self._identify()
             offset = self._offset_of(view.started_line, recent)
-            if offset is None or event.kind not in ("opened", "restarted"):
+            if event.kind != "restarted" and (offset is None or event.kind != "opened"):
                 offset = self._starts.get(view.id, offset)
+            # (a start found earlier by the backwards scan: its offset is known only when still in
+            # the recent batches; else None, and a report replays that feed from scratch)
             self._starts[view.id] = offset
             if len(self._starts) > 64:
                 self._starts.pop(next(iter(self._starts)))
