@@ -46,6 +46,8 @@ def test_only_a_live_holder_keeps_the_outbox(tmp_path):
         holder.wait(timeout=10)
     assert mine.acquire() is True  # the holder is gone: its lock went with it
     assert mine.holder() == str(os.getpid())
+    (root / ".lock").write_text("4194303999\n")  # a pid left by a dead holder (a live one could not rewrite it)
+    assert Outbox(root).holder() is None
     mine.release()
 
 

@@ -155,13 +155,22 @@ class Outbox:
         return None
 
     def holder(self) -> str | None:
-        """The pid written by the process holding the outbox, when readable."""
+        """The pid written by the process holding the outbox, when readable and alive (a holder
+        that could not write its pid may have left an earlier, dead holder's pid in the file)."""
         try:
             with open(self.root / LOCK_FILE, "rb") as handle:
                 text = handle.read(64).decode("ascii", "replace").strip()
         except OSError:
             return None
-        return text if text.isdigit() else None
+        if not text.isdigit():
+            return None
+        try:
+            os.kill(int(text), 0)
+        except (ProcessLookupError, OverflowError):
+            return None
+        except PermissionError:
+            pass  # alive, under another user
+        return text
 
     @property
     def owned(self) -> bool:
