@@ -40,7 +40,7 @@ from polylog_console.core.feed.records import Checkpoint
 from polylog_console.core.infra.audit import AuditLog, audit_record
 from polylog_console.core.infra.gcpause import gc_paused
 from polylog_console.core.model.config import Config
-from polylog_console.core.model.events import AlertEvent, CheckpointEvent
+from polylog_console.core.model.events import AlertEvent, CheckpointEvent, EntryEvent, IngestErrorEvent, StatusEvent
 from polylog_console.core.model.workspace import Workspace
 from polylog_console.core.monitor.incident import IncidentEvent, IncidentView
 from polylog_console.core.monitor.refresh import AutoRefresh
@@ -65,6 +65,10 @@ def incident_audit(event: IncidentEvent) -> tuple[str, dict[str, Any]]:
     data.pop("notes", None)
     data["incident"] = data.pop("id")
     return f"incident_{event.kind}", data
+
+
+# per-checkpoint and per-line events that audit_record never audits (skipped without asking it)
+_NOT_AUDITED = frozenset((CheckpointEvent, StatusEvent, EntryEvent, IngestErrorEvent))
 
 
 def _audit_entry(event: Any) -> tuple[str, dict[str, Any]]:
@@ -145,7 +149,7 @@ class Session:
         append = self.audit.append
         for event in events:
             cls = event.__class__
-            if cls is CheckpointEvent:
+            if cls in _NOT_AUDITED:
                 continue
             if cls is AlertEvent:
                 alert = event.alert
