@@ -1412,6 +1412,8 @@ def _cells(events: list[Any], into: list[Cell]) -> None:
     for e in events:
         if getattr(e, "event", None) == "checkpoint":
             cp = e.checkpoint
+            if into and into[-1].offset == cp.offset:
+                continue  # compared again (the stored registry changed): the strip keeps how it arrived
             into.append(Cell(cp.display_label, cp.line, cp.offset, cp.timestamp, e.registry_match, e.scheme_mismatch,
                              str(e.status), e.consecutive_mismatches, cp.has_state))
 
