@@ -277,6 +277,18 @@ def test_stored_registry_of_each_moment(tmp_path):
     doc = rep.to_json()
     assert doc["started_label"] == "checkpoint-0013" and doc["resolved_label"] == "checkpoint-0015"
     assert doc["consecutive_mismatches"] == 3
+    # the timeline's strip and replay use the registry of each moment too
+    source = rp.TimelineSource(ws, config)
+    [trep] = source.load()
+    cells = source.around(trep, before=13)  # (lines: one of them is a coordination entry)
+    assert "".join(c.char for c in cells) == "=" * 12 + "xxx="
+    assert [c.label for c in cells][-4:] == ["checkpoint-0013", "checkpoint-0014", "checkpoint-0015",
+                                             "checkpoint-0016"]
+    at14 = source.state_at(cells[13])
+    assert at14.status == "DRIFT" and at14.consecutive == 2 and at14.stored_digest == incident.stored_digest
+    assert [code for code, _ in at14.active_alerts] == ["registry_mismatch"]
+    at16 = source.state_at(cells[15])
+    assert at16.status == "IN SYNC" and at16.active_alerts == [] and at16.stored_digest == live
     # without the audit log, today's registry would call checkpoints 1-12 drift
     ws.audit.unlink()
     [naive] = rp.build_report(ws, config, incident="all", write_index=False).reports
