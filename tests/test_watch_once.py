@@ -161,3 +161,19 @@ async def test_a_flapping_feed_keeps_bounded_state(small_ws):
     assert total("alert_raised", "registry_mismatch") == total("alert_resolved", "registry_resolved") == n // 3
     assert total("incident_opened") == total("incident_resolved") == n // 3
     assert any(a.get("repeated") for a in audit)
+
+
+async def test_alertmanager_starts_at_reads_the_incident_start(sample_ws):
+    """Alertmanager's startsAt is when the drift began (the incident's first mismatching
+    checkpoint), not when this workspace's monitor read it."""
+    from polylog_console.core.alerts.payload import alertmanager_alerts, from_alert
+    from polylog_console.core.model.events import AlertEvent
+
+    ws = Workspace.open(sample_ws.root)
+    session = Session(ws, load_config(ws.root))
+    raised = []
+    session.subscribe(lambda events: raised.extend(e.alert for e in events if isinstance(e, AlertEvent)))
+    await session.run_once(emit_checkpoints=False)
+    firing = next(a for a in raised if a.code == "registry_mismatch")
+    note = from_alert(firing, workspace="ws", runbook_url="https://x", now=time.time())
+    assert alertmanager_alerts(note, time.time(), 300)[0]["startsAt"] == START
