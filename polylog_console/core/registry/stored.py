@@ -330,9 +330,12 @@ class StoredRegistry:
     """``catalogs/registry.json`` with its digest cached until the file changes.
 
     :meth:`get` costs one ``stat`` when nothing changed. When the file changed, its bytes are
-    hashed and the digest comes from the :class:`DigestCache` when known; otherwise the file is
-    parsed and digested (and the cache updated). Raises :class:`RegistryError` when the file
-    cannot be read or parsed (the monitor's ``registry_provider_error``). Thread-safe.
+    hashed and the digest comes from the :class:`DigestCache` when known and confirmed by the
+    file's own ``digest`` field (:func:`trusted_cached_digest`); otherwise the file is digested
+    (and the cache updated). The file is read with the bounded reader (a regular file of at most
+    512 MB, never blocking) and must hold a ``{str: {str: str}}`` state. Raises
+    :class:`RegistryError` when it cannot be read, parsed or is of another shape (the monitor's
+    ``registry_provider_error``). Thread-safe.
     """
 
     def __init__(self, path: Path, scheme: Scheme = "engine", cache: Path | None = None,
