@@ -419,7 +419,7 @@ class Session:
             if child is not None:
                 child.kill()
                 child.join()
-            await self.close_alerts(0.0 if self.alerts is None else grace)
+            await self.close_alerts(0.0)  # the grace was spent above; what is left stays in the outbox
 
     async def _tick(self) -> None:
         while True:
