@@ -92,6 +92,12 @@ async def test_scrubbing_back_pages_in_older_history(tmp_path):
     app = TimelineApp(root, page=20)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await ready(pilot)
+        # readable without colour: the strip is characters, the chosen one marked with ^
+        rows = [strip.text for strip in pilot.app.screen._compositor.render_strips()]
+        strip_row = next(i for i, r in enumerate(rows) if "xxxxx" in r)
+        assert "=" * 5 in rows[strip_row] and "^" in rows[strip_row + 1] and "checkpoint-0171" in rows[strip_row + 1]
+        assert rows[strip_row + 1].index("^") == rows[strip_row].index("x")
+        assert any("esc close" in r for r in rows) and len(rows) == 24
         held = len(screen.cells)
         first = screen.cells[0].label
         await pilot.press("home")
