@@ -163,3 +163,18 @@ def test_the_backwards_scan_is_bounded_and_stops_at_parity():
     assert found.complete and found.reason == "parity" and found.start.label == "cp-10"
     limited = find_start(page_back, records[-1].offset, (stored, "c" * 64), page=16, max_checkpoints=50)
     assert not limited.complete and limited.reason == "limit" and limited.scanned <= 50 + 16
+
+
+def test_superseded_drift_churn_keeps_one_bounded_incident(setup):  # noqa: F811
+    """Every checkpoint a new live digest: one incident, bounded digests, notes and caches."""
+    from polylog_console.core.monitor.incident import MAX_LIVE_DIGESTS
+
+    monitor, _, _ = setup
+    n = 3000
+    events = monitor.process([cp(i, dg=f"{i:064x}") for i in range(1, n + 1)])
+    assert kinds(events).count("opened") == 1
+    incident = monitor.snapshot().incident
+    assert incident.live_digests_total == n and len(incident.live_digests) == MAX_LIVE_DIGESTS
+    assert len(incident.notes) == MAX_NOTES and incident.notes_dropped > 0
+    assert len(monitor._dedup) <= monitor.DEDUP_CACHE and len(monitor._diff_cache) <= 64
+    assert incident.mismatching_checkpoints == incident.consecutive_mismatches == n
