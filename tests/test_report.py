@@ -522,3 +522,13 @@ def test_across_watch_restarts_and_an_engine_clock_ahead(tmp_path):
     _, scratch = report_json(root, "--incident", "all", "--no-index")
     assert [(i["started_label"], i["resolved_label"]) for i in scratch["incidents"]] == [
         ("checkpoint-0011", "checkpoint-0014")]
+
+
+def test_report_and_index_import_no_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys; import polylog_console.core.runbook.report, polylog_console.core.monitor.incidents, "
+            "polylog_console.cli.report; print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
