@@ -178,3 +178,13 @@ def test_superseded_drift_churn_keeps_one_bounded_incident(setup):  # noqa: F811
     assert len(incident.notes) == MAX_NOTES and incident.notes_dropped > 0
     assert len(monitor._dedup) <= monitor.DEDUP_CACHE and len(monitor._diff_cache) <= 64
     assert incident.mismatching_checkpoints == incident.consecutive_mismatches == n
+
+
+def test_the_headline_says_since_when_for_how_long_and_how_many(setup):  # noqa: F811
+    monitor, clock, _ = setup
+    monitor.process([cp(1, ts=T0), cp(2, LIVE, ts=T0 + 10), cp(3, LIVE, ts=T0 + 20)])
+    line = monitor.snapshot().incident.headline(T0 + 10 + 7500)
+    assert line.startswith("drift since 2027-01-15T") and "(cp-2), 2h05m, 2 consecutive mismatches" in line
+    from polylog_console.core.model.events import iso
+
+    assert line.endswith(f"first observed {iso(clock.t)[11:19]}Z")

@@ -74,6 +74,23 @@ class IncidentView(NamedTuple):
         end = self.resolved_at if self.resolved_at is not None else now
         return max(0.0, end - self.started_at)
 
+    def headline(self, now: float) -> str:
+        """What an operator needs first, one line: ``drift since 2025-11-09T17:43:20Z
+        (checkpoint-0171), 2h05m, 30 consecutive mismatches, first observed 09:53:47Z``
+        (labels are raw: pass the line through the output's sanitiser)."""
+        from polylog_console.core.monitor.rules import format_age
+
+        start = iso(self.started_at)[:19] + "Z"
+        earlier = "" if self.start_in_history else " or earlier"
+        if self.open:
+            state = f"drift since {start}{earlier} ({self.started_label}), {format_age(self.duration(now))}"
+        else:
+            state = (f"drift from {start}{earlier} ({self.started_label}) to {iso(self.resolved_at)[:19]}Z "
+                     f"({self.resolved_label}), {format_age(self.duration(now))}")
+        observed = iso(self.observed_at)[11:19] + "Z"
+        return (f"{state}, {self.consecutive_mismatches} consecutive mismatches"
+                f"{', escalated' if self.escalated else ''}, first observed {observed}")
+
     @property
     def open(self) -> bool:
         return self.resolved_at is None
