@@ -20,6 +20,19 @@ Rules:
   checkpoint is older than ``stale_after``; ``registry_provider_error`` while the stored registry
   cannot be read.
 * A checkpoint without ``timestamp`` counts as written when it was read.
+* Staleness is judged on the latest checkpoint once a batch has been read and on every
+  :meth:`Monitor.tick` (``watch --once``: at the end of the feed); a fresh checkpoint ends a
+  staleness at once.
+* Incidents (:mod:`polylog_console.core.monitor.incident`): one opens at the first mismatching
+  checkpoint after parity (or at the first checkpoint compared, when the history read starts in
+  drift: then its start is marked not in history until a backwards scan finds it), stays the same
+  incident when the live or stored digest changes, and closes at the first checkpoint that is not
+  drifting (a match, or a scheme mismatch). Alerts' ``since`` and the status events'
+  ``checkpoint_ts`` are checkpoint times; ``at`` / ``raised_at`` are the monitor's clock.
+
+:meth:`Monitor._evaluate` is the one place these rules are written; :meth:`Monitor._consume`'s fast
+path only shortcuts a checkpoint repeating the digest just evaluated while nothing but counters
+can change (``watch``, ``watch --once`` and the console reach the same state and alerts).
 """
 
 from __future__ import annotations
