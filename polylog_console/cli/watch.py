@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections import Counter, deque
 from typing import Any
@@ -119,7 +120,7 @@ def run_once(ctx: Any) -> int:
     if ctx.json:
         from polylog_console.cli.watch_follow import JsonPrinter
 
-        printer = JsonPrinter(_stdout())
+        printer = JsonPrinter(sys.stdout)
         session.subscribe(printer)
     else:
         session.subscribe(_live_lines)
@@ -139,12 +140,6 @@ def run_once(ctx: Any) -> int:
             return fail(view.stored_error)
         return EXIT_ERROR
     return EXIT_PROBLEM if view.status in (Status.DRIFT, Status.STALE) else EXIT_OK
-
-
-def _stdout() -> Any:
-    import sys
-
-    return sys.stdout
 
 
 class _Summary:
