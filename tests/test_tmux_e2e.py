@@ -259,7 +259,7 @@ def test_console_in_tmux_shows_drift_runs_actions_copies_the_bundle_and_dies_wit
     assert len(bundles) == 1
     copied = base64.b64decode(OSC52_TMUX.search(output).group(1)).decode("utf-8")
     assert copied == bundles[0].read_text(encoding="utf-8")
-    terminal.wait_screen(f"{action_title('bundle')}: finished", what="the bundle result")
+    terminal.wait_screen("copied the bundle", what="the bundle's clipboard notice")
 
     # Killing the tmux session (the terminal goes away) ends the console within 5 s.
     assert not process_gone(pid)
@@ -312,3 +312,40 @@ def test_demo_console_ended_from_outside_stops_and_removes_the_scratch_workspace
     while scratch.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not scratch.exists()
+
+
+def test_a_whole_triage_by_keyboard_only_in_tmux(terminal: Terminal, tmp_path: Path):
+    """Issue 15: filter to the first drifting checkpoint, open it, read the diff, recompute, open the
+    alert list, acknowledge and write the bundle: keys only, at 80x24."""
+    root = tmp_path / "ws"
+    write_workspace(root, polyforms=200, checkpoints=20, drift_from=15)
+    pid = terminal.start([*console_command(), "--workspace", str(root)])
+    terminal.wait_screen(lambda s: "DRIFT" in header(s) and "registry_mismatch" in s, what="the drift")
+
+    terminal.send("/")  # the filter key (tmux has no spelling for Textual's "slash")
+    terminal.wait_screen("filter Checkpoints", what="the filter box")
+    terminal.send("match:no")
+    terminal.wait_screen("filtered: 6 of 20", what="the live filter")
+    terminal.send("Enter", "g", "Enter")  # keep the filter; the first match; open it
+    screen = terminal.wait_screen("checkpoint-0015 (line", what="the first drifting checkpoint's JSON")
+    assert '"registry_digest"' in screen
+    terminal.send("Escape")  # close it (a key right after esc would be read as alt+key)
+    terminal.wait_screen(lambda s: "esc close" not in s, what="the detail to close")
+    terminal.send("2")  # the diff
+    terminal.wait_screen(lambda s: "missing" in s and "mismatched" in s and "live state" in s, what="the diff")
+    terminal.send(registry_key("recompute"))
+    terminal.wait_screen("Recompute digest: finished", what="the recompute")
+    terminal.send(registry_key("alerts"))
+    terminal.wait_screen("Active alerts", what="the alert list")
+    terminal.send("Escape")
+    terminal.wait_screen(lambda s: "Active alerts" not in s, what="the alert list to close")
+    terminal.send(registry_key("acknowledge"))
+    terminal.wait_screen("acknowledged by", what="the acknowledgement")
+    terminal.send(registry_key("bundle"))
+    terminal.wait_screen("copied the bundle", what="the bundle")
+    assert len(list((root / "memory" / "escalations").glob("*.md"))) == 1
+    events = [orjson.loads(line)["event"] for line in (root / "memory" / "audit" / "events.jsonl").read_bytes()
+              .splitlines()]
+    assert "acknowledged" in events
+    terminal.kill_session()
+    wait_gone(pid, EXIT_DEADLINE)

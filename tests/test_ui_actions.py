@@ -111,7 +111,24 @@ async def check_follow(pilot, ws):
 
 
 async def check_filter(pilot, ws):
+    """``/`` filters the focused panel: the checkpoints first (focused at start), then the diff."""
+    from polylog_console.ui.widgets.checkpoints import CheckpointTable
+    from polylog_console.ui.widgets.rowfilter import RowFilter
+
     app = pilot.app
+    box = app.query_one(RowFilter)
+    await wait_for(pilot, lambda: box.has_class("-open") and box.panel == "checkpoints", what="the filter box")
+    await pilot.press(*"match:no", "enter")
+    table = app.query_one(CheckpointTable)
+    assert not box.has_class("-open") and table.query is not None  # enter closed the box and kept the filter
+    drifting = [r for r in (app.timeline.row(app.timeline.first_seq + i) for i in range(len(app.timeline)))
+                if r.match is False]
+    assert table.shown_count() == len(drifting)
+    await pilot.pause(0.05)
+    assert f"filtered: {len(drifting)} of {len(app.timeline)}" in screen_text(app)
+    await pilot.press("escape")  # on the filtered panel: clears it
+    assert table.query is None and table.shown_count() == len(app.timeline)
+    await pilot.press("2", app.keymap.key_for("filter"))
     panel = app.query_one(DiffPanel)
     assert panel.has_class("-filtering")
     await pilot.press(*"kind:missing")
@@ -121,8 +138,9 @@ async def check_filter(pilot, ws):
     assert rows and {r[0] for r in rows} == {"missing"}
     assert len(rows) == app.diff_state.diff.missing
     assert not panel.has_class("-filtering")  # enter applied and closed it
-    await pilot.press(app.keymap.key_for("filter"), "x", "escape")  # escape closes it, no cancel notice
+    await pilot.press(app.keymap.key_for("filter"), "x", "escape")  # escape clears and closes, cancels nothing
     await wait_for(pilot, lambda: not panel.has_class("-filtering"), what="the filter to close")
+    await wait_for(pilot, lambda: app.diff_state.query == "", what="the filter to clear")
     assert not any("no action is running" in n for n in notifications(app))
 
 
@@ -169,8 +187,8 @@ async def check_theme(pilot, ws):
 async def check_help(pilot, ws):
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help screen")
-    text = screen_text(app)
-    for spec in ACTIONS[:8]:  # the screen shows as many as fit; the content holds all (test below)
+    text = str(app.screen.text())
+    for spec in ACTIONS:
         assert spec.title in text
     await pilot.press("escape")
 
@@ -181,12 +199,50 @@ async def check_quit(pilot, ws):
     assert app.return_code == 0
 
 
+def check_panel(panel):
+    async def check(pilot, ws):
+        assert pilot.app.active_panel == panel and pilot.app.panels.focused() == panel
+    return check
+
+
+async def check_alerts(pilot, ws):
+    from polylog_console.ui.screens.alerts import AlertsScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), what="the alert list")
+    assert "registry_mismatch" in screen_text(app)
+    await pilot.press("escape")
+
+
+async def check_wide(pilot, ws):
+    app = pilot.app
+    await wait_for(pilot, lambda: app.wide, what="wide mode")
+    await pilot.pause(0.05)
+    assert app.timeline.latest.checkpoint.digest in screen_text(app)  # the whole digest
+    await pilot.press("w")
+    await pilot.pause(0.05)
+    assert not app.wide and app.timeline.latest.checkpoint.digest not in screen_text(app)
+
+
+async def check_messages(pilot, ws):
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the message history")
+    assert "Message history" in screen_text(app)
+
+
+async def check_match(pilot, ws):
+    # no filter set yet: says how to set one
+    await wait_for(pilot, lambda: any("/ sets a filter" in n for n in notifications(pilot.app)), what="the hint")
+
+
 CHECKS = {
     "validate": check_validate, "rehydrate": check_rehydrate, "recompute": check_recompute,
     "replicas": check_replicas, "bundle": check_bundle, "acknowledge": check_acknowledge, "cancel": check_cancel,
     "follow": check_follow, "filter": check_filter, "detail": check_detail, "copy": check_copy,
     "next_panel": check_next_panel, "prev_panel": check_prev_panel, "theme": check_theme, "help": check_help,
-    "quit": check_quit,
+    "quit": check_quit, "alerts": check_alerts, "wide": check_wide, "messages": check_messages,
+    "next_match": check_match, "prev_match": check_match,
+    **{f"panel_{p}": check_panel(p) for p in ("checkpoints", "diff", "replicas", "activity", "errors")},
 }
 
 

@@ -273,3 +273,20 @@ def test_diff_view_picks_the_newest_checkpoint_with_a_live_state_and_filters(tmp
     assert [r[2] for r in diff_view.filtered(shown, "").rows] == ["s3", "s4", "s2", "m1"]
     none = diff_view.compute(stored.get(), cp(8, "d" * 64), ws)
     assert none.diff is None and "carry no registry_state" in none.note
+
+
+def test_row_query_language_fields_words_and_errors():
+    from polylog_console.core.registry.filter import FilterError, parse_row_query
+
+    fields = {"match": "match", "m": "match", "label": "label"}
+    q = parse_row_query("m:no label:check 0171", fields)
+    assert q.matches({"match": "no", "label": "checkpoint-0171"}, "checkpoint-0171 abc")
+    assert not q.matches({"match": "yes", "label": "checkpoint-0171"}, "checkpoint-0171 abc")
+    assert not q.matches({"match": "no", "label": "checkpoint-0172"}, "checkpoint-0172 abc")
+    either = parse_row_query("match:no match:scheme", fields)  # a field twice: either value
+    assert either.matches({"match": "scheme"}, "") and not either.matches({"match": "yes"}, "")
+    with pytest.raises(FilterError, match="unknown field"):
+        parse_row_query("colour:red", fields)
+    with pytest.raises(FilterError, match="needs a value"):
+        parse_row_query("match:", fields)
+    assert parse_row_query("", fields).empty

@@ -108,3 +108,51 @@ def test_no_color(snap_compare, tmp_path, monkeypatch):
     app = make_app(drift_ws(tmp_path / "ws"), clock=frozen(LAST + 30))
     assert app.no_color
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+# Issue 15: the focus mark with a filtered title, the active-alert list and the status line of a
+# running action, at both sizes.
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_focus_mark_and_filter(snap_compare, tmp_path, size):
+    app = make_app(drift_ws(tmp_path / "ws"), clock=frozen(LAST + 30))
+
+    async def filtered(pilot):
+        await ready(pilot)
+        await pilot.press("slash", *"match:no", "enter")
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=size, run_before=filtered)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_alert_list(snap_compare, tmp_path, size):
+    app = make_app(drift_ws(tmp_path / "ws"), clock=frozen(LAST + 30))
+
+    async def alerts(pilot):
+        await ready(pilot)
+        await pilot.press("A")
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=size, run_before=alerts)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_status_line(snap_compare, tmp_path, size):
+    from tests.test_ui_support import GatedReplica, gated_config, in_thread
+
+    root = tmp_path / "ws"
+    incident = write_workspace(root, polyforms=200, checkpoints=CHECKPOINTS, drift_from=15, config="")
+    with GatedReplica(incident.stored_digest) as replica:
+        (root / "monitoring.toml").write_text(gated_config(replica.url))
+        app = make_app(root, clock=frozen(LAST + 30))
+
+        async def running(pilot):
+            await ready(pilot)
+            await pilot.press("p")
+            await in_thread(lambda: replica.started.wait(10))
+            await pilot.pause(0.2)
+            app.clear_notifications()
+            await pilot.pause(0.05)
+
+        assert snap_compare(app, terminal_size=size, run_before=running)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -66,11 +67,12 @@ from polylog_console.ui.themes import DEFAULT_THEME, FALLBACK
 from polylog_console.ui.widgets.actionbar import ActionBar
 from polylog_console.ui.widgets.banner import AlertBanner
 from polylog_console.ui.widgets.checkpoints import CheckpointTable
-from polylog_console.ui.widgets.diff import DiffPanel
+from polylog_console.ui.widgets.diff import DiffPanel, FilterCleared
 from polylog_console.ui.widgets.header import HeaderState, StatusHeader
 from polylog_console.ui.widgets.linetable import LineTable
 from polylog_console.ui.widgets.logs import ActivityTable, ErrorTable
 from polylog_console.ui.widgets.replicas import ReplicaTable
+from polylog_console.ui.widgets.rowfilter import RowFilter
 
 __all__ = ["PANELS", "ConsoleApp", "is_compact", "run_console", "workspace_label"]
 
@@ -80,7 +82,8 @@ FOOTER_TITLES = {"validate": "Validate", "rehydrate": "Rehydrate", "recompute": 
 FIRST_FRAME_WAIT = 0.3  # seconds the first frame waits for the feed's history
 # Audit events this console also shows from its own event stream (not again from the audit log).
 SHOWN_DIRECTLY = frozenset({"alert_raised", "alert_resolved", "escalation", "action_started", "action_finished",
-                            "action_failed", "action_cancelled", "acknowledged"})
+                            "action_failed", "action_cancelled", "acknowledged", "incident_opened",
+                            "incident_escalated", "incident_restarted", "incident_resolved"})
 
 
 def _bindings() -> list[BindingType]:
@@ -134,6 +137,8 @@ class ConsoleApp(App[int]):
         self.hangup_reason: str | None = None
         self._unavailable: dict[str, str | None] = {}
         self._banner_signature: Any = None
+        self.wide = False
+        self.messages: deque[tuple[float, str, str, str]] = deque(maxlen=500)  # (at, severity, title, text)
         self.panels = Panels(self)
         self.history = History(self, self.timeline)
         self.diff = DiffController(self)
@@ -194,6 +199,7 @@ class ConsoleApp(App[int]):
             with Vertical(id="errors", classes="panel") as box:
                 box.border_title = PANEL_TITLES["errors"]
                 yield ErrorTable(id="error-table")
+        yield RowFilter(id="row-filter")
         yield ActionBar(id="actionbar")
         yield Footer(compact=True)
 
@@ -216,6 +222,7 @@ class ConsoleApp(App[int]):
             replicas.empty_message = "no replicas configured ([[replicas]] in monitoring.toml)"
         self.refresh_status()
         self.query_one(CheckpointTable).stick_to_end = self.following
+        self.watch(self.screen, "focused", self._focus_changed, init=False)
         self.run_worker(self._run_session(), name="session", group="session", exit_on_error=False)
         # Give the feed's recent history a moment to arrive, so that the first frame already shows
         # it (one full render instead of an empty one and then another); a slow start (a huge
@@ -292,7 +299,9 @@ class ConsoleApp(App[int]):
     # -- notifications ---------------------------------------------------------------------------------
 
     def say(self, message: str, *, title: str = "", severity: str = "information", timeout: float = 6) -> None:
-        """A notification of untrusted text (made safe, never parsed as markup)."""
+        """A notification of untrusted text (made safe, never parsed as markup), kept in the
+        message history (``M``) after it has faded."""
+        self.messages.append((self.clock(), severity, safe_text(title, 80), safe_text(message, 500)))
         self.notify(safe_text(message, 500), title=title, severity=severity, timeout=timeout,  # type: ignore[arg-type]
                     markup=False)
 
@@ -312,7 +321,9 @@ class ConsoleApp(App[int]):
             self.feed_note = None
 
     def rows_shown(self) -> None:
-        """The checkpoint table shows new rows (hook for the panel titles)."""
+        """The checkpoint table shows new rows: a filtered title counts them again."""
+        if self.query_one(CheckpointTable).query is not None:
+            self.panels.mark_focus()
 
     def refresh_status(self) -> None:
         """Header, banner, diff and parity from the monitor's current view (cheap; called per batch)."""
@@ -374,6 +385,7 @@ class ConsoleApp(App[int]):
         header.show(replace(header.state, age=_age(view.age)))
         self.query_one(AlertBanner).tick(now)
         self.query_one(ReplicaTable).tick(now)
+        self.query_one(ActionBar).tick()
 
     def _record_own_audit(self) -> None:
         """Remember what this console writes to the audit log, so that the activity log shows the
@@ -486,6 +498,12 @@ class ConsoleApp(App[int]):
             "follow": self.toggle_follow, "filter": self.open_filter,
             "detail": self.detail.open, "copy": self.detail.copy,
             "next_panel": partial(self.panels.step, 1), "prev_panel": partial(self.panels.step, -1),
+            "panel_checkpoints": partial(self.panels.show, "checkpoints"),
+            "panel_diff": partial(self.panels.show, "diff"), "panel_replicas": partial(self.panels.show, "replicas"),
+            "panel_activity": partial(self.panels.show, "activity"),
+            "panel_errors": partial(self.panels.show, "errors"), "alerts": self.open_alerts,
+            "next_match": partial(self.find, 1), "prev_match": partial(self.find, -1),
+            "wide": self.toggle_wide, "messages": self.open_messages,
             "theme": self.themes.choose, "help": self.open_help, "quit": self.quit_console,
         }
         handlers[spec.id]()
@@ -516,8 +534,59 @@ class ConsoleApp(App[int]):
         self.refresh_status()
 
     def open_filter(self) -> None:
-        self.show_panel("diff", focus=False)
-        self.query_one(DiffPanel).open_filter(self.diff.query)
+        """``/``: filter the focused panel (the diff has its own box, with its counts)."""
+        panel = self.panels.current()
+        if panel == "diff":
+            self.show_panel("diff", focus=False)
+            self.query_one(DiffPanel).open_filter(self.diff.query)
+            return
+        table = self.panels.table(panel)
+        if table is None:
+            return
+        self.show_panel(panel, focus=False)
+        current = table.query.query if table.query is not None else ""
+        self.query_one(RowFilter).open_for(panel, PANEL_TITLES[panel], current, table)
+
+    @on(Input.Changed, "#row-filter")
+    def _row_filter_changed(self, event: Input.Changed) -> None:
+        box = self.query_one(RowFilter)
+        table = self.panels.table(box.panel) if box.panel else None
+        if table is not None:
+            error = table.set_query(event.value)
+            box.border_subtitle = error
+            self.panels.mark_focus()
+
+    @on(RowFilter.Closed)
+    def _row_filter_closed(self) -> None:
+        self.panels.mark_focus()
+
+    @on(LineTable.FilterChanged)
+    def _filter_changed_title(self) -> None:
+        self.panels.mark_focus()
+
+    def find(self, direction: int) -> None:
+        table = self.panels.current_table()
+        if table is None or table.last_query is None:
+            self.say("nothing to look for: / sets a filter, and n / N find its matches")
+            return
+        if not table.find(direction):
+            self.say(f"no row matches {table.last_query.query}")
+
+    def toggle_wide(self) -> None:
+        self.wide = not self.wide
+        for table in self.query(LineTable):
+            table.set_wide(self.wide)
+        self.say("wide columns: " + ("on (digests in full)" if self.wide else "off"))
+
+    def open_messages(self) -> None:
+        from polylog_console.ui.widgets.checkpoints import clock_time
+
+        lines = [f"{clock_time(at)}Z  {severity:<11} {title + ': ' if title else ''}{message}"
+                 for at, severity, title, message in self.messages]
+        text = "\n".join(lines) if lines else "no notification yet"
+        key = self.keymap.key_for("copy")
+        self.push_screen(DetailScreen(f"Message history ({len(lines)})", text, key,
+                                      key_display(key) if key else None, what="the message history"))
 
     def apply_filter(self, query: str) -> None:
         self.diff.apply_filter(query)
@@ -526,6 +595,10 @@ class ConsoleApp(App[int]):
     def _filter_changed(self, event: Input.Changed) -> None:
         if not self.diff.large:
             self.diff.apply_filter(event.value)
+
+    @on(FilterCleared)
+    def _diff_filter_cleared(self) -> None:
+        self.diff.apply_filter("")
 
     @on(Input.Submitted, "#diff-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -558,6 +631,32 @@ class ConsoleApp(App[int]):
                 why = self.unavailable(action.id)
             rows.append((action, key_display(key) if key else "—", why))
         self.push_screen(HelpScreen(rows, self.read_only))
+
+    def _focus_changed(self, widget: Any) -> None:
+        self.panels.mark_focus()
+
+    def open_alerts(self) -> None:
+        from polylog_console.ui.screens.alerts import AlertsScreen
+
+        view = self.session.monitor.snapshot()
+        self.push_screen(AlertsScreen(self.dashboard.active, getattr(view, "incident", None), self.clock(),
+                                      self.delivered_sinks()))
+
+    def delivered_sinks(self) -> dict[str, list[str]]:
+        """Sinks that delivered each active alert (by dedup key), from the session's dispatcher when
+        it tells; the dashboard (this banner) always shows it."""
+        dispatcher = getattr(self.session, "alerts", None)
+        delivered = getattr(dispatcher, "delivered", None)
+        out: dict[str, list[str]] = {}
+        if callable(delivered):
+            for banner in self.dashboard.active:
+                with contextlib.suppress(Exception):
+                    out[banner.dedup_key] = list(delivered(banner.dedup_key))
+        return out
+
+    @on(AlertBanner.MoreClicked)
+    def _more_clicked(self) -> None:
+        self.open_alerts()
 
     def show_panel(self, panel_id: str, focus: bool = True) -> None:
         self.panels.show(panel_id, focus)

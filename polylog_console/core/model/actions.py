@@ -40,7 +40,7 @@ class ActionSpec:
     background: bool = False  # runs as a background worker with progress and cancel
     confirm: str | None = None  # a question asked before running
     footer: bool = True  # shown in the footer (all actions are in the palette and help)
-    group: str = "view"  # "runbook", "view" or "app": sections of the help screen
+    group: str = "view"  # "navigation", "runbook", "view" or "app": sections of the help screen
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -69,15 +69,37 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "a box, a filter or a screen)", footer=False, group="runbook"),
     ActionSpec("follow", "f", "Follow / pause", "Follow new checkpoints, or pause the table where it is",
                footer=False),
-    ActionSpec("filter", "slash", "Filter diff",
-               "Filter the symbol diff: words match namespace, signature or symbol; "
-               "kind:missing|unexpected|mismatched and ns:NAME narrow it", footer=False),
-    ActionSpec("detail", "enter", "Checkpoint detail", "Show the selected checkpoint's raw JSON", footer=False),
+    ActionSpec("filter", "slash", "Filter",
+               "Filter the focused panel, live as you type (enter keeps it, esc clears it): words match the "
+               "row's text; field:value narrows it (checkpoints match:no label: digest: time:; diff kind: ns:; "
+               "replicas match: name:; activity kind: level:; errors kind: field: line:)", footer=False),
+    ActionSpec("next_match", "n", "Next match", "Jump to the next row matching the last filter", footer=False,
+               group="navigation"),
+    ActionSpec("prev_match", "N", "Previous match", "Jump to the previous row matching the last filter",
+               footer=False, group="navigation"),
+    ActionSpec("wide", "w", "Wide columns", "Show truncated columns (digests) in full, or narrow again",
+               footer=False),
+    ActionSpec("messages", "M", "Message history", "Every notification shown so far, newest last", footer=False),
+    ActionSpec("detail", "enter", "Row detail",
+               "Show the selected row of the focused panel in full (a checkpoint's JSON, an error's raw line, "
+               "an activity's audit record, a replica's answer, a diff row), copyable", footer=False),
     ActionSpec("copy", "c", "Copy checkpoint JSON",
                "Copy the selected checkpoint's raw JSON to the clipboard (OSC 52, works over SSH)", footer=False),
+    ActionSpec("panel_checkpoints", "1", "Checkpoints panel", "Show and focus the checkpoints", footer=False,
+               group="navigation"),
+    ActionSpec("panel_diff", "2", "Diff panel", "Show and focus the symbol diff", footer=False, group="navigation"),
+    ActionSpec("panel_replicas", "3", "Replicas panel", "Show and focus replica parity", footer=False,
+               group="navigation"),
+    ActionSpec("panel_activity", "4", "Activity panel", "Show and focus the activity log", footer=False,
+               group="navigation"),
+    ActionSpec("panel_errors", "5", "Errors panel", "Show and focus the ingest errors", footer=False,
+               group="navigation"),
+    ActionSpec("alerts", "A", "Active alerts",
+               "List every active alert: code, since, consecutive, sinks delivered, acknowledged by", footer=False),
     ActionSpec("next_panel", "right_square_bracket", "Next panel",
-               "Show the next panel (checkpoints, diff, replicas, activity, errors)", footer=False),
-    ActionSpec("prev_panel", "left_square_bracket", "Previous panel", "Show the previous panel", footer=False),
+               "Show the next panel (checkpoints, diff, replicas, activity, errors)", footer=False, group="navigation"),
+    ActionSpec("prev_panel", "left_square_bracket", "Previous panel", "Show the previous panel", footer=False,
+               group="navigation"),
     ActionSpec("theme", "t", "Switch theme", "Choose the console theme (themes/*.toml)", footer=False,
                group="app"),
     ActionSpec("help", "question_mark", "Help", "Every key and what it does", group="app"),
@@ -93,6 +115,8 @@ RESERVED_KEYS: dict[str, str] = {
     "ctrl+c": "copy / quit hint",
     "up": "move the cursor", "down": "move the cursor", "pageup": "scroll", "pagedown": "scroll",
     "home": "scroll to the top", "end": "scroll to the end", "tab": "focus", "shift+tab": "focus",
+    "j": "move the cursor", "k": "move the cursor", "g": "the first row", "G": "the newest row",
+    "ctrl+d": "half a page down", "ctrl+u": "half a page up",
 }
 
 

@@ -77,6 +77,11 @@ def _describe(event: Any, now: float | None = None) -> Activity | None:
     if isinstance(event, EntryEvent):
         entry = event.entry
         return Activity(now, "entry", f"line {entry.line}: {entry.entry_kind}")
+    if getattr(event, "event", None) == "incident" and hasattr(event, "incident"):
+        inc = event.incident
+        level = {"opened": "error", "escalated": "error", "resolved": "ok"}.get(event.kind, "info")
+        return Activity(now, "incident", f"incident {inc.id} {event.kind}: since {inc.started_label}, "
+                        f"{inc.consecutive_mismatches} consecutive", level)
     if isinstance(event, IngestErrorEvent):
         err = event.error
         return Activity(now, "feed", f"ingest error at line {err.line}: {err.reason}", "warning")

@@ -97,3 +97,51 @@ def iter_diff(diff: RegistryDiff, flt: DiffFilter) -> Iterator[DiffRow]:
             for sig in sorted(d.mismatched):
                 stored, live = d.mismatched[sig]
                 yield ("mismatched", ns, sig, stored, live)
+
+
+# -- every panel: the same small query language ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class RowQuery:
+    """A query over a panel's rows, in the diff's language: ``field:value`` terms (the value a
+    case-insensitive prefix; one field given twice accepts either value) and words (substrings of
+    the row's text), all of which must hold. ``fields`` maps each field name to what it accepts."""
+
+    fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    words: tuple[str, ...] = ()
+    query: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.query.strip()
+
+    def matches(self, values: dict[str, str], text: str) -> bool:
+        for name, wanted in self.fields:
+            value = values.get(name, "").lower()
+            if not any(value.startswith(w) for w in wanted):
+                return False
+        if self.words:
+            haystack = text.lower()
+            return all(word in haystack for word in self.words)
+        return True
+
+
+def parse_row_query(query: str, fields: dict[str, str]) -> RowQuery:
+    """``query`` for a panel whose rows have ``fields`` (``{alias: field}``, e.g. ``{"k": "kind"}``;
+    every field maps to itself too). An unknown ``name:`` is an error naming the known fields."""
+    names = {**{f: f for f in fields.values()}, **fields}
+    chosen: dict[str, list[str]] = {}
+    words: list[str] = []
+    for term in query.split():
+        name, sep, value = term.partition(":")
+        if sep and name:
+            field_name = names.get(name.lower())
+            if field_name is None:
+                known = ", ".join(sorted(set(fields.values())))
+                raise FilterError(f'unknown field "{name}:" here (known: {known})')
+            if not value:
+                raise FilterError(f"{name}: needs a value")
+            chosen.setdefault(field_name, []).append(value.lower())
+        else:
+            words.append(term.lower())
+    return RowQuery(tuple((k, tuple(v)) for k, v in chosen.items()), tuple(words), query)

@@ -79,7 +79,7 @@ class Detail:
         app = self.app
         panel = panel or app.panels.current()
         table = app.panels.table(panel)
-        index = table.cursor if table is not None else -1
+        index = table.selected_index if table is not None else -1
         if panel == "checkpoints":
             cp = app.selected_checkpoint()
             return checkpoint_detail(cp) if cp is not None else None

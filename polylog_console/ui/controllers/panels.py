@@ -8,14 +8,18 @@ stale tab, so that underline and content disagreed).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from textual.css.query import NoMatches
 from textual.widget import Widget
-from textual.widgets import Tabs
+from textual.widgets import Tab, Tabs
 
-from polylog_console.ui.layout import PANEL_IDS, TABLE_OF
+from polylog_console.ui.layout import PANEL_IDS, PANEL_TITLES, PANELS, TABLE_OF
 from polylog_console.ui.widgets.linetable import LineTable
+
+PANELS_SHORT = dict(PANELS)
+FOCUS_MARK = "▶ "  # in the focused panel's title: focus is never shown by colour alone
 
 
 class Panels:
@@ -36,6 +40,7 @@ class Panels:
             if table is not None:
                 table.focus()
         app.panel_shown(panel_id)
+        self.mark_focus()
 
     def step(self, delta: int) -> None:
         ids = list(PANEL_IDS)
@@ -54,6 +59,28 @@ class Panels:
             return self.app.query_one(f"#{TABLE_OF[panel_id]}", LineTable)
         except (NoMatches, KeyError):
             return None
+
+    def mark_focus(self) -> None:
+        """The focused panel's title carries the focus mark; the others do not."""
+        focused = self.focused()
+        for pid in PANEL_IDS:
+            try:
+                panel = self.app.query_one(f"#{pid}")
+            except NoMatches:
+                return
+            title = PANEL_TITLES[pid]
+            table = self.table(pid)
+            status = table.filter_status() if table is not None else None
+            if status:
+                title = f"{title} · {status}"
+            tab_label = PANELS_SHORT[pid] + (f" · {status}" if status and pid == self.active else "")
+            title = f"{FOCUS_MARK}{title}" if pid == focused else title
+            if panel.border_title != title:
+                panel.border_title = title
+            with contextlib.suppress(NoMatches):  # compact layout: the tab says it too
+                tab = self.app.query_one(f"#tab-{pid}", Tab)
+                if str(tab.label) != tab_label:
+                    tab.label = tab_label
 
     def focused(self) -> str | None:
         """The panel holding the focus (None: the focus is elsewhere, e.g. in a filter box)."""

@@ -15,10 +15,13 @@ from textual.widgets import Static
 
 from polylog_console.core.model.actions import ActionSpec
 
-GROUPS = (("runbook", "Runbook actions"), ("view", "View"), ("app", "Console"))
-NAVIGATION = (
-    ("↑ ↓ PgUp PgDn Home End", "move in the focused table (the top of the checkpoints pages in older history)"),
-    ("Tab / Shift+Tab", "move the focus between panels"),
+GROUPS = (("navigation", "Navigation"), ("runbook", "Runbook"), ("view", "View"), ("app", "Console"))
+NAVIGATION = (  # the table keys (fixed, as in less, vim, k9s and lazygit)
+    ("j k ↑ ↓", "move in the focused table (the top of the checkpoints pages in older history)"),
+    ("g G Home End", "first row / newest row"),
+    ("^d ^u PgUp PgDn", "half a page / a page"),
+    ("Tab / Shift+Tab", "move the focus between panels (▶ marks the focused one)"),
+    ("esc", "leave a box, a filter or a screen (never cancels an action)"),
     ("^p", "command palette: every action by name"),
 )
 
@@ -49,18 +52,18 @@ class HelpScreen(ModalScreen[None]):
             parts += [("READ-ONLY: actions that change the workspace are hidden and refused.\n", "bold $warning")]
         for group, heading in GROUPS:
             parts += ["\n", (heading, "bold underline"), "\n"]
+            if group == "navigation":
+                for keys, what in NAVIGATION:
+                    parts += [(f" {keys:>15} ", "bold $accent"), f" {what}\n"]
             for spec, key, why in self._rows:
                 if spec.group != group:
                     continue
-                parts += [(f" {key:>8} ", "bold $accent"), " ", (spec.title, "bold"), "  ", spec.description]
+                parts += [(f" {key:>15} ", "bold $accent"), " ", (spec.title, "bold"), "  ", spec.description]
                 if spec.mutates:
                     parts.append(("  (changes the workspace)", "$text-muted"))
                 if why:
                     parts.append((f"  [{why}]", "$warning"))
                 parts.append("\n")
-        parts += ["\n", ("Navigation", "bold underline"), "\n"]
-        for keys, what in NAVIGATION:
-            parts += [(f" {keys} ", "bold $accent"), f" {what}\n"]
         parts += ["\nTimes are UTC. Status badges: ✔ IN SYNC, ✘ DRIFT, ◷ STALE, ∅ NO DATA. "
                   "Keys are remapped in monitoring.toml under [ui.keys] (action = \"key\").\n"]
         return Content.assemble(*parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from textual import events
 from textual.message import Message
@@ -41,12 +42,12 @@ class CheckpointTable(LineTable):
     COLUMNS = (
         Column("time", 8),
         Column("label", 14, flex=3),
-        Column("polygons", 8, "right"),
-        Column("chunks", 6, "right"),
-        Column("refs", 4, "right", min_width=70),
-        Column("digest", 12, flex=1),
+        Column("polygons", 8, "right", narrow_only=True),
+        Column("chunks", 6, "right", narrow_only=True),
+        Column("refs", 4, "right", min_width=70, narrow_only=True),
+        Column("digest", 12, flex=1, wide=64),
         Column("match", 8),
-        Column("latency", 9, "right", min_width=84),
+        Column("latency", 9, "right", min_width=84, narrow_only=True),
     )
     EMPTY = "no checkpoint yet: waiting for the feed"
 
@@ -73,7 +74,8 @@ class CheckpointTable(LineTable):
             (number(cp.polygons), ""),
             (number(cp.chunk_count), ""),
             (number(cp.module_refs), ""),
-            (cp.digest[:12], "drift" if row.match is False and not row.scheme_mismatch else "dim"),
+            (cp.digest if self.wide else cp.digest[:12],
+             "drift" if row.match is False and not row.scheme_mismatch else "dim"),
             (badge, style),
             (latency(row.latency_ms), "dim"),
         )
@@ -81,10 +83,25 @@ class CheckpointTable(LineTable):
     def row_key(self, index: int) -> object:
         return self.timeline.first_seq + index  # a seq names the same checkpoint for as long as it is held
 
+    # "/" here: match:yes|no|scheme|unknown, label:, digest: (prefixes), time:HH:MM; words search
+    # label, digest and time.
+    FILTER_FIELDS: ClassVar[dict[str, str]] = {"match": "match", "m": "match", "label": "label", "l": "label",
+                                               "digest": "digest", "d": "digest", "time": "time", "t": "time"}
+
+    def row_fields(self, index: int) -> tuple[dict[str, str], str]:
+        row = self.timeline.row(self.timeline.first_seq + index)
+        if row is None:
+            return {}, ""
+        cp = row.checkpoint
+        match = "unknown" if row.match is None else "yes" if row.match else "scheme" if row.scheme_mismatch else "no"
+        label, time = cp.display_label, clock_time(cp.timestamp)
+        return {"match": match, "label": label, "digest": cp.digest, "time": time}, f"{label} {cp.digest} {time}"
+
     def selected_seq(self) -> int | None:
-        if self.cursor < 0 or self.cursor >= len(self.timeline):
+        index = self.selected_index
+        if index < 0 or index >= len(self.timeline):
             return None
-        return self.timeline.first_seq + self.cursor
+        return self.timeline.first_seq + index
 
     # Reaching the top asks for older history (the app pages it in from the feed file).
     def _maybe_need_older(self) -> None:

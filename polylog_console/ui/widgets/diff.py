@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import Input, Static
 
 from polylog_console.core.registry.diff_view import DiffView
@@ -23,14 +24,19 @@ KIND_STYLE = {"missing": ("− missing", "drift"), "unexpected": ("+ unexpected"
 DiffState = DiffView  # what the panel shows, decided in core (polylog_console.core.registry.diff_view)
 
 
-class FilterInput(Input):
-    """The diff filter's input: escape closes it (the filter stays applied)."""
+class FilterCleared(Message):
+    """esc in the diff's filter box, or on a filtered diff: clear the filter."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close the filter", show=False)]
+
+class FilterInput(Input):
+    """The diff filter's input: escape clears the filter and closes the box (enter keeps it)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Clear the filter", show=False)]
 
     def action_close(self) -> None:
         panel = self.parent
         if isinstance(panel, DiffPanel):
+            self.post_message(FilterCleared())
             panel.close_filter()
 
 
@@ -47,6 +53,15 @@ class DiffTable(LineTable):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.rows: Sequence[DiffRow] = ()
+        self.filtered = False  # the diff's own filter is applied (esc clears it)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return self.filtered
+        return True
+
+    def action_clear_filter(self) -> None:
+        self.post_message(FilterCleared())
 
     def row_count(self) -> int:
         return len(self.rows)
@@ -78,6 +93,7 @@ class DiffPanel(Vertical):
         self.query_one("#diff-summary", Static).update(summary(state))
         table = self.query_one(DiffTable)
         table.rows = state.rows
+        table.filtered = bool(state.query)
         table.empty_message = "no difference matches the filter" if state.query else (
             state.note if state.diff is None else "no differences")
         table.reset()

@@ -24,6 +24,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from polylog_console.core.registry.filter import RowQuery
 from polylog_console.ui.compat import set_scroll_extent
 from polylog_console.ui.safe import fit
 
@@ -37,6 +38,8 @@ class Column:
     align: str = "left"
     flex: int = 0  # share of the spare width
     min_width: int = 0  # hide the column when the table is narrower than this
+    wide: int = 0  # its width in wide mode (w), when wider than ``width``
+    narrow_only: bool = False  # hidden in wide mode, to make room for the wide columns
 
 
 Cell = tuple[object, str]  # (untrusted value, style name or "")
@@ -59,6 +62,14 @@ class LineTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "home", "Top", show=False),
         Binding("end", "end", "Bottom", show=False),
+        # The conventions of the TUIs operators know (less, vim, k9s, lazygit): issue 15.
+        Binding("j", "cursor(1)", "Down", show=False, id="row-down"),
+        Binding("k", "cursor(-1)", "Up", show=False, id="row-up"),
+        Binding("g", "home", "First row", show=False, id="row-first"),
+        Binding("G", "end", "Newest row", show=False, id="row-last"),
+        Binding("ctrl+d", "half_page(1)", "Half a page down", show=False, id="half-page-down"),
+        Binding("ctrl+u", "half_page(-1)", "Half a page up", show=False, id="half-page-up"),
+        Binding("escape", "clear_filter", "Clear the filter", show=False),
     ]
 
     COLUMNS: Sequence[Column] = ()
@@ -86,11 +97,15 @@ class LineTable(ScrollView, can_focus=True):
         self.cursor = -1  # row index; -1: none
         self.empty_message = self.EMPTY
         self._layout: list[tuple[int, int, Column]] = []  # (column index, width, column)
-        self._layout_width = -1
+        self._layout_width: tuple[int, bool] | None = None
         self._count = 0
         self.stick_to_end = False  # keep the newest row in view (and selected) as rows arrive
         self._lines: dict[object, Strip] = {}  # built lines, by (row key, width, cursor, focus, style)
         self._frame: tuple[Any, ...] | None = None  # styles of the frame: base, header, cursor, empty, names, focus
+        self.query: RowQuery | None = None  # the filter applied (issue 15: "/" on any panel)
+        self.last_query: RowQuery | None = None  # what n / N look for
+        self.view: list[int] | None = None  # filtered: the row indices shown, in order
+        self.wide = False  # truncated columns shown in full (w)
 
     # -- subclass interface ---------------------------------------------------------------------
 
@@ -100,14 +115,117 @@ class LineTable(ScrollView, can_focus=True):
     def row_cells(self, index: int) -> Sequence[Cell]:
         raise NotImplementedError
 
+    # Filtering: subclasses name their fields (alias -> field) and give each row's values and text.
+    FILTER_FIELDS: ClassVar[dict[str, str]] = {}
+
+    def row_fields(self, index: int) -> tuple[dict[str, str], str]:
+        """Row ``index``'s filterable fields and the text words are looked for in."""
+        return {}, " ".join(str(value) for value, _ in self.row_cells(index))
+
+    def shown_count(self) -> int:
+        return len(self.view) if self.view is not None else self.row_count()
+
+    def source_index(self, index: int) -> int:
+        """The row index (in the data) of display row ``index``."""
+        view = self.view
+        if view is None:
+            return index
+        return view[index] if 0 <= index < len(view) else -1
+
+    @property
+    def selected_index(self) -> int:
+        """The data index of the cursor's row, -1 when none."""
+        return self.source_index(self.cursor) if self.cursor >= 0 else -1
+
+    def _refilter(self) -> None:
+        query = self.query
+        if query is None:
+            self.view = None
+            return
+        match, fields = query.matches, self.row_fields
+        self.view = [i for i in range(self.row_count()) if match(*fields(i))]
+
+    def set_query(self, text: str) -> str | None:
+        """Filter the rows by ``text`` (empty: no filter); returns a one-line error, or None."""
+        from polylog_console.core.registry.filter import FilterError, parse_row_query
+
+        text = text.strip()
+        if not text:
+            self.clear_filter()
+            return None
+        try:
+            query = parse_row_query(text, self.FILTER_FIELDS)
+        except FilterError as exc:
+            return str(exc)
+        source = self.selected_index
+        self.query = self.last_query = query
+        self._lines.clear()
+        self._refilter()
+        self._after_view_change(source)
+        return None
+
+    def clear_filter(self) -> None:
+        if self.query is None:
+            return
+        source = self.selected_index
+        self.query = None
+        self.view = None
+        self._lines.clear()
+        self._after_view_change(source)
+
+    def _after_view_change(self, source: int) -> None:
+        self._count = self.shown_count()
+        self._set_virtual_rows(self._count + 1)
+        if self.view is not None:
+            index = next((n for n, i in enumerate(self.view) if i >= source), len(self.view) - 1) if source >= 0 else 0
+        else:
+            index = source
+        self.cursor = min(max(-1, index), self._count - 1)
+        if self.cursor >= 0:
+            top = int(self.scroll_y)
+            if not top <= self.cursor < top + self.page_rows:
+                self.scroll_to(y=max(0, self.cursor - self.page_rows // 2), animate=False, immediate=True)
+        else:
+            self.scroll_to(y=0, animate=False, immediate=True)
+        self.refresh()
+        self.post_message(self.FilterChanged(self))
+
+    def find(self, direction: int) -> bool:
+        """Move to the next (1) or previous (-1) row matching the last query; False when none."""
+        query = self.last_query
+        count = self.shown_count()
+        if query is None or not count:
+            return False
+        start = self.cursor if self.cursor >= 0 else (-1 if direction > 0 else count)
+        for step in range(1, count + 1):
+            index = (start + direction * step) % count
+            if query.matches(*self.row_fields(self.source_index(index))):
+                self.move_cursor(index)
+                return True
+        return False
+
+    def filter_status(self) -> str | None:
+        """``filtered: 3 of 5,000`` while a filter is applied."""
+        if self.query is None:
+            return None
+        return f"filtered: {self.shown_count():,} of {self.row_count():,}"
+
+    class FilterChanged(Message):
+        def __init__(self, table: LineTable) -> None:
+            super().__init__()
+            self.table = table
+
     # -- data changes -------------------------------------------------------------------------------
 
     def rows_changed(self, *, removed_front: int = 0, added_front: int = 0, follow: bool = False) -> None:
         """Rows were appended at the end and/or removed or added at the front. Keeps the rows in
         view where they were (unless ``follow``: then the newest row is shown and selected)."""
-        self._count = self.row_count()
+        self._refilter()
+        self._count = self.shown_count()
         self._set_virtual_rows(self._count + 1)
         shift = added_front - removed_front
+        if self.view is not None:
+            shift = 0  # a filtered view is rebuilt: the cursor stays on its display row
         if follow:
             self.stick_to_end = True
             self._to_end()
@@ -149,7 +267,8 @@ class LineTable(ScrollView, can_focus=True):
 
     def reset(self) -> None:
         self._lines.clear()
-        self._count = self.row_count()
+        self._refilter()
+        self._count = self.shown_count()
         self.cursor = min(self.cursor, self._count - 1)
         self._set_virtual_rows(self._count + 1)
         self.scroll_to(y=0, animate=False, immediate=True)
@@ -162,7 +281,7 @@ class LineTable(ScrollView, can_focus=True):
         return max(1, self.size.height - 1)
 
     def move_cursor(self, index: int) -> None:
-        count = self.row_count()
+        count = self.shown_count()
         if count == 0:
             self.cursor = -1
             return
@@ -190,11 +309,14 @@ class LineTable(ScrollView, can_focus=True):
     def action_page(self, direction: int) -> None:
         self.move_cursor(max(0, self.cursor) + direction * self.page_rows)
 
+    def action_half_page(self, direction: int) -> None:
+        self.move_cursor(max(0, self.cursor) + direction * max(1, self.page_rows // 2))
+
     def action_home(self) -> None:
         self.move_cursor(0)
 
     def action_end(self) -> None:
-        self.move_cursor(self.row_count() - 1)
+        self.move_cursor(self.shown_count() - 1)
 
     def on_click(self, event: events.Click) -> None:
         if event.y >= 1:
@@ -203,15 +325,19 @@ class LineTable(ScrollView, can_focus=True):
     # -- rendering ------------------------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        self._count = self.row_count()
+        self._count = self.shown_count()
         self.virtual_size = Size(event.size.width, self._count + 1)
         if self.stick_to_end:
             self.call_after_refresh(self._to_end)
 
     def _columns(self, width: int) -> list[tuple[int, int, Column]]:
-        if width == self._layout_width:
+        if (width, self.wide) == self._layout_width:
             return self._layout
-        shown = [(i, c) for i, c in enumerate(self.COLUMNS) if width >= c.min_width]
+        wide = self.wide
+        shown = [(i, c) for i, c in enumerate(self.COLUMNS)
+                 if width >= c.min_width and not (wide and c.narrow_only)]
+        if wide:
+            shown = [(i, Column(c.title, max(c.width, c.wide), c.align, c.flex)) for i, c in shown]
         used = sum(c.width for _, c in shown) + max(0, len(shown) - 1)
         spare = max(0, width - used)
         flex_total = sum(c.flex for _, c in shown)
@@ -220,12 +346,24 @@ class LineTable(ScrollView, can_focus=True):
             extra = spare * c.flex // flex_total if flex_total and c.flex else 0
             layout.append((i, c.width + extra, c))
         self._layout = layout
-        self._layout_width = width
+        self._layout_width = (width, wide)
         return layout
 
     def row_key(self, index: int) -> object:
         """A key that names row ``index``'s content for the line cache (None: do not cache)."""
         return None
+
+    def set_wide(self, wide: bool) -> None:
+        self.wide = wide
+        self.invalidate_rows()
+
+    def action_clear_filter(self) -> None:
+        self.clear_filter()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return self.query is not None  # esc on a filtered panel clears it; otherwise esc passes on
+        return True
 
     def invalidate_rows(self) -> None:
         """Row contents changed in place: forget the cached lines."""
@@ -279,13 +417,14 @@ class LineTable(ScrollView, can_focus=True):
                 return Strip([Segment(fit(self.empty_message, width), empty)]).adjust_cell_length(width, base)
             return Strip.blank(width, base)
         is_cursor = index == self.cursor
-        key = self.row_key(index)
-        cache_key = (key, width, is_cursor, focused, base)
+        source = self.view[index] if self.view is not None else index
+        key = self.row_key(source)
+        cache_key = (key, width, is_cursor, focused, base, self.wide)
         if key is not None:
             cached = self._lines.get(cache_key)
             if cached is not None:
                 return cached
-        cells = self.row_cells(index)
+        cells = self.row_cells(source)
         row_style = base + cursor_style if is_cursor else base
         segments = []
         for n, (i, w, col) in enumerate(layout):

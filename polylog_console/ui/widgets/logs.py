@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import ClassVar
 
 from polylog_console.core.feed.records import FieldWarning, IngestError
 from polylog_console.core.monitor.activity import Activity
@@ -16,10 +17,15 @@ class ActivityTable(LineTable):
     COLUMNS = (
         Column("time", 8),
         Column("", 1),
-        Column("what", 7),
+        Column("what", 8),
         Column("message", 20, flex=1),
     )
     EMPTY = "no activity yet"
+    FILTER_FIELDS: ClassVar[dict[str, str]] = {"kind": "kind", "k": "kind", "level": "level"}
+
+    def row_fields(self, index: int) -> tuple[dict[str, str], str]:
+        a = self.items[index]
+        return {"kind": a.kind, "level": a.level}, f"{clock_time(a.at)} {a.kind} {a.message}"
 
     def __init__(self, limit: int = 2000, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -41,7 +47,7 @@ class ActivityTable(LineTable):
     def add(self, items: Sequence[Activity]) -> None:
         if not items:
             return
-        at_end = self.cursor < 0 or self.cursor >= len(self.items) - 1
+        at_end = self.cursor < 0 or self.cursor >= self.shown_count() - 1
         before = len(self.items)
         self.items.extend(items)
         self.added += len(items)
@@ -61,6 +67,14 @@ class ErrorTable(LineTable):
         Column("reason", 20, flex=1),
     )
     EMPTY = "no ingest errors"
+    FILTER_FIELDS: ClassVar[dict[str, str]] = {"kind": "kind", "k": "kind", "field": "field", "line": "line"}
+
+    def row_fields(self, index: int) -> tuple[dict[str, str], str]:
+        item = self.items[index]
+        kind = "error" if isinstance(item, IngestError) else "warning"
+        field = "" if isinstance(item, IngestError) else item.field
+        line = "" if item.line is None else str(item.line)
+        return {"kind": kind, "field": field, "line": line}, f"{line} {kind} {field} {item.reason}"
 
     def __init__(self, limit: int = 2000, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -83,7 +97,7 @@ class ErrorTable(LineTable):
     def add(self, items: Sequence[IngestError | FieldWarning]) -> None:
         if not items:
             return
-        at_end = self.cursor < 0 or self.cursor >= len(self.items) - 1
+        at_end = self.cursor < 0 or self.cursor >= self.shown_count() - 1
         before = len(self.items)
         self.items.extend(items)
         self.total += len(items)

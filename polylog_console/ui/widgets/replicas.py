@@ -5,7 +5,7 @@ report checked against a stored digest that is no longer the current one is show
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from polylog_console.core.monitor.rules import format_age
 from polylog_console.ui.widgets.checkpoints import latency
@@ -24,13 +24,20 @@ STATUS = {
 class ReplicaTable(LineTable):
     COLUMNS = (
         Column("name", 10, flex=1),
-        Column("digest", 12, min_width=76),
+        Column("digest", 12, min_width=76, wide=64),
         Column("match", 14),
         Column("latency", 8, "right"),
         Column("checked", 8, "right", min_width=90),
         Column("error", 10, flex=3),
     )
     EMPTY = "not checked yet: press the verify-replicas key"
+    FILTER_FIELDS: ClassVar[dict[str, str]] = {"match": "match", "m": "match", "name": "name", "status": "status"}
+
+    def row_fields(self, index: int) -> tuple[dict[str, str], str]:
+        r = self.results[index]
+        match = "unknown" if r.match is None else "yes" if r.match else "no"
+        return ({"match": match, "name": r.name, "status": r.status},
+                f"{r.name} {r.digest or ''} {r.status} {r.error or ''}")
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -48,8 +55,9 @@ class ReplicaTable(LineTable):
         checked = f"{format_age(self.now - self.checked_at)} ago" if self.checked_at is not None else "—"
         if self.stale:
             badge, style = f"◷ was {badge}", "stale"
-        return ((r.name, "bold"), ((r.digest or "—")[:12], "dim"), (badge, style), (latency(r.latency_ms), "dim"),
-                (checked, "dim"), (r.error or "", "error" if r.error else ""))
+        digest = r.digest or "—"
+        return ((r.name, "bold"), (digest if self.wide else digest[:12], "dim"), (badge, style),
+                (latency(r.latency_ms), "dim"), (checked, "dim"), (r.error or "", "error" if r.error else ""))
 
     def show(self, results: Sequence[Any], checked_at: float | None, now: float, note: str | None = None) -> None:
         self.results = results
