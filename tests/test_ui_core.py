@@ -290,3 +290,21 @@ def test_row_query_language_fields_words_and_errors():
     with pytest.raises(FilterError, match="needs a value"):
         parse_row_query("match:", fields)
     assert parse_row_query("", fields).empty
+
+
+def test_timeline_add_replaces_a_recompared_latest_row_instead_of_copying_it():
+    tl = Timeline(capacity=10)
+    rows = [Row(cp(n), False, latency_ms=5.0, live=True) for n in range(1, 4)]
+    assert tl.add(rows) == (0, False)
+    latest = rows[-1].checkpoint
+    dropped, updated = tl.add([Row(latest, True)])  # a recheck of the same checkpoint: parity now
+    assert (dropped, updated) == (0, True) and len(tl) == 3
+    assert tl.latest.match is True and tl.latest.latency_ms == 5.0 and tl.latest.live
+    # the same line read again after a reload (another object, same offset and bytes) is the same row
+    again = parse_line(latest.raw, latest.line, latest.offset)
+    assert tl.add([Row(again, False)]) == (0, True) and len(tl) == 3
+    # a new checkpoint and its own recheck in one batch: one row
+    new = cp(4)
+    assert tl.add([Row(new, False), Row(new, True)]) == (0, False) and len(tl) == 4 and tl.latest.match is True
+    tl.clear()
+    assert len(tl) == 0 and tl.add([Row(cp(1), None)]) == (0, False) and len(tl) == 1

@@ -174,3 +174,17 @@ async def test_filter_on_errors_and_activity_and_esc_never_cancels(small_ws):
         activity = app.query_one("#activity-table")
         assert activity.shown_count() and all(activity.items[activity.source_index(i)].kind == "feed"
                                               for i in range(activity.shown_count()))
+
+
+async def test_tab_and_shift_tab_step_through_the_panels_in_order(small_ws):
+    for size in ((160, 48), (80, 24)):
+        app = make_app(small_ws.root)
+        async with app.run_test(size=size) as pilot:
+            await start(pilot)
+            seen = []
+            for _ in range(5):
+                await pilot.press("tab")
+                seen.append((app.active_panel, app.panels.focused()))
+            assert seen == [(p, p) for p in ("diff", "replicas", "activity", "errors", "checkpoints")]
+            await pilot.press("shift+tab")
+            assert app.active_panel == "errors" and app.panels.focused() == "errors"

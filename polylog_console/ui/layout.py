@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 # The panels in their order: the number keys 1-5 and tab / shift+tab follow it.
@@ -33,9 +34,14 @@ def workspace_label(root: os.PathLike[str] | str) -> str:
 
 
 class MainScreen(Screen[None]):
-    """The console's one screen (modal screens go over it)."""
+    """The console's one screen (modal screens go over it). Tab and shift+tab move between the
+    panels in their order (showing each in the compact layout), as the number keys do."""
 
     AUTO_FOCUS = "#checkpoint-table"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("tab", "app.run('next_panel')", "Next panel", show=False),
+        Binding("shift+tab", "app.run('prev_panel')", "Previous panel", show=False),
+    ]
 
     def on_resize(self, event: Any) -> None:
         compact = is_compact(*self.app.size)
