@@ -132,6 +132,8 @@ async def test_an_incident_older_than_the_history_is_found_by_a_backwards_scan(s
     assert restarted.kind == "restarted" and restarted.incident.id == opened.incident.id
     assert restarted.incident.started_label == "cp-01000" and restarted.incident.started_at == T0 + 1_000
     assert restarted.incident.start_in_history and restarted.incident.scan == "found"
+    # the drifting checkpoints before the history count: 1000 .. 19999, all mismatching
+    assert restarted.incident.mismatching_checkpoints == restarted.incident.consecutive_mismatches == 19_000
 
 
 async def test_a_feed_in_drift_from_its_first_line_starts_there(small_ws):

@@ -32,6 +32,11 @@ class ScanResult:
     reason: str  # "parity", "start of feed", "limit", "file replaced"
 
     @property
+    def drifting(self) -> int:
+        """Drifting checkpoints found before the history (the matching one that ended the scan excluded)."""
+        return self.scanned - 1 if self.reason == "parity" else self.scanned
+
+    @property
     def detail(self) -> str:
         where = f"start found at {self.start.display_label}" if self.start is not None else "no earlier drift"
         return f"{where} ({self.reason}, {self.scanned} checkpoints scanned backwards)"

@@ -552,10 +552,11 @@ class Monitor:
         return incident.id, incident.started_offset, self.view.digest, self.view.other_digest
 
     def restart_incident(self, ident: int, cp: Checkpoint | None, *, complete: bool, detail: str = "",
-                         failed: bool = False, now: float | None = None) -> list[Any]:
+                         failed: bool = False, earlier: int = 0, now: float | None = None) -> list[Any]:
         """A backwards scan found the open incident's start (``cp``, the earliest mismatching
-        checkpoint before the history read; None when it found none earlier). ``complete``: the
-        scan reached a matching checkpoint or the start of the feed, so the start is proven.
+        checkpoint before the history read; None when it found none earlier) and ``earlier``
+        drifting checkpoints before the history (added to the counts). ``complete``: the scan
+        reached a matching checkpoint or the start of the feed, so the start is proven.
         Emits ``IncidentEvent("restarted")``; nothing when that incident is no longer open."""
         now = self.clock() if now is None else now
         incident = self.incident
@@ -567,6 +568,10 @@ class Monitor:
             incident.started_label = cp.display_label
             incident.started_line = cp.line if cp.line is not None else 0
             incident.started_offset = cp.offset
+        if earlier > 0:  # the drifting checkpoints before the history: part of the incident's counts
+            incident.mismatching += earlier
+            if self.latest_match is False and not self.latest_scheme_mismatch:
+                self.consecutive += earlier
         incident.start_in_history = complete
         incident.scan = "found" if complete else ("failed" if failed else "limit")
         incident.note(IncidentNote(now, "restarted", detail or (

@@ -316,7 +316,7 @@ class Session:
                     detail=f"backwards scan failed: {type(exc).__name__}: {exc}"))
                 return
             self.publish(self.monitor.restart_incident(ident, result.start, complete=result.complete,
-                                                       detail=result.detail,
+                                                       detail=result.detail, earlier=result.drifting,
                                                        failed=result.reason == "file replaced"))
 
         self._spawn(scan())
