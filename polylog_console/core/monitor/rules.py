@@ -281,8 +281,8 @@ class Monitor:
         drifting = False
         consecutive = 0
         limit = 0  # drifting: consecutive count at which escalation is due (full evaluation)
-        keys: Any = None
-        types: tuple[type, ...] = ()
+        keys: tuple[str, ...] = ()  # the steady checkpoint's keys, in order
+        types: list[type] = []  # ... and its value types (cheapest to build and compare: measured)
         if self._from_start is None and isinstance(records, list):
             self._from_start = _starts_at_zero(records)
         easy = False  # steady, in sync and fresh: only counters change
@@ -297,8 +297,8 @@ class Monitor:
                         last = record
                         if drifting:
                             consecutive += 1
-                        if (data.keys() != keys or record.telemetry_raw is not None or record.extra
-                                or tuple(map(type, data.values())) != types):
+                        if (tuple(data) != keys or record.telemetry_raw is not None or record.extra
+                                or list(map(type, data.values())) != types):
                             warned += len(record.warnings)  # a different shape: check it
                         else:  # same keys, value types and digest as a checkpoint found clean: only the
                             ts = data.get("timestamp")  # time's range can make a warning
@@ -324,8 +324,8 @@ class Monitor:
                     consecutive = self.consecutive
                     drifting = match is False and not scheme_mm
                     limit = 1 << 62 if self.escalated else self.config.escalate_after
-                    keys = record.data.keys()
-                    types = tuple(map(type, record.data.values()))
+                    keys = tuple(record.data)
+                    types = list(map(type, record.data.values()))
                     easy = not drifting and not stale
                 continue
             if cls is Run:
