@@ -449,7 +449,7 @@ class Monitor:
                                                in_history=not (first_compare and self._from_start is False))
             elif not recheck:
                 incident.mismatching += 1
-                incident.last_label = cp.display_label
+                incident.last_label = label
                 incident.last_at = cp_time
             if self.drift_key != key:
                 if self.drift_key is not None:
