@@ -197,6 +197,17 @@ def test_watch_follow_with_a_fifo_feed_reports_it_and_stops_on_sigterm(small_ws,
     assert code == 0, err
 
 
+@pytest.mark.parametrize("command", ["validate", "rehydrate"])
+def test_a_fifo_source_is_refused_not_waited_on(small_ws, command):
+    """rehydrate used to block in open() on it and ignore SIGTERM (its handler made Python retry)."""
+    source = small_ws.root / "stable_polyforms.jsonl"
+    source.unlink()
+    os.mkfifo(source)
+    result = run_cli(command, "-w", str(small_ws.root), timeout=30)
+    assert result.code == 2
+    assert result.err.strip().endswith("stable_polyforms.jsonl: not a regular file (FIFO)")
+
+
 # --- item 5: /dev/zero as the feed or as the stored registry ---------------------------------------
 
 @pytest.mark.parametrize("json_flag", [[], ["--json"]])

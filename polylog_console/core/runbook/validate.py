@@ -39,6 +39,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from polylog_console.core.infra import reader
 from polylog_console.core.infra.audit import AuditLog
 from polylog_console.core.infra.parallel import process_context
 from polylog_console.core.infra.text import safe_text
@@ -541,9 +542,14 @@ class SourceFile:
         """Read ``path``, or raise a one-line :class:`WorkspaceError`."""
         path = Path(path)
         try:
-            with open(path, "rb") as handle:
+            # Regular files only, opened without blocking: a FIFO in the source's place would
+            # otherwise hold the open (and every signal) until a writer appears.
+            fd, _ = reader.open_regular(path, what="source")
+            with open(fd, "rb") as handle:
                 identity = _identity(os.fstat(handle.fileno()))
                 data = handle.read()
+        except reader.UnreadableFile as exc:
+            raise WorkspaceError(f"{path}: source not found" if exc.missing else str(exc)) from None
         except FileNotFoundError:
             raise WorkspaceError(f"{path}: source not found") from None
         except IsADirectoryError:
