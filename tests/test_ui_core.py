@@ -256,22 +256,27 @@ def test_diff_view_picks_the_newest_checkpoint_with_a_live_state_and_filters(tmp
     assert diff_view.source(cp(5, "c" * 64), tl.find_back).display_label == "c5"
 
     # A real stored registry, and a checkpoint carrying the live state inline. The diff is computed
-    # from immutable inputs only (the stored view, the checkpoint, the workspace): the monitor that
-    # compared the checkpoint is not touched (issue 11: the worker thread mutated its cache).
+    # by the monitor's job, which reads only immutable inputs (safe on a worker thread: issue 11's
+    # worker mutated the monitor's cache); the result enters the cache on the monitor's thread.
     save_snapshot(tmp_path / "registry.json", STORED, label="stored")
     ws = Workspace.open(tmp_path)
-    stored = StoredRegistry(tmp_path / "registry.json")
-    monitor = Monitor(stored, workspace=ws)
+    monitor = Monitor(StoredRegistry(tmp_path / "registry.json"), workspace=ws)
     line = json.dumps({"label": "live", "registry_digest": digest(LIVE), "registry_state": LIVE}).encode()
     live = parse_line(line, 7, 0)
     monitor.process([live])
-    cache_before = dict(monitor._diff_cache)
-    shown = diff_view.compute(stored.get(), live, ws, "kind:missing")
-    assert monitor._diff_cache == cache_before
+    monitor._diff_cache.clear()  # as if this drift's diff were not computed yet
+    assert monitor.cached_diff(live) is None
+    key, compute = monitor.diff_job(live)
+    diff, error = compute()
+    assert error is None and diff is not None
+    assert monitor._diff_cache == {} and monitor.cached_diff(live) is None  # the job did not touch the monitor
+    monitor.store_diff(key, diff, error)
+    assert monitor.cached_diff(live)[0] is diff
+    shown = diff_view.present(live.display_label, diff, error, "kind:missing")
     assert [r[2] for r in shown.rows] == ["s3", "m1"] and shown.checkpoint == "live"
     assert diff_view.filtered(shown, "kind:nope").error.startswith("unknown kind")
     assert [r[2] for r in diff_view.filtered(shown, "").rows] == ["s3", "s4", "s2", "m1"]
-    none = diff_view.compute(stored.get(), cp(8, "d" * 64), ws)
+    none = diff_view.present("c8", None, None)
     assert none.diff is None and "carry no registry_state" in none.note
 
 

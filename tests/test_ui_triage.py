@@ -188,3 +188,21 @@ async def test_tab_and_shift_tab_step_through_the_panels_in_order(small_ws):
             assert seen == [(p, p) for p in ("diff", "replicas", "activity", "errors", "checkpoints")]
             await pilot.press("shift+tab")
             assert app.active_panel == "errors" and app.panels.focused() == "errors"
+
+
+async def test_alert_list_shows_the_sinks_that_delivered(tmp_path):
+    from polylog_console.demo.sample import write_workspace
+    from polylog_console.ui.screens.alerts import AlertsScreen
+    from tests.servers import Receiver
+
+    root = tmp_path / "ws"
+    write_workspace(root, polyforms=200, checkpoints=20, drift_from=15, config="")
+    with Receiver() as receiver:
+        (root / "monitoring.toml").write_text(f'[webhook]\nurl = "{receiver.url}"\ntimeout = 2\n')
+        app = make_app(root)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await start(pilot)
+            await wait_for(pilot, lambda: app.deliveries, what="a delivery")
+            await pilot.press("A")
+            await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), what="the alert list")
+            assert "delivered: dashboard, webhook" in screen_text(app)

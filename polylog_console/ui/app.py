@@ -138,6 +138,7 @@ class ConsoleApp(App[int]):
         self._unavailable: dict[str, str | None] = {}
         self._banner_signature: Any = None
         self.wide = False
+        self.deliveries: dict[str, list[str]] = {}  # dedup key -> sinks that delivered it
         self.messages: deque[tuple[float, str, str, str]] = deque(maxlen=500)  # (at, severity, title, text)
         self.panels = Panels(self)
         self.history = History(self, self.timeline)
@@ -642,17 +643,16 @@ class ConsoleApp(App[int]):
         self.push_screen(AlertsScreen(self.dashboard.active, getattr(view, "incident", None), self.clock(),
                                       self.delivered_sinks()))
 
+    def note_delivery(self, dedup_key: str, sink: str) -> None:
+        """A sink delivered an alert (the session's delivery events): the alert list shows it."""
+        if len(self.deliveries) > 1000:
+            self.deliveries.clear()
+        sinks = self.deliveries.setdefault(dedup_key, [])
+        if sink not in sinks:
+            sinks.append(sink)
+
     def delivered_sinks(self) -> dict[str, list[str]]:
-        """Sinks that delivered each active alert (by dedup key), from the session's dispatcher when
-        it tells; the dashboard (this banner) always shows it."""
-        dispatcher = getattr(self.session, "alerts", None)
-        delivered = getattr(dispatcher, "delivered", None)
-        out: dict[str, list[str]] = {}
-        if callable(delivered):
-            for banner in self.dashboard.active:
-                with contextlib.suppress(Exception):
-                    out[banner.dedup_key] = list(delivered(banner.dedup_key))
-        return out
+        return {key: ["dashboard", *sinks] for key, sinks in self.deliveries.items()}
 
     @on(AlertBanner.MoreClicked)
     def _more_clicked(self) -> None:

@@ -14,12 +14,15 @@ from polylog_console.core.registry.diff_view import DiffView
 
 
 class DiffReady(Message):
-    """The diff (or filtered diff) for ``key`` (the situation it was computed for)."""
+    """The diff (or filtered diff) for ``key`` (the situation it was computed for); ``result``:
+    (cache key, diff, error) of a freshly computed diff, for the monitor's cache."""
 
-    def __init__(self, key: tuple[Any, ...] | None, state: DiffView) -> None:
+    def __init__(self, key: tuple[Any, ...] | None, state: DiffView, result: tuple[Any, Any, Any] | None = None
+                 ) -> None:
         super().__init__()
         self.key = key
         self.state = state
+        self.result = result
 
 
 class HistoryPaged(Message):

@@ -4,9 +4,8 @@ The diff shown is the one of the current drift: the stored registry against the 
 newest checkpoint that carries one (``registry_state`` or ``registry_snapshot``) with the latest
 drifting digest. :func:`situation` names the case from the monitor's view (so the panel is rebuilt
 only when the case changes), :func:`note` says what to show when there is nothing to diff,
-:func:`compute` diffs the stored registry against the checkpoint's live state from immutable inputs
-gathered on the monitor's thread (the stored view, the checkpoint, the workspace), so it can run on
-a worker thread without touching the monitor (a 1,000,000-symbol diff takes a moment), and
+:func:`present` turns the monitor's diff (computed by a worker from immutable inputs the monitor
+hands out on its own thread, see ``Monitor.diff_job``) into what the panel shows, and
 :func:`filtered` applies the operator's filter.
 """
 
@@ -17,10 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from polylog_console.core.feed.records import Checkpoint
-from polylog_console.core.model.errors import PolylogError
-from polylog_console.core.registry.diff import RegistryDiff, diff_states
+from polylog_console.core.registry.diff import RegistryDiff
 from polylog_console.core.registry.filter import DiffRow, FilterError, filter_rows, iter_diff, parse_query
-from polylog_console.core.registry.stored import State, load_snapshot, validate_state
 
 
 @dataclass(frozen=True)
@@ -68,35 +65,16 @@ def source(latest: Checkpoint, find_back: Callable[[Callable[[Any], bool]], Any]
     return row.checkpoint if row is not None else latest
 
 
-def live_state(cp: Checkpoint, workspace: Any) -> State | None:
-    """The live registry state ``cp`` carries inline (``registry_state``) or by snapshot path
-    (``registry_snapshot``, confined to ``workspace``); None when it carries neither.
-
-    Raises :class:`PolylogError` with a clear message when the state cannot be used."""
-    if cp.registry_state is not None:
-        return validate_state(cp.registry_state, where=f"{cp.display_label}: registry_state")
-    if cp.registry_snapshot is not None:
-        if workspace is None:
-            raise PolylogError(f"{cp.display_label}: registry_snapshot needs a workspace")
-        path = workspace.confine(cp.registry_snapshot, what="registry_snapshot")
-        return load_snapshot(path, label=workspace.relative(path)).state
-    return None
-
-
-def compute(stored: Any, cp: Checkpoint, workspace: Any, query: str = "") -> DiffView:
-    """The diff of the stored registry (``stored``: a StoredView, immutable once loaded) against
-    ``cp``'s live state, filtered by ``query``. Safe on any thread: it reads only its arguments."""
-    try:
-        live = live_state(cp, workspace)
-        diff = diff_states(stored.state, live) if live is not None else None
-        error = None
-    except PolylogError as exc:
-        diff, error = None, str(exc)
+def present(label: str, diff: RegistryDiff | None, error: str | None, query: str = "") -> DiffView:
+    """What the panel shows for the diff of checkpoint ``label`` (``diff``, or why there is none:
+    ``error``), filtered by ``query``. The diff itself is the monitor's
+    (:meth:`~polylog_console.core.monitor.rules.Monitor.diff_job`: computed on a worker from
+    immutable inputs, kept in the monitor's cache on its own thread)."""
     if diff is None:
         text = (f"no symbol diff: {error}" if error else
                 "no symbol diff: the drifting checkpoints carry no registry_state or registry_snapshot")
-        return DiffView(checkpoint=cp.display_label, note=text, query=query)
-    return filtered(DiffView(diff=diff, checkpoint=cp.display_label), query)
+        return DiffView(checkpoint=label, note=text, query=query)
+    return filtered(DiffView(diff=diff, checkpoint=label), query)
 
 
 def filtered(view: DiffView, query: str) -> DiffView:

@@ -1,7 +1,8 @@
 """The symbol-diff panel: which diff to show (decided in core by
-:mod:`polylog_console.core.registry.diff_view`), computed on a worker thread from immutable inputs
-taken on the event loop (the stored view, the checkpoint, the workspace): the worker never touches
-the monitor (issue 11: it mutated the monitor's diff cache while the loop used it)."""
+:mod:`polylog_console.core.registry.diff_view`). The monitor is asked on the event loop (its own
+thread): a cached diff is shown at once; otherwise it hands out a job over immutable inputs, the
+job runs on a worker thread, and its result goes back into the monitor's cache on the loop (issue
+11: the worker used to call the monitor itself and mutated its cache while the loop used it)."""
 
 from __future__ import annotations
 
@@ -37,20 +38,31 @@ class DiffController:
             return
         app = self.app
         cp = diff_view.source(view.latest, app.timeline.find_back)
-        stored = app.session.stored.peek()  # immutable once loaded
-        if stored is None or stored.digest != view.stored_digest:
+        monitor = app.session.monitor
+        query = self.query
+        cached = monitor.cached_diff(cp)
+        if cached is not None:
+            self.show(diff_view.present(cp.display_label, cached[0], cached[1], query))
+            return
+        job = monitor.diff_job(cp)
+        if job is None:
             self.show(DiffView(note="waiting for the stored registry…"))
             self.key = None
             return
         self.show(DiffView(note=f"computing the diff for {cp.display_label}…"))
-        query, ws, runner = self.query, app.ws, app.runner
+        cache_key, compute = job
+        runner, label = app.runner, cp.display_label
 
         def work() -> None:
-            runner.tell(DiffReady(key, diff_view.compute(stored, cp, ws, query)))
+            diff, error = compute()
+            runner.tell(DiffReady(key, diff_view.present(label, diff, error, query), (cache_key, diff, error)))
 
         app.run_worker(work, thread=True, group="diff", exclusive=True, exit_on_error=False)
 
     def ready(self, message: DiffReady) -> None:
+        if message.result is not None:  # into the monitor's cache, on its own thread
+            cache_key, diff, error = message.result
+            self.app.session.monitor.store_diff(cache_key, diff, error)
         if message.key == self.key:
             self.show(message.state)
 

@@ -50,9 +50,10 @@ class ActionRow(Horizontal):
             return
         seconds = max(0, int(self._now() - self.started))
         text = f"{seconds}s" if seconds < 60 else f"{seconds // 60}m{seconds % 60:02d}s"
-        if text != self.shown_elapsed:
+        labels = self.query(".elapsed")
+        if text != self.shown_elapsed and labels:  # (not composed yet: the next tick)
             self.shown_elapsed = text
-            self.query_one(".elapsed", Label).update(text)
+            labels.first(Label).update(text)
 
     def set_progress(self, done: float, total: float | None, message: str) -> None:
         bar = self.query_one(ProgressBar)
