@@ -386,3 +386,24 @@ def test_a_registry_of_the_wrong_shape_while_watching_is_a_provider_error(small_
     w.until(lambda e: e.get("event") == "checkpoint" and e.get("label") == "still-followed")
     code, err = w.terminate()
     assert code == 0, err
+
+
+# --- the outbox's own files (a FIFO put there must not hang delivery) -------------------------------
+
+def test_fifos_in_the_outbox_do_not_hang_watch_once(small_ws):
+    with open(small_ws.root / "monitoring.toml", "a") as handle:
+        handle.write('\n[webhook]\nurl = "http://127.0.0.1:9/hook"\ntimeout = 1\n')
+    first = run_cli("watch", "--once", "-w", str(small_ws.root), timeout=60)  # leaves undelivered alerts
+    assert first.code in (0, 1), first.err
+    outbox = small_ws.root / "memory" / "outbox"
+    entries = sorted((outbox / "webhook").glob("*.json"))
+    assert entries
+    entries[0].unlink()
+    os.mkfifo(entries[0])
+    groups = outbox / "groups.json"
+    groups.unlink(missing_ok=True)
+    os.mkfifo(groups)
+    result = run_cli("watch", "--once", "-w", str(small_ws.root), timeout=60)
+    assert result.code in (0, 1), result.err
+    assert "Traceback" not in result.err
+    assert entries[0].with_suffix(".bad").exists()  # set aside like a damaged entry

@@ -70,6 +70,7 @@ from polylog_console.core.alerts.delivery import (
 )
 from polylog_console.core.alerts.outbox import Outbox, OutboxError, OutboxUnlockable, Pending
 from polylog_console.core.alerts.payload import Notification, from_alert, hostname
+from polylog_console.core.infra import reader
 from polylog_console.core.infra.atomic import write_bytes
 from polylog_console.core.infra.audit import AuditLog
 from polylog_console.core.infra.text import safe_text
@@ -511,8 +512,8 @@ class AlertDispatcher:
         if not held:
             return
         heard: dict[tuple[str, str], tuple[str | None, float]] = {}
-        with contextlib.suppress(OSError, orjson.JSONDecodeError, TypeError, AttributeError):
-            for item in orjson.loads(self.groups_path.read_bytes()).get("groups", []):
+        with contextlib.suppress(OSError, orjson.JSONDecodeError, TypeError, AttributeError, reader.UnreadableFile):
+            for item in orjson.loads(self._read_groups()).get("groups", []):
                 heard[(str(item["code"]), str(item["dedup_key"]))] = (item.get("heard"),
                                                                       float(item.get("last_announced") or 0.0))
         queued = {(*p.note.group, p.note.status) for w in self.workers.values() for p in w.queue}
@@ -883,11 +884,19 @@ class AlertDispatcher:
     def groups_path(self) -> Path:
         return self.outbox.root / GROUPS_FILE
 
+    def _read_groups(self) -> bytes:
+        """groups.json through the bounded reader (a FIFO there must not hang the dispatcher)."""
+        return reader.read_bytes(self.groups_path, reader.LIMITS["outbox groups"], what="outbox groups")
+
     def _load_groups(self) -> None:
         if not self.sinks:
             return
         try:
-            data = orjson.loads(self.groups_path.read_bytes())
+            data = orjson.loads(self._read_groups())
+        except reader.UnreadableFile as exc:
+            if not exc.missing:
+                self._audit("alert_outbox_bad", path=str(self.groups_path), error=str(exc))
+            return
         except FileNotFoundError:
             return
         except (OSError, orjson.JSONDecodeError) as exc:

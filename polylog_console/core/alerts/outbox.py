@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from polylog_console.core.alerts.payload import Notification
+from polylog_console.core.infra import reader
 from polylog_console.core.infra.atomic import fsync_dir, write_bytes
 from polylog_console.core.infra.retention import prune
 
@@ -299,10 +300,17 @@ class Outbox:
         for name in names:
             path = directory / name
             try:
-                pending = Pending.from_bytes(path.read_bytes(), path)
+                raw = reader.read_bytes(path, reader.LIMITS["outbox entry"], what="outbox entry")
+                pending = Pending.from_bytes(raw, path)
                 if pending.sink != sink:
                     raise ValueError(f"entry for sink {pending.sink!r} in {sink}/")
-            except FileNotFoundError:
+            except (FileNotFoundError, reader.UnreadableFile) as exc:
+                if isinstance(exc, FileNotFoundError) or exc.missing:
+                    continue
+                reason = exc.reason  # a FIFO, a device, too large: set aside like a damaged entry
+                with contextlib.suppress(OSError):
+                    path.rename(path.with_suffix(".bad"))
+                bad.append((path, reason))
                 continue
             except (OSError, ValueError, TypeError) as exc:
                 reason = str(exc) or type(exc).__name__

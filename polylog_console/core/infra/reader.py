@@ -40,6 +40,8 @@ LIMITS: dict[str, int] = {
     "config": 1 * MB,              # monitoring.toml
     "secret": 64 * 1024,           # webhook.secret_file, email.password_file
     "digest cache": 1 * MB,        # memory/cache/registry-digest.json (16 entries of ~200 bytes)
+    "outbox entry": 4 * MB,        # memory/outbox/<sink>/*.json (one alert, its diff sample included)
+    "outbox groups": 16 * MB,      # memory/outbox/groups.json (what receivers heard, per drift)
 }
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
