@@ -18,8 +18,9 @@ from polylog_console.core.infra.text import safe_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--incident", metavar="latest|N|all", default="latest",
-                        help="which incident: the latest (default), number N (oldest is 1), or all")
+    parser.add_argument("--incident", metavar="latest|N|all", default=None,
+                        help="which incident: the latest (default; with --since: all since then), number N "
+                             "(oldest is 1), or all")
     parser.add_argument("--since", metavar="TIME",
                         help="only incidents active at or after TIME (ISO-8601, epoch seconds, or 2h / 7d ago)")
     parser.add_argument("--format", choices=("md", "json"), default=None, help="md (default) or json")

@@ -114,6 +114,9 @@ def run_once(ctx: Any) -> int:
     if not feed.exists():
         return fail(f"{ctx.workspace.relative(feed)}: feed not found")
     session = Session(ctx.workspace, config)
+    from polylog_console.core.monitor.incidents import attach_incident_index
+
+    index = attach_incident_index(session)  # memory/incidents/index.jsonl, as the following watch keeps it
     tally = Tally()
     session.subscribe(tally)
     report_faults(session)  # an outbox that cannot be written: one line on stderr (issue 10)
@@ -129,6 +132,8 @@ def run_once(ctx: Any) -> int:
         asyncio.run(session.run_once(emit_checkpoints=ctx.json))
     except OSError as exc:
         return fail(f"{ctx.workspace.relative(feed)}: {exc.strerror or exc}")
+    if index is not None:
+        index.flush()  # the last coverage mark
     elapsed = session.read_seconds or (time.perf_counter() - started)  # reading, not the deliveries' grace
     view = session.monitor.snapshot()
     if ctx.json:

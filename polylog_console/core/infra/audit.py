@@ -330,6 +330,9 @@ def audit_record(event: object) -> tuple[str, dict[str, Any]] | None:
                                    "live_digest": a.live_digest, "consecutive_mismatches": a.consecutive_mismatches}
         if a.checkpoint:
             details["checkpoint"] = a.checkpoint.get("label")
+            # where the checkpoint is (the report attributes the record to its incident by these)
+            details["checkpoint_ts"] = a.checkpoint.get("timestamp")
+            details["checkpoint_line"] = a.checkpoint.get("line")
         if a.diff:
             details["diff"] = {k: a.diff.get(k) for k in ("missing", "unexpected", "mismatched")}
         if a.reason:

@@ -376,7 +376,8 @@ def _outside(chunk: bytes, low_ts: list[float], windows: list[tuple[float, float
     return i < 0 or windows[i][1] < first
 
 
-KEYED = (b'"dedup_key"', b"rehydrate", b"silence", b"acknowledg")
+KEYED = (b'"dedup_key"', b"rehydrate", b"silence", b"acknowledg", b'"incident_')
+INCIDENT_RECORDS = ("incident_opened", "incident_restarted", "incident_escalated", "incident_resolved")
 EPOCHS = (b"registry_digest", b'"alert_raised"', b'"escalation"')  # see _audit_points
 
 
@@ -394,6 +395,7 @@ class Found:
     offset: int | None = None  # byte offset of its first mismatching checkpoint
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, picture)
     diff_at_end: dict[str, int] | None = None
+    untimed_start: bool = False  # its first checkpoint has no timestamp: started_at is the replay's read time
 
     def _times(self) -> tuple[float, float | None]:
         cached = self.__dict__.get("_cache")
@@ -590,6 +592,8 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
         assert resume is not None
         data["start_in_history"] = resumed_in_history
         data["observed_at"] = resume.view.get("observed_at")
+        if resume.view.get("started_at") is not None:  # (an untimed start: the monitor's read time, not ours)
+            data["started_at"] = resume.view["started_at"]
         if resume.view.get("observed_by") != "replay":
             data.pop("observed_by", None)
 
@@ -632,6 +636,7 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
                         first = record.first if record.__class__ is Run else record
                         if first.__class__ is Checkpoint and first.line == target:
                             item.offset = first.offset
+                            item.untimed_start = first.timestamp is None
                             break
 
     seen = 0
@@ -703,6 +708,8 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
         item.view = {**current.to_json(), "observed_by": "replay"}
         if resume is not None and item is found[0]:
             _resumed(item.view)
+    if resume is not None and found:
+        found[0].untimed_start = False  # its start is the index's (a monitor's reading)
     for item in found:
         if item.resolved_at is None and monitor.latest is not None:
             with contextlib.suppress(PolylogError, OSError):
@@ -856,15 +863,24 @@ class Alerted:
     dedup_key: str | None
     delivered: list[dict[str, Any]] = field(default_factory=list)
     failed: int = 0
+    checkpoint: str | None = None  # the checkpoint it was raised for (its label)
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "status": self.status, "raised_at": iso(self.raised_at),
-                "dedup_key": self.dedup_key, "delivered": self.delivered, "failed_attempts": self.failed}
+                "dedup_key": self.dedup_key, "checkpoint": self.checkpoint, "delivered": self.delivered,
+                "failed_attempts": self.failed}
 
 
 @dataclass
 class Report:
-    """One incident with everything the audit log adds, and its derived times."""
+    """One incident with everything the audit log adds, and its derived times.
+
+    **Times** (SPEC §13, one definition each): ``time_to_detect_s = observed_at − started_at``,
+    ``time_to_acknowledge_s = acknowledged_at − started_at``, ``time_to_resolve_s = resolved_at −
+    started_at`` (``resolved_at``: the first matching checkpoint's timestamp). None is negative: an
+    observation before the checkpoint's own time means the engine's clock is ahead; the time is
+    clamped at 0 and the skew reported (``clock_skew_s``). ``resolution_observed_at`` (when this host
+    saw parity) is information beside them, never a second definition."""
 
     id: int
     found: Found
@@ -878,12 +894,14 @@ class Report:
     silences: list[dict[str, Any]] = field(default_factory=list)
     refreshes: list[dict[str, Any]] = field(default_factory=list)
     escalations: list[dict[str, Any]] = field(default_factory=list)
-    timeline: list[tuple[float, str, str]] = field(default_factory=list)
+    timeline: list[tuple[float, str, str, str]] = field(default_factory=list)  # (at, what, detail, clock)
     timeline_dropped: int = 0
     diff_at_start: dict[str, int] | None = None
     diff_at_end: dict[str, int] | None = None
     resolution_seen_at: float | None = None
-    keys: set[str] = field(default_factory=set)
+    started_read_at: float | None = None  # an untimed start: when a monitor of this workspace read it
+    seen: set[tuple[Any, ...]] = field(default_factory=set)  # alert records already listed (re-audits)
+    duplicates: int = 0  # alert records left out as re-audits of one already listed
     _open_actions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -892,17 +910,30 @@ class Report:
 
     @property
     def started_at(self) -> float:
-        return self.found.started_at
+        return self.started_read_at if self.started_read_at is not None else self.found.started_at
+
+    @property
+    def started_known(self) -> bool:
+        """``started_at`` is a checkpoint's timestamp or a monitor's reading (not this report's clock)."""
+        return not self.found.untimed_start or self.started_read_at is not None
 
     @property
     def resolved_at(self) -> float | None:
         return self.found.resolved_at
 
     @property
+    def stored_digest(self) -> Any:
+        """The stored digest the drift was against (its first picture), not a later one."""
+        for _kind, picture in self.found.events:
+            if isinstance(picture.get("stored_digest"), str):
+                return picture["stored_digest"]
+        return self.view.get("stored_digest")
+
+    @property
     def clock_skew_s(self) -> float | None:
         """How far the engine's clock is ahead of this host's (the drift was observed before the
-        checkpoint's own time), else None."""
-        if self.observed_at is not None and self.observed_at < self.started_at:
+        checkpoint's own time), else None. Never from this report's own clock."""
+        if self.started_known and self.observed_at is not None and self.observed_at < self.started_at:
             return round(self.started_at - self.observed_at, 3)
         return None
 
@@ -911,7 +942,7 @@ class Report:
         return self.started_at - (self.clock_skew_s or 0.0)
 
     def _since_start(self, ts: float | None) -> float | None:
-        return None if ts is None else round(max(0.0, ts - self.start_on_host), 3)
+        return None if ts is None or not self.started_known else round(max(0.0, ts - self.started_at), 3)
 
     @property
     def time_to_detect_s(self) -> float | None:
@@ -923,18 +954,13 @@ class Report:
 
     @property
     def time_to_resolve_s(self) -> float | None:
-        """To when parity was seen on this host (the monitor's resolution record) when recorded, else
-        to the first matching checkpoint's time: after a rehydrate parity returns by comparing the
-        latest checkpoint again, and that checkpoint was written before the fix."""
-        if self.resolved_at is None:
-            return None
-        if self.resolution_seen_at is not None:
-            return self._since_start(max(self.resolution_seen_at, self.resolved_at - (self.clock_skew_s or 0.0)))
-        return round(max(0.0, self.resolved_at - self.started_at), 3)
+        return self._since_start(self.resolved_at)
 
     def window(self) -> tuple[float, float]:
         """The incident's span on this host's clock (for placing audit records without a key)."""
-        start = min(self.start_on_host, self.observed_at if self.observed_at is not None else self.start_on_host)
+        start = self.start_on_host if self.started_known else (self.observed_at or self.start_on_host)
+        if self.observed_at is not None:
+            start = min(start, self.observed_at)
         if self.resolved_at is None:
             return start, float("inf")
         end = self.resolved_at - (self.clock_skew_s or 0.0)
@@ -942,14 +968,22 @@ class Report:
             end = max(end, self.resolution_seen_at)
         return start, end + RESOLVE_GRACE
 
-    def add(self, at: float, what: str, detail: str = "") -> None:
+    def add(self, at: float, what: str, detail: str = "", clock: str = "host") -> None:
         if len(self.timeline) < MAX_TIMELINE:
-            self.timeline.append((at, what, detail))
+            self.timeline.append((at, what, detail, clock))
         else:
             self.timeline_dropped += 1
 
+    def order_timeline(self) -> None:
+        """One order for entries of two clocks: an engine-clock entry (a checkpoint's time) is placed
+        at that time corrected by the measured skew (``clock_skew_s``); each entry says its clock."""
+        skew = self.clock_skew_s or 0.0
+        rank = {"started": 0, "start found": 1, "resolved": 9}
+        self.timeline.sort(key=lambda e: (e[0] - skew if e[3] == "engine" else e[0], rank.get(e[1], 5)))
+
     def to_json(self) -> dict[str, Any]:
         v = self.view
+        stored = self.stored_digest
         return {
             "id": self.id,
             "state": "open" if self.resolved_at is None else "resolved",
@@ -957,6 +991,9 @@ class Report:
             "started_label": v.get("started_label"),
             "started_line": v.get("started_line"),
             "start_in_history": v.get("start_in_history", True),
+            "started_at_source": ("checkpoint" if not self.found.untimed_start else
+                                  "read by this workspace's monitor" if self.started_read_at is not None else
+                                  "read by this report (no monitor recorded it)"),
             "observed_at": _iso(self.observed_at),
             "observed_by": self.observed_by,
             "acknowledged_at": _iso(self.acknowledged_at),
@@ -971,17 +1008,20 @@ class Report:
             "consecutive_mismatches": v.get("consecutive_mismatches"),
             "mismatching_checkpoints": v.get("mismatching_checkpoints"),
             "escalated": bool(v.get("escalated")) or bool(self.escalations),
-            "stored_digest": v.get("stored_digest"),
+            "stored_digest": stored,
+            "stored_digest_at_end": v.get("stored_digest") if v.get("stored_digest") != stored else None,
             "live_digests": list(v.get("live_digests") or []),
             "diff_at_start": self.diff_at_start,
             "diff_at_end": self.diff_at_end,
             "alerts": [a.to_json() for a in self.alerts],
+            "alert_records_repeated": self.duplicates,
             "acknowledgements": self.acknowledgements,
             "silences": self.silences,
             "actions": self.actions,
             "refreshes": self.refreshes,
             "escalations": self.escalations,
-            "timeline": [{"at": iso(at), "what": what, "detail": detail} for at, what, detail in self.timeline],
+            "timeline": [{"at": iso(at), "what": what, "detail": detail, "clock": clock}
+                         for at, what, detail, clock in self.timeline],
             "timeline_dropped": self.timeline_dropped,
         }
 
@@ -995,65 +1035,207 @@ def _short(value: Any, n: int = 12) -> str:
     return value[:n] if isinstance(value, str) else "—"
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class Attributor:
+    """Which incident an audit record belongs to (by index into the incidents found). A drift
+    (stored, live) can recur in several incidents, so its ``dedup_key`` only narrows the
+    candidates (the incidents that had that drift; all of them when none did: a superseded drift);
+    among them, the first rule that applies decides:
+
+    1. the record's checkpoint time (``checkpoint_ts``, engine clock) lies in the incident's span
+       ``[started_at, resolved_at]`` (spans of successive incidents do not overlap);
+    2. its checkpoint ``label`` is one the incident's pictures name (start, latest, resolution);
+    3. the incident named by the latest ``incident_*`` record of the same actor before it (the
+       monitor audits ``incident_opened`` before its alerts, ``incident_resolved`` after them);
+    4. (the caller) the incident whose span on this host's clock holds the record's time.
+
+    A delivery belongs to the incident of the latest alert record it delivers (same code, status
+    and dedup key). An acknowledgement, silence or refresh naming a drift goes to the candidate
+    whose host-clock span holds it, else to the latest candidate observed before it."""
+
+    def __init__(self, found: list[Found]) -> None:
+        self.found = found
+        self.ident: dict[str, int] = {}
+        self.starts: dict[tuple[Any, Any], int] = {}  # (started_label, started_line) -> incident
+        self.by_label: dict[str, list[int]] = {}
+        self.by_key: dict[str, list[int]] = {}
+        self.context: dict[str | None, int | None] = {}
+        self.alert_of: dict[tuple[Any, Any, Any], int] = {}
+        for i, f in enumerate(found):
+            self.ident.setdefault(f.key, i)
+            self.starts.setdefault((f.view.get("started_label"), f.view.get("started_line")), i)
+            labels: set[str] = set()
+            keys: set[str] = set()
+            for picture in [f.view, *(p for _, p in f.events)]:
+                for name in ("started_label", "last_label", "resolved_label"):
+                    if isinstance(picture.get(name), str):
+                        labels.add(picture[name])
+                keys |= _keys_of(picture)
+            for label in labels:
+                self.by_label.setdefault(label, []).append(i)
+            for key in keys:
+                self.by_key.setdefault(key, []).append(i)
+
+    def incident_record(self, r: AuditRecord) -> int | None:
+        """An ``incident_*`` record: its incident (by key, else by start label and line), which
+        becomes the actor's context."""
+        d = r.data
+        i = self.ident.get(idx.incident_key(d))
+        if i is None:
+            i = self.starts.get((d.get("started_label"), d.get("started_line")))
+        self.context[r.actor] = None if r.event == "incident_resolved" else i
+        return i
+
+    def _candidates(self, key: Any) -> list[int]:
+        return self.by_key.get(key, []) if isinstance(key, str) else []
+
+    def drift_alert(self, r: AuditRecord) -> int | None:
+        d = r.data
+        cands = self._candidates(d.get("dedup_key")) or list(range(len(self.found)))
+        ctx = self.context.get(r.actor)
+        ts = _number(d.get("checkpoint_ts"))
+        hits: list[int] = []
+        if ts is not None:
+            hits = [i for i in cands if self.found[i].started_at <= ts <= (self.found[i].resolved_at or float("inf"))]
+        label = d.get("checkpoint")
+        if len(hits) != 1 and isinstance(label, str):
+            named = [i for i in self.by_label.get(label, ()) if i in cands and (not hits or i in hits)]
+            hits = named or hits
+        if not hits and ctx is not None and ctx in cands:
+            hits = [ctx]
+        if not hits:
+            return None
+        i = ctx if ctx in hits else hits[0]
+        self.alert_of[(d.get("code"), d.get("status"), d.get("dedup_key"))] = i  # type: ignore[index]
+        return i
+
+    def delivery(self, r: AuditRecord) -> int | None:
+        d = r.data
+        i = self.alert_of.get((d.get("code"), d.get("status"), d.get("dedup_key")))
+        if i is None:
+            cands = self._candidates(d.get("dedup_key"))
+            i = cands[0] if len(cands) == 1 else None
+        return i
+
+    def keyed_other(self, key: Any, ts: float, reports: dict[int, Report]) -> int | None:
+        cands = self._candidates(key)
+        if not cands:
+            return None
+        for i in cands:
+            rep = reports.get(i)
+            lo, hi = rep.window() if rep is not None else (self.found[i].started_at, self.found[i].resolved_at or 0)
+            if lo - RESOLVE_GRACE <= ts <= hi:
+                return i
+        before = [i for i in cands if (reports[i].window()[0] if i in reports else self.found[i].started_at) <= ts]
+        return before[-1] if before else None
+
+
+def _matcher_key(d: dict[str, Any]) -> Any:
+    if isinstance(d.get("dedup_key"), str):
+        return d["dedup_key"]
+    matchers = d.get("matchers")
+    if isinstance(matchers, dict):  # the ack command: {"workspace": ..., "dedup_key": ...}
+        return matchers.get("dedup_key")
+    if isinstance(matchers, list):  # Alertmanager's shape
+        for m in matchers:
+            if isinstance(m, dict) and m.get("name") == "dedup_key":
+                return m.get("value")
+    return None
+
+
 def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | None = None,
                   selected: list[int] | None = None) -> list[Report]:
-    """Merge the audit log into the incidents (``selected``: only those, by index): keyed records
-    (with a ``dedup_key``: alerts, deliveries, acknowledgements) by key, the others (actions, refresh
-    attempts) by time, read from ``ws``'s audit log for the incidents' time windows only."""
-    chosen = range(len(found)) if selected is None else selected
-    reports = [Report(i + 1, found[i], diff_at_end=found[i].diff_at_end) for i in chosen]
-    by_key: dict[str, Report] = {}
-    for rep in reports:
-        rep.keys = _keys_of(rep.view)
-        for key in rep.keys:
-            by_key[key] = rep
+    """Merge the audit log into the incidents (``selected``: only those, by index). Every record is
+    attributed among *all* the incidents (:class:`Attributor`), then kept when its incident is one
+    of those selected; the records without a key (actions written before incidents existed) are
+    placed by time, read from ``ws``'s audit log for the incidents' time windows only. An alert
+    record already listed for the same incident (code, status, checkpoint) is a re-audit (every
+    ``watch --once`` run audits what it finds again): left out, counted."""
+    chosen = list(range(len(found))) if selected is None else list(selected)
+    reports = {i: Report(i + 1, found[i], diff_at_end=found[i].diff_at_end) for i in chosen}
+    everyone = {i: reports.get(i) or Report(i + 1, found[i]) for i in range(len(found))}  # for attribution
+    attr = Attributor(found)
+    for i, rep in everyone.items():
         rep.diff_at_start = rep.view.get("diff_at_start")
+        if i not in reports:
+            continue
         for kind, picture in rep.found.events:
             _incident_entry(rep, kind, picture)
         if not rep.found.events:  # from the index: its latest picture
             _incident_entry(rep, "opened", rep.view)
             if rep.resolved_at is not None:
                 _incident_entry(rep, "resolved", rep.view)
-    starts = [r.start_on_host for r in reports]
+    order = sorted(everyone)
+    starts = [everyone[i].start_on_host for i in order]
 
-    windows: list[tuple[float, float]] | None = None  # fixed once the keyed records are in
-
-    def by_time(ts: float) -> Report | None:
-        i = bisect_right(starts, ts) - 1
-        for j in (i, i + 1):  # the observation may precede the start (clock skew)
-            if 0 <= j < len(reports):
-                lo, hi = windows[j] if windows is not None else reports[j].window()
+    def by_time(ts: float) -> int | None:
+        j0 = bisect_right(starts, ts) - 1
+        for j in (j0, j0 + 1):  # the observation may precede the start (clock skew)
+            if 0 <= j < len(order):
+                lo, hi = everyone[order[j]].window()
                 if lo - RESOLVE_GRACE <= ts <= hi:
-                    return reports[j]
+                    return order[j]
         return None
 
-    for r in keyed:
-        d = r.data
-        key = d.get("dedup_key")
-        rep = by_key.get(key) if isinstance(key, str) else None
-        if rep is None and r.event in ("alert_raised", "escalation") and d.get("code") in DRIFT_CODES:
-            rep = by_time(r.ts)  # a drift of the same incident against another stored digest (superseded)
-            if rep is not None and isinstance(key, str):
-                rep.keys.add(key)
-                by_key[key] = rep
-        if rep is None and r.event in ("acknowledged", "silence_created", "silence_expired"):
-            rep = _by_matchers(d, by_key) or by_time(r.ts)
-        if rep is None:
+    deferred: list[AuditRecord] = []
+    for r in keyed:  # pass 1: what names its incident (incident records, drift alerts, their deliveries)
+        name, d = r.event, r.data
+        if name in INCIDENT_RECORDS:
+            i = attr.incident_record(r)
+            if i is not None:
+                _incident_record(everyone[i], r)
+        elif name in ("alert_raised", "escalation", "alert_resolved") and d.get("code") in DRIFT_CODES:
+            i = attr.drift_alert(r)
+            if i is None:
+                deferred.append(r)
+            else:
+                _keyed_entry(everyone[i], r)
+        elif name in ("alert_delivered", "alert_failed", "alert_retry"):
+            i = attr.delivery(r)
+            if i is None:
+                deferred.append(r)
+            else:
+                _keyed_entry(everyone[i], r)
+        else:
+            deferred.append(r)
+    for r in deferred:  # pass 2: by the drift's key and this host's time
+        name, d = r.event, r.data
+        if name in ("alert_raised", "escalation", "alert_resolved"):
+            if d.get("code") not in DRIFT_CODES:
+                continue
+            i = by_time(r.ts)  # written before alert records named their checkpoint's time
+            if i is not None:
+                attr.alert_of[(d.get("code"), d.get("status"), d.get("dedup_key"))] = i
+        elif name in ("alert_delivered", "alert_failed", "alert_retry"):
+            i = attr.delivery(r)
+            if i is None and d.get("code") in DRIFT_CODES:
+                i = by_time(r.ts)
+        elif name in ("acknowledged", "silence_created", "silence_expired") or name.startswith(("refresh_", "action_")):
+            i = attr.keyed_other(_matcher_key(d), r.ts, everyone)
+            if i is None and name in ("acknowledged", "silence_created", "silence_expired"):
+                i = by_time(r.ts)
+        else:
             continue
-        _keyed_entry(rep, r)
-    # refresh attempts carry the drift's key; actions written before incidents existed do not
-    for rep in reports:
+        if i is not None:
+            _keyed_entry(everyone[i], r)
+    out = [reports[i] for i in chosen]
+    for rep in out:
         if rep.observed_at is None and rep.view.get("observed_by") != "replay":
             # no alert record, but the picture a running monitor wrote into the index says when
             rep.observed_at, rep.observed_by = parse_time(rep.view.get("observed_at")), "watch (index)"
         seen = rep.resolution_seen_at
         if seen is not None and rep.resolved_at is not None:  # parity as seen here, in time order
             rep.timeline = [(seen, what, f"{detail} (checkpoint time {iso(rep.resolved_at)}, seen here at "
-                                         f"{iso(seen)})") if what == "resolved" else (at, what, detail)
-                            for at, what, detail in rep.timeline]
-        rep.timeline.sort(key=lambda e: e[0])
-    windows = [rep.window() for rep in reports]
-    spans = sorted((lo - RESOLVE_GRACE, hi) for lo, hi in windows)
+                                         f"{iso(seen)})", "host") if what == "resolved" else (at, what, detail, clock)
+                            for at, what, detail, clock in rep.timeline]
+        if rep.found.untimed_start:
+            rep.timeline = [(rep.started_at, what, detail, "host") if what == "started" else (at, what, detail, clock)
+                            for at, what, detail, clock in rep.timeline]
+        rep.order_timeline()
+    spans = sorted((lo - RESOLVE_GRACE, hi) for lo, hi in (rep.window() for rep in everyone.values()))
     merged: list[tuple[float, float]] = []
     for lo, hi in spans:
         if merged and lo <= merged[-1][1]:
@@ -1062,44 +1244,47 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | 
             merged.append((lo, hi))
     unkeyed = iter_audit_during(ws, merged, _unkeyed) if ws is not None else iter(())
     for r in unkeyed:
-        rep = by_time(r.ts)
-        if rep is not None:
-            _unkeyed_entry(rep, r)
-    for rep in reports:
+        i = by_time(r.ts)
+        if i is not None and i in reports:
+            _unkeyed_entry(reports[i], r)
+    for rep in out:
         for pending in rep._open_actions.values():
             if len(rep.actions) < MAX_ACTIONS:
                 rep.actions.append(pending)
         rep.actions.sort(key=lambda a: a.get("started_at") or "")
-        rep.timeline.sort(key=lambda e: e[0])
-    return reports
+        rep.order_timeline()
+    return out
 
 
-def _by_matchers(d: dict[str, Any], by_key: dict[str, Report]) -> Report | None:
-    matchers = d.get("matchers")
-    if isinstance(matchers, dict):  # the ack command: {"workspace": ..., "dedup_key": ...}
-        return by_key.get(matchers.get("dedup_key"))  # type: ignore[arg-type]
-    if isinstance(matchers, list):  # Alertmanager's shape
-        for m in matchers:
-            if isinstance(m, dict) and m.get("name") == "dedup_key" and m.get("value") in by_key:
-                return by_key[m["value"]]
-    return None
+def _incident_record(rep: Report, r: AuditRecord) -> None:
+    """An ``incident_*`` record of a monitor of this workspace: when it observed the incident and,
+    for a start without a timestamp, when it read that checkpoint."""
+    d = r.data
+    observed = parse_time(d.get("observed_at"))
+    if observed is not None and (rep.observed_at is None or observed < rep.observed_at):
+        rep.observed_at, rep.observed_by = observed, "watch"
+    if rep.found.untimed_start and r.event in ("incident_opened", "incident_restarted"):
+        read = parse_time(d.get("started_at"))
+        if read is not None and (rep.started_read_at is None or read < rep.started_read_at):
+            rep.started_read_at = read
 
 
 def _incident_entry(rep: Report, kind: str, p: dict[str, Any]) -> None:
     if kind == "opened":
         live = _short((p.get("live_digests") or [None])[0])
         rep.add(rep.started_at, "started", f"checkpoint {p.get('started_label')} (line {p.get('started_line')}): "
-                f"live {live} differs from stored {_short(p.get('stored_digest'))}")
+                f"live {live} differs from stored {_short(p.get('stored_digest'))}", "engine")
     elif kind == "restarted":
-        rep.add(rep.started_at, "start found", f"the drift began earlier, at {p.get('started_label')}")
+        rep.add(rep.started_at, "start found", f"the drift began earlier, at {p.get('started_label')}", "engine")
     elif kind == "escalated":
         at = parse_time(p.get("last_at")) or rep.started_at
         rep.add(at, "escalated", f"at {p.get('last_label')}: {p.get('consecutive_mismatches')} consecutive "
-                                 "mismatching checkpoints")
+                                 "mismatching checkpoints", "engine")
     elif kind == "resolved":
         ts = parse_time(p.get("resolved_at"))
         if ts is not None:
-            rep.add(ts, "resolved", f"checkpoint {p.get('resolved_label')} matches the stored registry again")
+            rep.add(ts, "resolved", f"checkpoint {p.get('resolved_label')} matches the stored registry again",
+                    "engine")
 
 
 def _keyed_entry(rep: Report, r: AuditRecord) -> None:
@@ -1107,12 +1292,19 @@ def _keyed_entry(rep: Report, r: AuditRecord) -> None:
     code = d.get("code")
     if ev_name in ("alert_raised", "escalation") or (ev_name == "alert_resolved" and code in DRIFT_CODES):
         status = "resolved" if ev_name == "alert_resolved" else "firing"
+        identity = (code, status, d.get("checkpoint"), _number(d.get("checkpoint_ts")), d.get("dedup_key"))
+        if identity in rep.seen:  # audited again by a later run (watch --once re-reads the feed)
+            rep.duplicates += 1
+            return
+        rep.seen.add(identity)
         if status == "firing" and (rep.observed_at is None or r.ts < rep.observed_at):
             rep.observed_at, rep.observed_by = r.ts, "watch"
         if status == "resolved" and d.get("reason") != "superseded":
-            rep.resolution_seen_at = max(rep.resolution_seen_at or r.ts, r.ts)
+            rep.resolution_seen_at = min(rep.resolution_seen_at or r.ts, r.ts)
         if len(rep.alerts) < MAX_ALERTS:
-            rep.alerts.append(Alerted(str(code), status, r.ts, d.get("dedup_key")))
+            label = d.get("checkpoint")
+            rep.alerts.append(Alerted(str(code), status, r.ts, d.get("dedup_key"),
+                                      checkpoint=label if isinstance(label, str) else None))
         diff = d.get("diff")
         if isinstance(diff, dict):
             counts = {k: diff.get(k) for k in ("missing", "unexpected", "mismatched")}
@@ -1227,11 +1419,14 @@ class ReportSet:
         return any(r.resolved_at is None for r in self.reports)
 
 
-def build_report(ws: Workspace, config: Config, *, incident: str = "latest", since: float | None = None,
+def build_report(ws: Workspace, config: Config, *, incident: str | None = None, since: float | None = None,
                  use_index: bool = True, write_index: bool = True, now: float | None = None) -> ReportSet:
     """The incidents asked for (``latest``, an id, or ``all``; ``since``: those active at or after
-    that time), oldest first, with the audit log merged in."""
+    that time; no ``incident``: all of those since ``since``, else the latest), oldest first, with the
+    audit log merged in."""
     now = time.time() if now is None else now
+    if incident is None:
+        incident = "all" if since is not None else "latest"
     keyed = list(iter_audit_with(ws, KEYED))
     rec = reconstruct(ws, config, keyed=keyed, use_index=use_index, write_index=write_index, now=now)
     found = rec.incidents
@@ -1300,12 +1495,14 @@ def incident_markdown(rep: Report) -> list[str]:
         ["time to acknowledge", _dur(rep.time_to_acknowledge_s)],
         ["time to resolve", _dur(rep.time_to_resolve_s) if rep.resolved_at is not None else "— (open)"],
         ["consecutive mismatches", str(v.get("consecutive_mismatches"))],
-        ["stored digest", code(v.get("stored_digest"), 80, table=True)],
+        ["stored digest", code(rep.stored_digest, 80, table=True)
+         + (f" (later {code(v.get('stored_digest'), 80, table=True)})"
+            if v.get("stored_digest") != rep.stored_digest else "")],
         ["live digests", ", ".join(code(d, 80, table=True) for d in v.get("live_digests") or []) or "—"],
     ]
     if rep.clock_skew_s is not None:
         rows.append(["clock skew", f"the engine's clock is {rep.clock_skew_s:.3f} s ahead of this host "
-                                   "(times on this host are measured from the start on this host's clock)"])
+                                   "(the time to detect is clamped at 0)"])
     out.append(_table(["", ""], rows))
     out.append("### Diff summary")
 
@@ -1317,9 +1514,11 @@ def incident_markdown(rep: Report) -> list[str]:
     out.append(f"- at the start: {counts(rep.diff_at_start)}\n- at the end: {counts(rep.diff_at_end)}")
     out.append("### Timeline")
     if rep.timeline:
-        out.append(_table(["at (UTC)", "what", "detail"],
-                          [[code(iso(at)), code(what, 60, table=True), code(detail, 300, table=True)]
-                           for at, what, detail in rep.timeline]))
+        out.append("Each entry says its clock: `engine` (a checkpoint's own timestamp) or `host` (this host's "
+                   "audit log); engine times are ordered as corrected by the measured clock skew.")
+        out.append(_table(["at (UTC)", "clock", "what", "detail"],
+                          [[code(iso(at)), clock, code(what, 60, table=True), code(detail, 300, table=True)]
+                           for at, what, detail, clock in rep.timeline]))
         if rep.timeline_dropped:
             out.append(f"… {rep.timeline_dropped:,} more entries not shown.")
     out.append("### Alerts")

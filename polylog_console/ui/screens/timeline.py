@@ -51,7 +51,7 @@ def event_lines(rep: Report) -> list[Content]:
     """The incident's events in order, one line each (time of day, what, detail)."""
     lines = [Content.assemble((iso(at)[11:23], "$text-muted"), "  ", (f"{clean(what, 20):<20}", "bold"), " ",
                               literal(detail, limit=200))
-             for at, what, detail in rep.timeline]
+             for at, what, detail, _clock in rep.timeline]
     if rep.timeline_dropped:
         lines.append(Content(f"… {rep.timeline_dropped} more events"))
     return lines or [Content("no events")]
