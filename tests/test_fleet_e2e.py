@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.promstack import AlertmanagerNode, Prometheus, Watcher, make_workspace
-from tests.servers import Receiver, wait_until
+from tests.servers import Receiver, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,11 +36,13 @@ def stack(tmp_path_factory):
             opened.append(watcher)
             watchers.append(watcher)
             space["instance"] = watcher.address
-        prom = Prometheus(tmp, [w.address for w in watchers], interval="1s")
+        dead = f"127.0.0.1:{free_port()}"  # a target that never came up (nothing listens there)
+        prom = Prometheus(tmp, [w.address for w in watchers] + [dead], interval="1s")
         opened.append(prom)
         prom.wait_for("polylog_status == 1", 3)
+        prom.wait_for("up == 0", 1)
         prom.wait_for("polylog_replica_match", 6)  # two replicas each: parity checked at start
-        yield {"am": am, "prom": prom, "spaces": {s["name"]: s for s in spaces}, "tmp": tmp}
+        yield {"am": am, "prom": prom, "spaces": {s["name"]: s for s in spaces}, "tmp": tmp, "dead": dead}
     finally:
         for item in reversed(opened):
             item.close()
@@ -59,8 +61,12 @@ def test_fleet_json_lists_every_workspace_worst_first(stack):
     assert doc["prometheus"] == {"url": stack["prom"].url, "ok": True, "error": None}
     assert doc["alertmanager"]["ok"] is True
     rows = {r["workspace"]: r for r in doc["instances"]}
-    assert set(rows) == {"alpha", "beta", "gamma"}
-    assert [r["status"] for r in doc["instances"]] == ["DRIFT", "DRIFT", "IN SYNC"]
+    assert set(rows) == {"alpha", "beta", "gamma", None}
+    assert [r["status"] for r in doc["instances"]] == ["DRIFT", "DRIFT", "DOWN", "IN SYNC"]
+    # the target that never came up: listed from ``up`` alone, DOWN, its workspace unknown
+    dead = rows[None]
+    assert (dead["instance"], dead["job"], dead["up"], dead["host"]) == (stack["dead"], "polylog", False, None)
+    assert dead["console"] is None and dead["alerts"] == []
     # the older drift first
     assert [r["workspace"] for r in doc["instances"]][:2] == ["alpha", "beta"]
     for name in ("alpha", "beta"):
@@ -195,6 +201,6 @@ async def test_the_fleet_screen_on_the_real_servers(stack):
             assert app.refreshes >= 2  # the timer refreshed it again within ~1 s
             table = app.query_one(DataTable)
             hosts = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
-            assert hosts == ["alpha", "beta", "gamma"]
+            assert hosts == ["alpha", "beta", f"? {stack['dead']}", "gamma"]
     finally:
         source.close()

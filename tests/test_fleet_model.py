@@ -99,3 +99,28 @@ def test_the_fleet_core_and_fleet_json_import_no_textual():
             "polylog_console.cli.fleet, polylog_console.cli.ack; print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_target_that_was_never_up_is_a_down_row_with_its_workspace_unknown():
+    from polylog_console.core.fleet.prometheus import Sample
+
+    data = series([workspace_spec(1), workspace_spec(7)])
+    dead = {"instance": "127.0.0.1:1", "job": "polylog"}
+    data.results["up"].append(Sample(dead, 0.0, NOW))
+    data.results["scraped"].append(Sample(dead, NOW - 2, NOW))
+    data.results["up"].append(Sample({"instance": "node:9100", "job": "node"}, 0.0, NOW))  # not a polylog job
+    rows = build_rows(data)
+    assert [r.status for r in rows] == [DRIFT, DOWN, IN_SYNC]
+    down = rows[1]
+    assert (down.instance, down.job, down.up, down.last_scrape) == ("127.0.0.1:1", "polylog", False, NOW - 2)
+    doc = down.to_json()
+    assert doc["workspace"] is None and doc["host"] is None and doc["console"] is None and doc["status"] == DOWN
+    # no job has any polylog workspace yet (the whole fleet never came up): every down target is listed
+    only = series([])
+    only.results["up"].append(Sample(dead, 0.0, NOW))
+    assert [(r.instance, r.status, r.workspace) for r in build_rows(only)] == [("127.0.0.1:1", DOWN, "")]
+    # an alert without a workspace label never lands on such a row
+    from polylog_console.core.fleet.model import AlertState, attach_alerts
+
+    attach_alerts(rows, [AlertState("registry_mismatch", "active", [], workspace="")])
+    assert rows[1].alerts == []

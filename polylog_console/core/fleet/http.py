@@ -8,6 +8,7 @@ until the client is built; messages name a URL with :func:`display_url` (no user
 
 from __future__ import annotations
 
+import re
 import ssl
 from functools import lru_cache
 from pathlib import Path
@@ -19,24 +20,58 @@ import orjson
 
 from polylog_console.core.infra.text import safe_text
 from polylog_console.core.model.config import HttpClientConfig
+from polylog_console.core.model.errors import ConfigError
 
 USER_AGENT = "polylog-console-fleet/1"
 MAX_BODY = 64 << 20  # bytes: an answer bigger than this is refused (bounded reads)
 
-__all__ = ["USER_AGENT", "ApiError", "client_options", "display_url", "read_json"]
+__all__ = ["USER_AGENT", "ApiError", "check_url", "client_options", "display_url", "read_json"]
 
 
 def display_url(url: str) -> str:
     """``url`` without user info, query or fragment (they may hold tokens): for messages. (The
     alert sinks have the same helper; this module does not import them, so ``fleet --json`` starts
-    without loading the alert machinery.)"""
+    without loading the alert machinery.) A text that is not a URL is shown as given (sanitised),
+    never with a made-up ``://``; an IPv6 host keeps its brackets."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<invalid url>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    if ":" in host:
+        host = f"[{host}]"
+    if not parts.scheme or not parts.netloc:
+        return safe_text(parts.path, 120)
+    return safe_text(f"{parts.scheme}://{host}{port}{parts.path}", 200)
+
+
+def check_url(url: str, what: str) -> str:
+    """``url`` when it is an ``http://`` or ``https://`` URL with a host (and a valid port);
+    :class:`~polylog_console.core.model.errors.ConfigError` (one line, exit 2) otherwise. ``what``
+    names where it came from (``--prometheus``, ``[fleet] prometheus_url``)."""
+    shown = safe_text(re.sub(r"//[^/@]*@", "//", url), 80)  # never a password in the message
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        problem = "not a valid URL"
+    else:
+        if parts.scheme.lower() not in ("http", "https"):
+            problem = "expected an http:// or https:// URL"
+        elif not parts.hostname:
+            problem = "the URL has no host"
+        elif any(c.isspace() for c in url):
+            problem = "the URL contains white space"
+    if problem is None:
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            problem = f"not a valid URL ({safe_text(str(exc), 80)})"
+    if problem is not None:
+        raise ConfigError(f"{what}: {problem}, got {shown!r}")
+    return url
 
 
 class ApiError(Exception):

@@ -115,7 +115,8 @@ class FleetRow:
         return (ORDER.get(self.status, 5), self.drift_started_at or math.inf, self.workspace, self.instance)
 
     def to_json(self) -> dict[str, Any]:
-        return {"workspace": self.workspace, "host": self.host, "instance": self.instance, "job": self.job,
+        return {"workspace": self.workspace or None, "host": self.host or None, "instance": self.instance,
+                "job": self.job,
                 "up": self.up, "status": self.status, "registry_match": self.registry_match,
                 "drift_started_at": self.drift_started_at, "consecutive_mismatches": self.consecutive_mismatches,
                 "latest_checkpoint_age_s": (round(self.latest_checkpoint_age, 3)
@@ -123,7 +124,7 @@ class FleetRow:
                 "replicas_matching": self.replicas_matching, "replicas_total": self.replicas_total,
                 "outbox_pending": self.outbox_pending,
                 "last_scrape": iso(self.last_scrape) if self.last_scrape else None,
-                "path": self.path or None, "console": self.console_command(),
+                "path": self.path or None, "console": self.console_command() if self.host else None,
                 "alerts": [a.to_json() for a in self.alerts]}
 
 
@@ -132,7 +133,8 @@ def _by_key(samples: Iterable[Sample]) -> dict[Key, Sample]:
 
 
 def build_rows(series: FleetSeries) -> list[FleetRow]:
-    """One row per scrape target that exports ``polylog_workspace_info``, worst first."""
+    """One row per scrape target that exports ``polylog_workspace_info``, and one (DOWN, workspace
+    unknown) per target that is down and never exported it (:func:`_never_up_rows`); worst first."""
     r = series.results
     up = _by_key(r.get("up", []))
     scraped = _by_key(r.get("scraped", []))
@@ -178,7 +180,27 @@ def build_rows(series: FleetSeries) -> list[FleetRow]:
             o = _finite(outbox[key].value) if key in outbox else None
             row.outbox_pending = int(o) if o is not None else None
         rows.append(row)
+    rows += _never_up_rows(r.get("up", []), seen, {key[1] for key in seen}, scraped, series.at)
     rows.sort(key=FleetRow.sort_key)
+    return rows
+
+
+def _never_up_rows(up: Iterable[Sample], seen: set[Key], polylog_jobs: set[str], scraped: Mapping[Key, Sample],
+                   at: float) -> list[FleetRow]:
+    """DOWN rows for the targets that are down and never exported ``polylog_workspace_info`` within
+    the lookback (a watcher that never started, a wrong port): known by ``up`` only, so their
+    workspace and host are unknown (""; null in JSON). Only targets of a job that has polylog
+    workspaces are listed (``up`` covers every job Prometheus scrapes), unless no job has any yet (a
+    fleet that never came up: every down target is listed)."""
+    rows = []
+    for sample in up:
+        key = sample.key
+        if key in seen or sample.value == 1 or (polylog_jobs and key[1] not in polylog_jobs):
+            continue
+        seen.add(key)
+        stamp = scraped.get(key)
+        rows.append(FleetRow(workspace="", host="", instance=key[0], job=key[1], up=False, status=DOWN,
+                             evaluated_at=at, last_scrape=_finite(stamp.value) if stamp is not None else None))
     return rows
 
 
@@ -206,7 +228,8 @@ def attach_alerts(rows: list[FleetRow], alerts: list[AlertState]) -> None:
     by_name: dict[str, list[FleetRow]] = {}
     for row in rows:
         row.alerts = []
-        by_name.setdefault(row.workspace, []).append(row)
+        if row.workspace:  # a target known by ``up`` only has no name an alert could carry
+            by_name.setdefault(row.workspace, []).append(row)
     for alert in alerts:
         for row in by_name.get(alert.workspace, []):
             row.alerts.append(alert)

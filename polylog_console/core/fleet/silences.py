@@ -22,6 +22,7 @@ drift (:func:`expire_for_drift`): those recorded, and those found on Alertmanage
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,16 @@ from typing import Any
 import httpx
 import orjson
 
-from polylog_console.core.fleet.http import ApiError, client_options, display_url, read_json, transport_error
+from polylog_console.core.fleet.http import (
+    ApiError,
+    check_url,
+    client_options,
+    display_url,
+    read_json,
+    transport_error,
+)
 from polylog_console.core.infra.atomic import write_bytes
+from polylog_console.core.infra.text import safe_text
 from polylog_console.core.model import events as ev
 from polylog_console.core.model.config import Config, HttpClientConfig
 from polylog_console.core.model.errors import PolylogError
@@ -50,6 +59,17 @@ class AckError(PolylogError):
 
 class NothingToAcknowledge(PolylogError):
     """No current drift to silence (exit 1): the workspace is in sync, or ``--all`` is needed."""
+
+    unknown = False
+
+
+class UnknownWorkspace(NothingToAcknowledge):
+    """No alert and no silence on Alertmanager names this workspace (exit 1): likely a wrong name."""
+
+    unknown = True
+
+
+SILENCE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def parse_time(text: Any) -> float | None:
@@ -168,10 +188,34 @@ class AlertmanagerClient:
             raise ApiError(f"Alertmanager {self.display}: no silenceID in the answer")
         return silence_id
 
+    def silence(self, silence_id: str) -> Silence | None:
+        """The silence ``silence_id`` (None: Alertmanager has no such silence)."""
+        check_silence_id(silence_id)
+        errors = []
+        for url in self.urls:
+            what = f"Alertmanager {display_url(url)}"
+            try:
+                response = self.client.get(f"{url}/api/v2/silence/{silence_id}")
+            except httpx.HTTPError as exc:
+                errors.append(str(transport_error(exc, what)))
+                continue
+            if response.status_code == 404:
+                return None
+            data = read_json(response, f"{what} GET /api/v2/silence")
+            return Silence.from_api(data) if isinstance(data, dict) else None
+        raise ApiError("; ".join(errors))
+
     def expire_silence(self, silence_id: str) -> None:
-        if not silence_id or "/" in silence_id or "?" in silence_id:
-            raise AckError(f"not a silence id: {silence_id!r}")
+        check_silence_id(silence_id)
         self._call("DELETE", f"/api/v2/silence/{silence_id}")
+
+
+def check_silence_id(silence_id: str) -> str:
+    """A silence id is a UUID (what Alertmanager hands out); :class:`AckError` naming it otherwise."""
+    if not isinstance(silence_id, str) or not SILENCE_ID.fullmatch(silence_id):
+        raise AckError(f"not a silence id: {safe_text(repr(silence_id), 80)} (Alertmanager's ids are UUIDs, "
+                       "e.g. 0f3c9e2a-5b1d-4c8e-9a7f-2d6b8e1c4a90; `ack --json` prints it)")
+    return silence_id
 
 
 def matcher_filter(name: str, value: str) -> str:
@@ -206,6 +250,13 @@ def remote_drift_key(client: AlertmanagerClient, workspace: str, alert: str | No
         return None
     found.sort(key=lambda a: a.starts_at or 0.0)
     return found[-1].labels["dedup_key"]
+
+
+def known_to_alertmanager(client: AlertmanagerClient, workspace: str) -> bool:
+    """Whether any alert (of any state) or any silence on Alertmanager names ``workspace``."""
+    if client.alerts([matcher_filter("workspace", workspace)]):
+        return True
+    return any(s.equals().get("workspace") == workspace for s in client.silences())
 
 
 # --- the state file -------------------------------------------------------------------------------
@@ -265,14 +316,17 @@ class AckResult:
 
 
 def alertmanager_urls(config: Config, override: str | Sequence[str] | None = None) -> tuple[str, ...]:
-    """``--alertmanager``, else ``[fleet] alertmanager_url``, else ``[alertmanager] url``."""
+    """``--alertmanager``, else ``[fleet] alertmanager_url``, else ``[alertmanager] url``; each one
+    checked (http/https with a host: :func:`~.http.check_url`, a ConfigError naming its source)."""
     if override:
-        return tuple([override] if isinstance(override, str) else override)
-    if config.fleet.alertmanager_urls:
-        return config.fleet.alertmanager_urls
-    if config.alerts.alertmanager is not None:
-        return config.alerts.alertmanager.urls
-    return ()
+        urls, what = tuple([override] if isinstance(override, str) else override), "--alertmanager"
+    elif config.fleet.alertmanager_urls:
+        urls, what = config.fleet.alertmanager_urls, "[fleet] alertmanager_url"
+    elif config.alerts.alertmanager is not None:
+        urls, what = config.alerts.alertmanager.urls, "[alertmanager] url"
+    else:
+        return ()
+    return tuple(check_url(url, what) for url in urls)
 
 
 def alertmanager_http(config: Config) -> HttpClientConfig:
@@ -297,6 +351,8 @@ def acknowledge(config: Config, actor: str, *, name: str | None = None, alert: s
     now = time.time() if now is None else now
     if duration <= 0:
         raise AckError("--for must be a positive duration")
+    if alert is not None and alert not in ev.ALERT_CODES:
+        raise AckError(f"--alert {safe_text(repr(alert), 60)}: not an alert code (one of {', '.join(ev.ALERT_CODES)})")
     own = workspace_name(config)
     target = name or own
     urls = alertmanager_urls(config, alertmanager)
@@ -316,6 +372,10 @@ def acknowledge(config: Config, actor: str, *, name: str | None = None, alert: s
                     key = None
             if key is None and am is not None:
                 key = remote_drift_key(am, target, alert)
+                if key is None and target != own and not known_to_alertmanager(am, target):
+                    raise UnknownWorkspace(
+                        f"{target}: unknown to Alertmanager {am.display}: no alert or silence names this "
+                        "workspace (check the name: `polylog-console fleet` lists them; --all silences it anyway)")
             if key is None:
                 raise NothingToAcknowledge(f"{target}: no current drift to acknowledge "
                                            "(use --all to silence the whole workspace)")
@@ -343,12 +403,22 @@ def acknowledge(config: Config, actor: str, *, name: str | None = None, alert: s
 
 def expire(config: Config, actor: str, silence_id: str, *, alertmanager: str | Sequence[str] | None = None,
            client: AlertmanagerClient | None = None) -> AckResult:
-    """``ack --expire ID``: end a silence now; audited."""
+    """``ack --expire ID``: end a silence now; audited. An id that is not a UUID, or that Alertmanager
+    does not know, is an :class:`AckError` (never its raw answer); a silence already expired is
+    reported as such (``already_expired``), not expired again nor audited again."""
     from polylog_console.core.infra.audit import AuditLog
 
+    check_silence_id(silence_id)
     urls = alertmanager_urls(config, alertmanager)
     am = client or AlertmanagerClient(urls, http=alertmanager_http(config), timeout=config.fleet.timeout)
     try:
+        found = am.silence(silence_id)
+        if found is None:
+            raise AckError(f"no silence {silence_id} on Alertmanager {am.display}")
+        if found.state == "expired":  # Alertmanager accepts a second DELETE silently: say what it was
+            eq = found.equals()
+            return AckResult(eq.get("workspace", ""), silence_id, eq, found.ends_at or time.time(), found.created_by,
+                             found.comment, am.display, expired=True, extra={"already_expired": True})
         am.expire_silence(silence_id)
     finally:
         if client is None:
@@ -356,8 +426,9 @@ def expire(config: Config, actor: str, silence_id: str, *, alertmanager: str | S
     forget_acks(Path(config.workspace), [silence_id])
     record = AuditLog(Path(config.workspace) / "memory/audit/events.jsonl", actor).append(
         "acknowledgement_expired", silence_id=silence_id, alertmanager=am.display)
-    return AckResult("", silence_id, {}, time.time(), actor, "", am.display, expired=True,
-                     audit_error=record.get("audit_error"))
+    eq = found.equals()
+    return AckResult(eq.get("workspace", ""), silence_id, eq, time.time(), actor, found.comment, am.display,
+                     expired=True, audit_error=record.get("audit_error"), extra={"already_expired": False})
 
 
 # --- expiring when the incident resolves --------------------------------------------------------------

@@ -51,7 +51,8 @@ def row_cells(row: FleetRow, now: float) -> list[Any]:
     status = Text(f" {row.status} ", style=STATUS_STYLE.get(row.status, ""))
     replicas = f"{row.replicas_matching}/{row.replicas_total}" if row.replicas_total else "—"
     age = row.latest_checkpoint_age
-    return [status, safe_text(row.workspace, 60), safe_text(row.host, 30), _clock_text(row.drift_started_at, now),
+    name = safe_text(row.workspace, 60) if row.workspace else Text(f"? {safe_text(row.instance, 56)}", style="dim")
+    return [status, name, safe_text(row.host, 30) or "?", _clock_text(row.drift_started_at, now),
             "—" if row.consecutive_mismatches is None else str(row.consecutive_mismatches),
             "—" if age is None else format_age(age), replicas,
             "—" if row.outbox_pending is None else str(row.outbox_pending),
@@ -99,7 +100,10 @@ class DetailScreen(ModalScreen[None]):
     def render_text(self) -> Text:
         row, now = self.row, self.now
         out = Text()
-        out.append(f"{safe_text(row.workspace, 200)}\n", style="bold")
+        out.append(f"{safe_text(row.workspace, 200) or 'workspace unknown'}\n", style="bold")
+        if not row.workspace:
+            out.append("  this target is down and never exported polylog_workspace_info (a watcher that never "
+                       "started? a wrong address or port?)\n", style="dim")
         out.append(f" {row.status} ", style=STATUS_STYLE.get(row.status, ""))
         out.append(f"  host {safe_text(row.host, 60)}  instance {safe_text(row.instance, 60)}  "
                    f"job {safe_text(row.job, 40)}\n\n")
@@ -129,6 +133,8 @@ class DetailScreen(ModalScreen[None]):
                        f"{_clock_text(silence.ends_at, now)}\n    {matchers}\n")
             if silence.comment:
                 out.append(f"    {safe_text(silence.comment, 160)}\n", style="dim")
+        if not row.host:
+            return out
         out.append("\nOpen its console\n", style="bold")
         out.append(f"  {safe_text(row.console_command(), 300)}\n", style="reverse")
         out.append("  c copies it (OSC 52)\n", style="dim")
@@ -136,7 +142,7 @@ class DetailScreen(ModalScreen[None]):
 
     def action_copy_command(self) -> None:
         app = self.app
-        if isinstance(app, FleetApp):
+        if isinstance(app, FleetApp) and self.row.host:
             app.copy_text(self.row.console_command(), "the ssh command")
 
     def action_ack(self) -> None:
@@ -340,6 +346,10 @@ class FleetApp(App[int]):
             self.acknowledge(row)
 
     def acknowledge(self, row: FleetRow) -> None:
+        if not row.workspace:  # never fall back to this workspace's own name
+            self.notify(f"{row.instance}: workspace unknown (the target never exported its name): nothing to "
+                        "acknowledge", severity="warning", markup=False)
+            return
         if self.ack_callback is None:
             self.notify("acknowledging needs Alertmanager (--alertmanager or [fleet] alertmanager_url)",
                         severity="warning", markup=False)
