@@ -126,6 +126,11 @@ def test_ack_rejects_an_unknown_alert_code(tmp_path, am):
     assert len(am.silences()) == before  # nothing created
 
 
+def test_ack_of_an_empty_name_is_a_usage_error_not_this_workspace(tmp_path, am):
+    result = ack(tmp_path, am, "", "--all")
+    assert result.code == 2 and result.out == "" and "NAME is empty" in one_error_line(result)
+
+
 def test_ack_of_a_workspace_unknown_to_alertmanager_says_so(tmp_path, am):
     result = ack(tmp_path, am, "nosuch")
     assert result.code == 1 and "unknown to Alertmanager" in result.out and "nosuch" in result.out

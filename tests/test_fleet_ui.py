@@ -200,3 +200,35 @@ async def test_an_ack_from_the_detail_shows_in_it_after_the_refresh():
         await loaded(pilot, 2)
         text = str(app.screen.query_one("#detail", Static).render())
         assert "beta-ack" in text and "ack alice@laptop until" in text
+
+
+async def test_a_target_that_never_came_up_is_shown_and_cannot_be_acknowledged():
+    """A DOWN row known by ``up`` only: its instance shown, its detail says why, ``a`` and ``c`` do
+    nothing (``ack`` with no name would silence *this* workspace instead)."""
+    from polylog_console.core.fleet.prometheus import Sample
+
+    class DeadTarget(StubPrometheus):
+        def fleet(self):
+            data = super().fleet()
+            data.results["up"].append(Sample({"instance": "10.0.0.9:9464", "job": "polylog"}, 0.0, NOW))
+            return data
+
+    called = []
+    items = [s for s in specs() if s["status"] == "IN SYNC"]
+    app = make(DeadTarget(items), StubAlertmanager(), ack=lambda row: called.append(row))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        assert column(app, "workspace") == ["? 10.0.0.9:9464", "gamma:/srv/polylog/gamma"]
+        assert column(app, "status")[0].strip() == "DOWN"
+        await pilot.press("a")
+        await pilot.pause(0.1)
+        assert called == []
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        text = str(screen.query_one("#detail", Static).render())
+        assert "workspace unknown" in text and "never exported" in text and "ssh" not in text
+        await pilot.press("c", "a")
+        await pilot.pause(0.1)
+        assert app.clipboard_writes == [] and called == []

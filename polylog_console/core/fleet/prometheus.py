@@ -133,7 +133,7 @@ class PrometheusClient:
             return [Sample({}, _value(value), float(ts))]
         if kind != "vector":
             raise ApiError(f"Prometheus {self.display}: {expr!r} gave a {kind}, not a vector")
-        out = []
+        out: list[Sample] = []
         append = out.append
         for item in data.get("result") or []:
             ts, value = item.get("value") or (0, "NaN")

@@ -351,6 +351,8 @@ def acknowledge(config: Config, actor: str, *, name: str | None = None, alert: s
     now = time.time() if now is None else now
     if duration <= 0:
         raise AckError("--for must be a positive duration")
+    if name is not None and not name.strip():  # never fall back to this workspace's name for an empty one
+        raise AckError("NAME is empty: give a fleet workspace name, or none for this workspace's")
     if alert is not None and alert not in ev.ALERT_CODES:
         raise AckError(f"--alert {safe_text(repr(alert), 60)}: not an alert code (one of {', '.join(ev.ALERT_CODES)})")
     own = workspace_name(config)
@@ -442,7 +444,8 @@ async def expire_for_drift(http: httpx.AsyncClient, urls: Sequence[str], root: P
     ids: list[str] = []
     recorded = [i for i in read_acks(root) if i.get("dedup_key") == dedup_key] if root is not None else []
     ids += [i["id"] for i in recorded]
-    params = [("filter", matcher_filter("dedup_key", dedup_key)), ("filter", matcher_filter("workspace", workspace))]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("filter", matcher_filter("dedup_key", dedup_key)), ("filter", matcher_filter("workspace", workspace))]
     for url in urls:
         try:
             response = await http.get(url.rstrip("/") + "/api/v2/silences", params=params)
