@@ -100,6 +100,17 @@ def test_fleet_json_exit_2_when_prometheus_is_unreachable(stack, tmp_path):
     assert doc["prometheus"]["ok"] is False and "refused" in doc["prometheus"]["error"].lower()
 
 
+def test_fleet_json_with_alertmanager_unreachable_warns_in_one_line(stack):
+    refused = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("fleet", "--json", "--workspace", str(stack["tmp"]), "--prometheus", stack["prom"].url,
+                     "--alertmanager", refused, timeout=60)
+    assert result.code == 1  # Prometheus answered: the exit code is the fleet's state
+    doc = json.loads(result.out)
+    assert doc["prometheus"]["ok"] is True and doc["alertmanager"]["ok"] is False
+    (line,) = result.err.splitlines()
+    assert line.startswith("polylog-console: warning: Alertmanager") and "refused" in line.lower()
+
+
 def test_ack_creates_a_silence_that_every_console_sees(stack):
     am = stack["am"]
     alpha = stack["spaces"]["alpha"]
