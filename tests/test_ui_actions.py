@@ -216,12 +216,12 @@ async def check_alerts(pilot, ws):
 
 async def check_wide(pilot, ws):
     app = pilot.app
-    await wait_for(pilot, lambda: app.wide, what="wide mode")
+    await wait_for(pilot, lambda: app.triage.wide, what="wide mode")
     await pilot.pause(0.05)
     assert app.timeline.latest.checkpoint.digest in screen_text(app)  # the whole digest
     await pilot.press("w")
     await pilot.pause(0.05)
-    assert not app.wide and app.timeline.latest.checkpoint.digest not in screen_text(app)
+    assert not app.triage.wide and app.timeline.latest.checkpoint.digest not in screen_text(app)
 
 
 async def check_messages(pilot, ws):

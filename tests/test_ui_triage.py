@@ -202,7 +202,7 @@ async def test_alert_list_shows_the_sinks_that_delivered(tmp_path):
         app = make_app(root)
         async with app.run_test(size=(160, 48)) as pilot:
             await start(pilot)
-            await wait_for(pilot, lambda: app.deliveries, what="a delivery")
+            await wait_for(pilot, lambda: app.triage.deliveries, what="a delivery")
             await pilot.press("A")
             await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen), what="the alert list")
             assert "delivered: dashboard, webhook" in screen_text(app)

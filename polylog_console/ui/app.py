@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -44,18 +43,20 @@ from polylog_console.core.model.config import Config
 from polylog_console.core.model.errors import PolylogError, RegistryError
 from polylog_console.core.model.events import FeedEvent
 from polylog_console.core.model.workspace import Workspace
-from polylog_console.core.monitor.activity import AuditTail, from_audit
+from polylog_console.core.monitor.activity import from_audit
 from polylog_console.core.monitor.rules import format_age
 from polylog_console.core.monitor.session import Session
 from polylog_console.core.monitor.timeline import Timeline
 from polylog_console.core.runbook.operations import unavailable_reason
 from polylog_console.ui.controllers.actions import Actions
+from polylog_console.ui.controllers.audit_echo import AuditEcho
 from polylog_console.ui.controllers.clipboard import Clipboard
 from polylog_console.ui.controllers.detail import Detail
 from polylog_console.ui.controllers.diff import DiffController
 from polylog_console.ui.controllers.history import History
 from polylog_console.ui.controllers.panels import Panels
 from polylog_console.ui.controllers.theme import ThemeController, no_markup
+from polylog_console.ui.controllers.triage import Triage
 from polylog_console.ui.keymap import build_keymap, key_display
 from polylog_console.ui.layout import PANEL_TITLES, PANELS, MainScreen, is_compact, workspace_label
 from polylog_console.ui.messages import ActionDone, ActionProgressed, DiffReady, HistoryPaged, Notice
@@ -80,10 +81,6 @@ FOOTER_TITLES = {"validate": "Validate", "rehydrate": "Rehydrate", "recompute": 
                  "bundle": "Bundle", "acknowledge": "Ack", "follow": "Follow", "filter": "Filter",
                  "theme": "Theme", "help": "Help", "quit": "Quit"}
 FIRST_FRAME_WAIT = 0.3  # seconds the first frame waits for the feed's history
-# Audit events this console also shows from its own event stream (not again from the audit log).
-SHOWN_DIRECTLY = frozenset({"alert_raised", "alert_resolved", "escalation", "action_started", "action_finished",
-                            "action_failed", "action_cancelled", "acknowledged", "incident_opened",
-                            "incident_escalated", "incident_restarted", "incident_resolved"})
 
 
 def _bindings() -> list[BindingType]:
@@ -137,19 +134,15 @@ class ConsoleApp(App[int]):
         self.hangup_reason: str | None = None
         self._unavailable: dict[str, str | None] = {}
         self._banner_signature: Any = None
-        self.wide = False
-        self.deliveries: dict[str, list[str]] = {}  # dedup key -> sinks that delivered it
-        self.messages: deque[tuple[float, str, str, str]] = deque(maxlen=500)  # (at, severity, title, text)
         self.panels = Panels(self)
+        self.triage = Triage(self)
         self.history = History(self, self.timeline)
         self.diff = DiffController(self)
         self.actions = Actions(self)
         self.copier = Clipboard(self)
         self.detail = Detail(self)
         self.runner = ActionRunner(self, self.actions.publish)
-        self.audit_tail: AuditTail | None = None
-        self._own_audit: set[tuple[Any, Any]] = set()
-        self._record_own_audit()
+        self.audit_echo = AuditEcho(self.session.audit)
 
     # -- compatibility: what tests and benchmarks read ---------------------------------------------
 
@@ -217,7 +210,7 @@ class ConsoleApp(App[int]):
             self.session.subscribe(self.dashboard.apply)
         self.session.subscribe(self.on_session_events)
         self.query_one(ActivityTable).add([from_audit(r) for r in read_tail(self.ws.audit, 20)])
-        self.audit_tail = AuditTail(self.ws.audit)  # what other processes audit from now on
+        self.audit_echo.start(self.ws.audit)
         replicas = self.query_one(ReplicaTable)
         if not self.config.replicas:
             replicas.empty_message = "no replicas configured ([[replicas]] in monitoring.toml)"
@@ -302,7 +295,7 @@ class ConsoleApp(App[int]):
     def say(self, message: str, *, title: str = "", severity: str = "information", timeout: float = 6) -> None:
         """A notification of untrusted text (made safe, never parsed as markup), kept in the
         message history (``M``) after it has faded."""
-        self.messages.append((self.clock(), severity, safe_text(title, 80), safe_text(message, 500)))
+        self.triage.remember(self.clock(), severity, safe_text(title, 80), safe_text(message, 500))
         self.notify(safe_text(message, 500), title=title, severity=severity, timeout=timeout,  # type: ignore[arg-type]
                     markup=False)
 
@@ -380,43 +373,15 @@ class ConsoleApp(App[int]):
             self.hangup.check()
         if not self.query(StatusHeader):
             return
-        self._foreign_audit()
+        foreign = self.audit_echo.foreign()
+        if foreign:
+            self.query_one(ActivityTable).add(foreign)
         view = self.session.monitor.snapshot()
         header = self.query_one(StatusHeader)
         header.show(replace(header.state, age=_age(view.age)))
         self.query_one(AlertBanner).tick(now)
         self.query_one(ReplicaTable).tick(now)
         self.query_one(ActionBar).tick()
-
-    def _record_own_audit(self) -> None:
-        """Remember what this console writes to the audit log, so that the activity log shows the
-        audit records of *other* processes (their own events this console shows directly)."""
-        audit = self.session.audit
-        original = audit.append
-
-        def append(event: str, **details: Any) -> dict[str, Any]:
-            record = original(event, **details)
-            if event in SHOWN_DIRECTLY:
-                if len(self._own_audit) > 10_000:
-                    self._own_audit.clear()
-                self._own_audit.add((record.get("ts"), event))
-            return record
-
-        audit.append = append  # type: ignore[method-assign]
-
-    def _foreign_audit(self) -> None:
-        tail = self.audit_tail
-        if tail is None:
-            return
-        records = []
-        for record in tail.read_new():
-            key = (record.get("ts"), record.get("event"))
-            if key in self._own_audit:
-                self._own_audit.discard(key)
-            else:
-                records.append(record)
-        if records:
-            self.query_one(ActivityTable).add([from_audit(r) for r in records])
 
     # -- worker messages ----------------------------------------------------------------------------------
 
@@ -496,15 +461,15 @@ class ConsoleApp(App[int]):
             "recompute": partial(self.actions.run, spec), "replicas": partial(self.actions.run, spec),
             "bundle": partial(self.actions.run, spec),
             "acknowledge": self.actions.acknowledge, "cancel": self.actions.cancel,
-            "follow": self.toggle_follow, "filter": self.open_filter,
+            "follow": self.toggle_follow, "filter": self.triage.open_filter,
             "detail": self.detail.open, "copy": self.detail.copy,
             "next_panel": partial(self.panels.step, 1), "prev_panel": partial(self.panels.step, -1),
             "panel_checkpoints": partial(self.panels.show, "checkpoints"),
             "panel_diff": partial(self.panels.show, "diff"), "panel_replicas": partial(self.panels.show, "replicas"),
             "panel_activity": partial(self.panels.show, "activity"),
-            "panel_errors": partial(self.panels.show, "errors"), "alerts": self.open_alerts,
-            "next_match": partial(self.find, 1), "prev_match": partial(self.find, -1),
-            "wide": self.toggle_wide, "messages": self.open_messages,
+            "panel_errors": partial(self.panels.show, "errors"), "alerts": self.triage.open_alerts,
+            "next_match": partial(self.triage.find, 1), "prev_match": partial(self.triage.find, -1),
+            "wide": self.triage.toggle_wide, "messages": self.triage.open_messages,
             "theme": self.themes.choose, "help": self.open_help, "quit": self.quit_console,
         }
         handlers[spec.id]()
@@ -534,28 +499,9 @@ class ConsoleApp(App[int]):
             table.rows_changed(follow=True)
         self.refresh_status()
 
-    def open_filter(self) -> None:
-        """``/``: filter the focused panel (the diff has its own box, with its counts)."""
-        panel = self.panels.current()
-        if panel == "diff":
-            self.show_panel("diff", focus=False)
-            self.query_one(DiffPanel).open_filter(self.diff.query)
-            return
-        table = self.panels.table(panel)
-        if table is None:
-            return
-        self.show_panel(panel, focus=False)
-        current = table.query.query if table.query is not None else ""
-        self.query_one(RowFilter).open_for(panel, PANEL_TITLES[panel], current, table)
-
     @on(Input.Changed, "#row-filter")
     def _row_filter_changed(self, event: Input.Changed) -> None:
-        box = self.query_one(RowFilter)
-        table = self.panels.table(box.panel) if box.panel else None
-        if table is not None:
-            error = table.set_query(event.value)
-            box.border_subtitle = error
-            self.panels.mark_focus()
+        self.triage.filter_typed(event.value)
 
     @on(RowFilter.Closed)
     def _row_filter_closed(self) -> None:
@@ -564,30 +510,6 @@ class ConsoleApp(App[int]):
     @on(LineTable.FilterChanged)
     def _filter_changed_title(self) -> None:
         self.panels.mark_focus()
-
-    def find(self, direction: int) -> None:
-        table = self.panels.current_table()
-        if table is None or table.last_query is None:
-            self.say("nothing to look for: / sets a filter, and n / N find its matches")
-            return
-        if not table.find(direction):
-            self.say(f"no row matches {table.last_query.query}")
-
-    def toggle_wide(self) -> None:
-        self.wide = not self.wide
-        for table in self.query(LineTable):
-            table.set_wide(self.wide)
-        self.say("wide columns: " + ("on (digests in full)" if self.wide else "off"))
-
-    def open_messages(self) -> None:
-        from polylog_console.ui.widgets.checkpoints import clock_time
-
-        lines = [f"{clock_time(at)}Z  {severity:<11} {title + ': ' if title else ''}{message}"
-                 for at, severity, title, message in self.messages]
-        text = "\n".join(lines) if lines else "no notification yet"
-        key = self.keymap.key_for("copy")
-        self.push_screen(DetailScreen(f"Message history ({len(lines)})", text, key,
-                                      key_display(key) if key else None, what="the message history"))
 
     def apply_filter(self, query: str) -> None:
         self.diff.apply_filter(query)
@@ -636,27 +558,9 @@ class ConsoleApp(App[int]):
     def _focus_changed(self, widget: Any) -> None:
         self.panels.mark_focus()
 
-    def open_alerts(self) -> None:
-        from polylog_console.ui.screens.alerts import AlertsScreen
-
-        view = self.session.monitor.snapshot()
-        self.push_screen(AlertsScreen(self.dashboard.active, getattr(view, "incident", None), self.clock(),
-                                      self.delivered_sinks()))
-
-    def note_delivery(self, dedup_key: str, sink: str) -> None:
-        """A sink delivered an alert (the session's delivery events): the alert list shows it."""
-        if len(self.deliveries) > 1000:
-            self.deliveries.clear()
-        sinks = self.deliveries.setdefault(dedup_key, [])
-        if sink not in sinks:
-            sinks.append(sink)
-
-    def delivered_sinks(self) -> dict[str, list[str]]:
-        return {key: ["dashboard", *sinks] for key, sinks in self.deliveries.items()}
-
     @on(AlertBanner.MoreClicked)
     def _more_clicked(self) -> None:
-        self.open_alerts()
+        self.triage.open_alerts()
 
     def show_panel(self, panel_id: str, focus: bool = True) -> None:
         self.panels.show(panel_id, focus)

@@ -65,7 +65,7 @@ class History:
                 problems.append(event.error)
             elif getattr(event, "event", None) == "delivery":
                 if getattr(event, "outcome", None) == "delivered":
-                    app.note_delivery(event.dedup_key, event.sink)
+                    app.triage.note_delivery(event.dedup_key, event.sink)
             elif kind in (EntryEvent, FeedEvent):
                 feed_batch = True
                 if kind is FeedEvent:
