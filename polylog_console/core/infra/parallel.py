@@ -77,6 +77,7 @@ def process_context(preload: Iterable[str] = ()) -> Any:
     import multiprocessing
     from multiprocessing import resource_tracker
 
+    ctx: Any
     try:
         ctx = multiprocessing.get_context("forkserver")
     except ValueError:
