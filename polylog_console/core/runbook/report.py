@@ -396,6 +396,10 @@ class Found:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, picture)
     diff_at_end: dict[str, int] | None = None
     untimed_start: bool = False  # its first checkpoint has no timestamp: started_at is the replay's read time
+    # where started_at comes from: "checkpoint" (its timestamp), "index" (the picture a monitor of this
+    # workspace wrote: the timestamp, or that monitor's reading when there was none), "monitor" (an untimed
+    # start as a monitor read it), "replay" (untimed_start: this report's own reading)
+    start_source: str = "checkpoint"
 
     def _times(self) -> tuple[float, float | None]:
         cached = self.__dict__.get("_cache")
@@ -630,13 +634,16 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
         for event in out:
             if getattr(event, "event", None) == "incident" and event.kind in ("opened", "restarted"):
                 item = by_id.get(event.incident.id)
-                if item is not None and (item.offset is None or event.kind == "restarted"):
+                if item is not None:
                     target = event.incident.started_line
                     for record in records:
                         first = record.first if record.__class__ is Run else record
                         if first.__class__ is Checkpoint and first.line == target:
-                            item.offset = first.offset
+                            if item.offset is None or event.kind == "restarted":
+                                item.offset = first.offset
                             item.untimed_start = first.timestamp is None
+                            if item.untimed_start:
+                                item.start_source = "replay"
                             break
 
     seen = 0
@@ -708,8 +715,8 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
         item.view = {**current.to_json(), "observed_by": "replay"}
         if resume is not None and item is found[0]:
             _resumed(item.view)
-    if resume is not None and found:
-        found[0].untimed_start = False  # its start is the index's (a monitor's reading)
+    if resume is not None and found and found[0].untimed_start:  # its start: the index's (a monitor's reading)
+        found[0].untimed_start, found[0].start_source = False, "monitor"
     for item in found:
         if item.resolved_at is None and monitor.latest is not None:
             with contextlib.suppress(PolylogError, OSError):
@@ -791,7 +798,8 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | Non
         else:
             end, line, _stored, open_key = view.covered
             records = [r for r in view.incidents if r["offset"] < end]
-            done = [Found(r["incident"], r.get("offset"), _index_events(index, r["incident"])) for r in records
+            done = [Found(r["incident"], r.get("offset"), _index_events(index, r["incident"]), start_source="index")
+                    for r in records
                     if r["incident"].get("resolved_at") is not None and r["incident"].get("start_in_history", True)]
             open_ones = [r for r in records if idx.incident_key(r["incident"]) == open_key]
             if open_key is not None and not open_ones:
@@ -825,7 +833,8 @@ def _index_events(index: idx.Index, incident: dict[str, Any]) -> list[tuple[str,
 
 def _earlier(records: list[dict[str, Any]]) -> list[Found]:
     """Resolved incidents of feed files rotated away (their feed is gone; the index keeps them)."""
-    out = [Found(r["incident"], None) for r in records if r["incident"].get("resolved_at") is not None]
+    out = [Found(r["incident"], None, start_source="index") for r in records
+           if r["incident"].get("resolved_at") is not None]
     return sorted(out, key=lambda f: f.started_at)
 
 
@@ -991,9 +1000,7 @@ class Report:
             "started_label": v.get("started_label"),
             "started_line": v.get("started_line"),
             "start_in_history": v.get("start_in_history", True),
-            "started_at_source": ("checkpoint" if not self.found.untimed_start else
-                                  "read by this workspace's monitor" if self.started_read_at is not None else
-                                  "read by this report (no monitor recorded it)"),
+            "started_at_source": "monitor" if self.started_read_at is not None else self.found.start_source,
             "observed_at": _iso(self.observed_at),
             "observed_by": self.observed_by,
             "acknowledged_at": _iso(self.acknowledged_at),
