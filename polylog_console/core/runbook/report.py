@@ -17,16 +17,31 @@ the latest checkpoint again), so parity returns the same way. Only the current f
 state for symbol diffs; for earlier ones the report uses the counts the alert records carry.
 
 **The audit log** adds what the feed cannot know: when this workspace's monitor observed the drift
-(the first alert record of it), each alert raised and delivered per sink with its latency,
+(its ``incident_*`` records' ``observed_at``, else its first alert record), each alert raised and
+delivered per sink with its latency,
 acknowledgements (the console's ``acknowledged``, Alertmanager ``silence_created``), actions with
 actor, outcome and duration, refresh attempts, escalations. Rotated files (``events.jsonl.N``, the
 highest number oldest) are read too, malformed lines and unknown events are skipped, and records
 written before incidents existed (no ``dedup_key`` on actions) are placed by time.
 
+**Attribution.** A drift (stored, live) can recur, so a record's ``dedup_key`` names a drift, not an
+incident: every record is attributed among all the incidents by :class:`Attributor` (its checkpoint's
+time within an incident's span, else its checkpoint label, else the incident of the writer's latest
+``incident_*`` record, else this host's time), and an alert record already listed for the same
+incident, code, status and checkpoint (a ``watch --once`` re-run audits what it reads again) is left
+out and counted (``alert_records_repeated``).
+
 **Derived times** are measured from ``started_at`` (the first mismatching checkpoint's timestamp,
-the engine's clock). The observation is this host's clock: when it comes *before* the checkpoint's
-own time, the engine's clock is ahead; that skew is reported (``clock_skew_s``) and the start is
-taken on this host's clock for the host-side times, so no time to detect is ever negative.
+the engine's clock), one definition each: detect ``observed_at − started_at``, acknowledge
+``acknowledged_at − started_at``, resolve ``resolved_at − started_at`` (``resolved_at``: the first
+matching checkpoint's timestamp; ``resolution_observed_at``, when this host saw parity, is
+information only). An observation *before* the checkpoint's own time means the engine's clock is
+ahead: the time is clamped at 0 and the skew reported (``clock_skew_s``). A start checkpoint without a
+timestamp is dated when this workspace's monitor read it (the index's picture, the ``incident_opened``
+record); when no monitor recorded it, the replay's reading is no measurement: no skew and no times.
+
+**The timeline** holds entries of two clocks, each saying which (``engine``: a checkpoint's time;
+``host``: the audit log); engine entries are ordered at their time less the measured skew.
 
 **The index** (:mod:`polylog_console.core.monitor.incidents`) that ``watch`` keeps saves the replay
 of everything it covers; see there for when it is trusted.
@@ -1071,6 +1086,9 @@ class Attributor:
         self.by_key: dict[str, list[int]] = {}
         self.context: dict[str | None, int | None] = {}
         self.alert_of: dict[tuple[Any, Any, Any], int] = {}
+        self.start_times = [f.started_at for f in found]
+        self.ordered = all(a <= b for a, b in pairwise(self.start_times))
+        self._sets: dict[str, set[int]] = {}
         for i, f in enumerate(found):
             self.ident.setdefault(f.key, i)
             self.starts.setdefault((f.view.get("started_label"), f.view.get("started_line")), i)
@@ -1099,19 +1117,35 @@ class Attributor:
     def _candidates(self, key: Any) -> list[int]:
         return self.by_key.get(key, []) if isinstance(key, str) else []
 
+    def _in_span(self, ts: float, cands: set[int] | None) -> list[int]:
+        """The candidates whose span ``[started_at, resolved_at]`` holds ``ts`` (a bisection when the
+        incidents are in time order, as a feed's are)."""
+        found = self.found
+        if self.ordered:
+            j = bisect_right(self.start_times, ts) - 1
+            pool: Any = range(max(0, j - 1), j + 1)
+        else:
+            pool = range(len(found))
+        return [i for i in pool if (cands is None or i in cands) and found[i].started_at <= ts
+                <= (found[i].resolved_at if found[i].resolved_at is not None else float("inf"))]
+
     def drift_alert(self, r: AuditRecord) -> int | None:
         d = r.data
-        cands = self._candidates(d.get("dedup_key")) or list(range(len(self.found)))
+        key = d.get("dedup_key")
+        cands: set[int] | None = None
+        if isinstance(key, str) and key in self.by_key:
+            cands = self._sets.get(key)
+            if cands is None:
+                cands = self._sets[key] = set(self.by_key[key])
         ctx = self.context.get(r.actor)
         ts = _number(d.get("checkpoint_ts"))
-        hits: list[int] = []
-        if ts is not None:
-            hits = [i for i in cands if self.found[i].started_at <= ts <= (self.found[i].resolved_at or float("inf"))]
+        hits: list[int] = self._in_span(ts, cands) if ts is not None else []
         label = d.get("checkpoint")
         if len(hits) != 1 and isinstance(label, str):
-            named = [i for i in self.by_label.get(label, ()) if i in cands and (not hits or i in hits)]
+            named = [i for i in self.by_label.get(label, ()) if (cands is None or i in cands)
+                     and (not hits or i in hits)]
             hits = named or hits
-        if not hits and ctx is not None and ctx in cands:
+        if not hits and ctx is not None and (cands is None or ctx in cands):
             hits = [ctx]
         if not hits:
             return None
