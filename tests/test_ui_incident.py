@@ -254,6 +254,10 @@ async def test_acknowledge_without_an_audit_log_says_it_failed(small_ws):
         assert not any(n.startswith("Acknowledged") for n in notifications(app))
         assert all(b.acknowledged_by is None for b in app.dashboard.active)
         assert "acknowledged by" not in screen_text(app)
+    # nothing was queued that would claim the acknowledgement once the log can be written again
+    os.unlink(log)
+    app.session.audit.append("probe")
+    assert not [e for e in audit(small_ws.root) if e["event"] == "acknowledged"]
 
 
 async def test_mouse_wheel_pauses_following(tmp_path):

@@ -161,6 +161,11 @@ class Actions:
         if not pending:
             app.say("no unacknowledged alert")
             return
+        known = getattr(app.session.audit, "last_error", None)
+        if known:  # known unwritable: nothing is queued that would claim an acknowledgement later
+            app.say(f"acknowledge failed: {known}; nothing was acknowledged", title="Acknowledge",
+                    severity="error", timeout=15)
+            return
         for banner in pending:
             record = app.session.audit.append("acknowledged", code=banner.code, dedup_key=banner.dedup_key,
                                               summary=banner.summary)
