@@ -1541,6 +1541,12 @@ def incident_markdown(rep: Report) -> list[str]:
             if v.get("stored_digest") != rep.stored_digest else "")],
         ["live digests", ", ".join(code(d, 80, table=True) for d in v.get("live_digests") or []) or "—"],
     ]
+    if rep.started_read_at is not None or rep.found.start_source == "replay":
+        rows.append(["start time", "its checkpoint has no timestamp: " + (
+            "when this workspace's monitor read it" if rep.started_read_at is not None else
+            "when this report read it (no monitor of this workspace recorded it; no times derived)")])
+    if rep.duplicates:
+        rows.append(["re-audited", f"{rep.duplicates} alert records of a later run left out (listed once)"])
     if rep.clock_skew_s is not None:
         rows.append(["clock skew", f"the engine's clock is {rep.clock_skew_s:.3f} s ahead of this host "
                                    "(the time to detect is clamped at 0)"])
