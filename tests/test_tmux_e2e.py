@@ -285,7 +285,10 @@ def test_demo_in_tmux_drifts_then_rehydrate_restores_parity(terminal: Terminal, 
     dialog = terminal.wait_screen(lambda s: re.search(r"Yes \((\w)\)", s) is not None, what="the confirmation")
     terminal.send(re.search(r"Yes \((\w)\)", dialog).group(1))
     terminal.wait_screen(lambda s: "IN SYNC" in header(s), timeout=30, what="parity after the rehydrate")
-    terminal.wait_screen(f"{action_title('rehydrate')}: finished", what="the rehydrate result")
+    screen = terminal.wait_screen(f"{action_title('rehydrate')}: finished", what="the rehydrate result")
+    # No phantom rows (issue 11: the re-compared latest checkpoint was shown twice, DRIFT and ✔).
+    rows = re.findall(r"^\d\d:\d\d:\d\d (checkpoint-\d+)", screen, re.MULTILINE)
+    assert rows and len(rows) == len(set(rows)), rows
 
     # Quit: the console closes, the engine and replicas stop and the scratch workspace goes.
     terminal.send(registry_key("quit"))
