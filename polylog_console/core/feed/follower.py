@@ -101,7 +101,7 @@ def _span(lines: list[bytes | int]) -> int:
     try:
         return sum(map(len, lines)) + len(lines)  # type: ignore[arg-type]
     except TypeError:
-        return sum(x if type(x) is int else len(x) for x in lines) + len(lines)  # type: ignore[misc]
+        return sum(x if isinstance(x, int) else len(x) for x in lines) + len(lines)
 
 
 def _thin(recs: list[Any], quota: int) -> tuple[list[Any], int]:
@@ -319,7 +319,7 @@ class BackScanner:
                 carry = parts[0]
                 if len(carry) > max_line:
                     long, carry = len(carry), b""
-            lines = [x if type(x) is int or len(x) <= max_line else len(x) for x in lines]
+            lines = [x if isinstance(x, int) or len(x) <= max_line else len(x) for x in lines]
             if pos == 0:
                 self.exhausted = True
             if lines:
@@ -861,7 +861,7 @@ class FeedFollower:
             if lines and held + n > max_line:
                 # The splitter only limits a line still incomplete at a chunk's end; a line that
                 # both starts and ends within what was just read can be as long: same rule for it.
-                lines = [x if type(x) is int or len(x) <= max_line else len(x) for x in lines]
+                lines = [x if isinstance(x, int) or len(x) <= max_line else len(x) for x in lines]
             accounted = 0
             if len(lines) > BATCH_RECORDS:  # many short lines: parse and hand them over a batch at a time
                 for i in range(0, len(lines), BATCH_RECORDS):

@@ -153,10 +153,9 @@ class Checkpoint:
     @property
     def timestamp(self) -> float | None:
         value = self.data.get("timestamp")
-        t = type(value)
-        if t is float:
+        if type(value) is float:
             return value if math.isfinite(value) else None
-        if t is int:
+        if type(value) is int:
             return float(value) if abs(value) < 1e15 else None
         return None
 
@@ -243,7 +242,7 @@ def field_warnings(data: dict[str, Any], line: int | None, envelope: bool = Fals
     shape = (tuple(data), tuple(map(type, data.values())), type(telemetry))
     if shape in _CLEAN_SHAPES:
         ts = get("timestamp")
-        if looks_like_digest(digest) and (ts is None or -1e15 < ts < 1e15):
+        if isinstance(digest, str) and looks_like_digest(digest) and (ts is None or -1e15 < ts < 1e15):
             return ()
     warnings: list[FieldWarning] = []
     cacheable = True
@@ -652,7 +651,7 @@ def _parse_lines(lines: list[bytes | int], first_line: int | None, first_offset:
     line = first_line
     offset = first_offset
     for raw in lines:
-        if type(raw) is int:  # an over-long line, dropped by the splitter: its length
+        if isinstance(raw, int):  # an over-long line, dropped by the splitter: its length
             append(IngestError(line, offset, f"line of {raw} bytes is longer than the limit of {max_line} bytes",
                                b"", observed_ns))
             offset += raw + 1
@@ -696,7 +695,7 @@ def _batches(lines: list[bytes | int], line: int, first: int, max_line: int):
         try:
             first += sum(map(len, part)) + len(part)  # type: ignore[arg-type]
         except TypeError:  # an over-long line stands as its length
-            first += sum(x if type(x) is int else len(x) for x in part) + len(part)  # type: ignore[misc]
+            first += sum(x if isinstance(x, int) else len(x) for x in part) + len(part)
         if records:
             yield records
 
