@@ -214,6 +214,14 @@ async def check_alerts(pilot, ws):
     await pilot.press("escape")
 
 
+async def check_timeline(pilot, ws):
+    from polylog_console.ui.screens.timeline import TimelineScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="the incident timeline")
+    await pilot.press("escape")
+
+
 async def check_wide(pilot, ws):
     app = pilot.app
     await wait_for(pilot, lambda: app.triage.wide, what="wide mode")
@@ -241,7 +249,7 @@ CHECKS = {
     "follow": check_follow, "filter": check_filter, "detail": check_detail, "copy": check_copy,
     "next_panel": check_next_panel, "prev_panel": check_prev_panel, "theme": check_theme, "help": check_help,
     "quit": check_quit, "alerts": check_alerts, "wide": check_wide, "messages": check_messages,
-    "next_match": check_match, "prev_match": check_match,
+    "next_match": check_match, "prev_match": check_match, "timeline": check_timeline,
     **{f"panel_{p}": check_panel(p) for p in ("checkpoints", "diff", "replicas", "activity", "errors")},
 }
 

@@ -471,8 +471,21 @@ class ConsoleApp(App[int]):
             "next_match": partial(self.triage.find, 1), "prev_match": partial(self.triage.find, -1),
             "wide": self.triage.toggle_wide, "messages": self.triage.open_messages,
             "theme": self.themes.choose, "help": self.open_help, "quit": self.quit_console,
+            "timeline": self.open_timeline,
         }
         handlers[spec.id]()
+
+    def open_timeline(self) -> None:
+        """The incident timeline (key ``i``): opened at the selected checkpoint when the
+        checkpoints table has the focus."""
+        from polylog_console.core.runbook.report import TimelineSource
+        from polylog_console.ui.screens.timeline import TimelineScreen
+
+        at = None
+        cp = self.selected_checkpoint() if self.panels.current() == "checkpoints" else None
+        if cp is not None and getattr(cp, "offset", None) is not None:
+            at = (cp.offset, cp.line, cp.display_label)
+        self.push_screen(TimelineScreen(TimelineSource(self.ws, self.config), at=at))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette: every available action of the registry, and every theme."""

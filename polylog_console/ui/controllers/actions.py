@@ -181,6 +181,31 @@ class Actions:
                                          {"acknowledged": [b.to_json() for b in done]})])
         app.say(text, title="Acknowledged")
         app.show_banner()
+        if app.config.alerts.alertmanager is not None:
+            self.silence(actor)
+
+    def silence(self, actor: str) -> None:
+        """With Alertmanager configured, the acknowledgement is also a silence of the current drift
+        (SPEC §12), created in a worker thread; what happened is said plainly either way."""
+        app = self.app
+        config = app.config
+        runner = app.runner
+
+        def work() -> None:
+            from polylog_console.core.fleet.silences import acknowledge
+            from polylog_console.ui.messages import Notice
+
+            try:
+                result = acknowledge(config, actor)
+            except Exception as exc:  # NothingToAcknowledge, AckError, ApiError, a connection failure
+                runner.tell(Notice(safe_text(f"Alertmanager silence not created: {exc}", 400), "Acknowledge",
+                                   "warning", 15))
+                return
+            until = result.to_json().get("ends_at")
+            runner.tell(Notice(safe_text(f"silence {result.silence_id} created on {result.alertmanager} "
+                                         f"until {until}", 400), "Acknowledged", "information", 10))
+
+        app.run_worker(work, thread=True, group="silence", exit_on_error=False)
 
     # -- replica parity --------------------------------------------------------------------------------------
 
