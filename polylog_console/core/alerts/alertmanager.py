@@ -106,9 +106,9 @@ class AlertmanagerSink(HttpSink):
                 for error in errors:
                     if not isinstance(error, DeliveryError):
                         raise error
-                retryable = any(e.retryable for e in errors)  # type: ignore[union-attr]
-                raise DeliveryError("; ".join(e.reason for e in errors),  # type: ignore[union-attr]
-                                    retryable=retryable)
+                failed = [e for e in errors if isinstance(e, DeliveryError)]  # all of them, by now
+                retryable = any(e.retryable for e in failed)
+                raise DeliveryError("; ".join(e.reason for e in failed), retryable=retryable)
         if note.status == "resolved" and (set(DRIFT_CODES) & {note.code, *note.resolves}):
             await self._expire_acknowledgements(note)
 

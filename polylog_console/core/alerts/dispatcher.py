@@ -387,7 +387,8 @@ class AlertDispatcher:
         self.repeat_interval = repeat_interval
         self.resolve_hold = resolve_hold
         am = next((s for s in self.sinks if s.name == "alertmanager"), None)
-        self.resend_interval = resend_interval or getattr(am, "resend_interval", 60.0)
+        self.resend_interval = (float(resend_interval) if resend_interval
+                                else float(getattr(am, "resend_interval", 60.0)))
         self.backoff = backoff or Backoff()
         self.audit = audit
         self.emit = emit
@@ -731,22 +732,22 @@ class AlertDispatcher:
         codes = dict.fromkeys((alert.code, *alert.resolves))
         heard = False
         for code in codes:
-            group = self.groups.get((code, alert.dedup_key))
-            if group is None:
+            ended = self.groups.get((code, alert.dedup_key))
+            if ended is None:
                 continue
-            group.firing = False
-            if group.heard == FIRING:
+            ended.firing = False
+            if ended.heard == FIRING:
                 heard = True
         if not heard:
             return
         # the resolution is attached to the group that first fired (its announcement's group)
         for code in codes:
-            group = self.groups.get((code, alert.dedup_key))
-            if group is not None and group.heard == FIRING:
-                group.resolution = note
-                group.resolve_at = now + self.resolve_hold
+            ended = self.groups.get((code, alert.dedup_key))
+            if ended is not None and ended.heard == FIRING:
+                ended.resolution = note
+                ended.resolve_at = now + self.resolve_hold
                 if self.resolve_hold <= 0:
-                    self._send_resolution(group)
+                    self._send_resolution(ended)
                 break
 
     def _note_replayed(self, note: Notification) -> None:

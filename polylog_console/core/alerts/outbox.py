@@ -85,7 +85,10 @@ class Pending:
         if not isinstance(nxt, int | float):
             raise ValueError("bad next_attempt_at")
         err = obj.get("last_error")
-        return cls(obj["sink"], Notification.from_json(obj.get("notification")), path, attempts, float(nxt),
+        notification = obj.get("notification")
+        if not isinstance(notification, dict):
+            raise ValueError("bad notification")
+        return cls(obj["sink"], Notification.from_json(notification), path, attempts, float(nxt),
                    err if isinstance(err, str) else None, int(obj.get("created_ns") or 0))
 
 

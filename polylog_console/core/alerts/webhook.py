@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import threading
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -54,9 +55,9 @@ class HttpSink:
         if self._client is None:
             # an http:// receiver never needs TLS (redirects are not followed): no CA bundle to load
             plain = urlsplit(getattr(self, "url", "")).scheme == "http"
+            tls: dict[str, Any] = {"verify": False} if plain else {}
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False,
-                                             headers={"User-Agent": USER_AGENT}, trust_env=False,
-                                             **({"verify": False} if plain else {}))
+                                             headers={"User-Agent": USER_AGENT}, trust_env=False, **tls)
         return self._client
 
     def _warm_blocking(self) -> None:

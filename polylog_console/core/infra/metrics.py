@@ -240,7 +240,7 @@ class Metrics:
         server, thread = start_http_server(port, addr=host, registry=self.registry)
         self._server, self._thread = server, thread
         bound = server.server_address
-        self.address = (bound[0], bound[1])
+        self.address = (str(bound[0]), int(bound[1]))
         return self.address
 
     def close(self) -> None:

@@ -494,9 +494,10 @@ def load_config(
         if not name.startswith("POLYLOG_"):
             continue
         rest = name[len("POLYLOG_"):].lower()
-        section = next((s for s in SCHEMA if rest.startswith(s + "_")), None)
-        if section is None:
+        matched = next((s for s in SCHEMA if rest.startswith(s + "_")), None)
+        if matched is None:
             continue
+        section = matched
         key = rest[len(section) + 1:]
         if (section, key) in SECRET_HINTS:
             continue  # the secret itself, read below
@@ -584,7 +585,7 @@ def load_config(
                 converted[key] = convert(REPLICA_KEYS, "replicas", key, value, False)
             except ValueError as exc:
                 raise _fail(label, f"{where}.{key}", str(exc)) from None
-        name = converted.get("name")
+        name = converted.get("name") or ""
         if not name:
             raise _fail(label, f"{where}.name", "required")
         if name in seen:

@@ -50,7 +50,7 @@ MAX_EVENTS = 32  # incident events kept per incident when reading
 
 
 def index_path(ws: Any) -> Path:
-    return ws.path(INDEX)
+    return Path(ws.path(INDEX))
 
 
 def incident_key(incident: dict[str, Any]) -> str:
@@ -250,7 +250,8 @@ def file_view(index: Index, path: Path) -> FileView:
     if merged and merged[0][0] == 0:
         _start, end, line, stored, open_key, _at = merged[0]
         covered = (end, line, stored, open_key)
-    mine, others = [], []
+    mine: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
     for record in index.latest.values():
         (mine if _feed_key(record.get("feed") or {}) in keys else others).append(record)
     mine = sorted((r for r in mine if isinstance(r.get("offset"), int)), key=lambda r: r["offset"])
@@ -261,7 +262,7 @@ def _newer(record: dict[str, Any], old: dict[str, Any]) -> bool:
     a, b = record["incident"], old["incident"]
     if (b.get("resolved_at") is not None) != (a.get("resolved_at") is not None):
         return a.get("resolved_at") is not None
-    rank = ORDER.get(record.get("event"), 0) - ORDER.get(old.get("event"), 0)
+    rank = ORDER.get(str(record.get("event")), 0) - ORDER.get(str(old.get("event")), 0)
     if rank:
         return rank > 0
     return int(a.get("mismatching_checkpoints") or 0) >= int(b.get("mismatching_checkpoints") or 0)

@@ -68,14 +68,15 @@ def _last_checkpoint(feed: Path, progress: Progress | None, block: int = 64 * 10
         regions = iter(scanner)
         first = next(regions, None)  # reading the last block places scanner.boundary
         boundary = scanner.boundary or 0
-        unterminated = [(boundary, [os.pread(fd, end - boundary, boundary)])] if 0 < end - boundary <= MAX_LINE else []
+        unterminated: list[tuple[int, list[bytes | int]]] = (
+            [(boundary, [os.pread(fd, end - boundary, boundary)])] if 0 < end - boundary <= MAX_LINE else [])
         for offset, lines in itertools.chain(unterminated, [first] if first else [], regions):
             if progress is not None:
                 progress.check()
             starts, at = [], offset
             for line in lines:  # an over-long line comes as its length
                 starts.append(at)
-                at += (line if type(line) is int else len(line)) + 1
+                at += (line if isinstance(line, int) else len(line)) + 1
             for line, at in zip(reversed(lines), reversed(starts), strict=True):
                 record = parse_line(line, None, at) if type(line) is bytes else None
                 if isinstance(record, Checkpoint):
