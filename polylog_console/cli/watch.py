@@ -108,11 +108,23 @@ class Tally:
         }
 
 
+def feed_missing_reason(feed: Any) -> str:
+    """Why a feed that does not exist cannot be read: a symlink loop or a link leading outside the
+    workspace is said as such, anything else is "feed not found"."""
+    from polylog_console.core.model.workspace import check_contained
+
+    try:
+        check_contained(feed)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "feed not found"
+
+
 def run_once(ctx: Any) -> int:
     config = ctx.config
     feed = config.feed.path
     if not feed.exists():
-        return fail(f"{ctx.workspace.relative(feed)}: feed not found")
+        return fail(f"{ctx.workspace.relative(feed)}: {feed_missing_reason(feed)}")
     session = Session(ctx.workspace, config)
     from polylog_console.core.monitor.incidents import attach_incident_index
 

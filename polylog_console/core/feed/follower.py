@@ -71,6 +71,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import os
 import stat as stat_module
 import threading
@@ -83,6 +84,7 @@ from polylog_console.core.feed import records
 from polylog_console.core.feed.backends import BackendUnavailable, open_notifier
 from polylog_console.core.feed.records import Checkpoint, Entry, LineSplitter, Record, parse_lines
 from polylog_console.core.model.events import FeedEvent
+from polylog_console.core.model.workspace import check_contained
 
 FINGERPRINT = 128  # bytes just before the read offset, re-checked to detect truncate-then-regrow
 READ_BYTES = 1 << 20  # one pread
@@ -603,13 +605,20 @@ class FeedFollower:
             return None
         except OSError as exc:
             self._open_failed = True
-            self._error("cannot open the feed", exc)
+            self._error("cannot open the feed", OSError(exc.errno, "symlink loop") if exc.errno == errno.ELOOP else exc)
             return None
         st = os.fstat(fd)
         if not stat_module.S_ISREG(st.st_mode):
             os.close(fd)
             self._open_failed = True
             self._error("cannot follow the feed", OSError(0, "not a regular file"))
+            return None
+        try:
+            check_contained(self._path_str)  # a feed linked outside the workspace: refused, not read
+        except OSError as exc:
+            os.close(fd)
+            self._open_failed = True
+            self._error("cannot follow the feed", exc)
             return None
         with self._lock:
             self._fd = fd

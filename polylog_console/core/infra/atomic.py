@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from polylog_console.core.model.workspace import check_contained
+
 
 def fsync_dir(directory: Path) -> None:
     try:
@@ -29,6 +31,7 @@ def fsync_dir(directory: Path) -> None:
 def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
     """Atomically replace ``path`` with ``data``."""
     path = Path(path)
+    check_contained(path)  # a workspace file or directory linked outside it (or a loop): refused
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:

@@ -40,6 +40,7 @@ import orjson
 
 from polylog_console.core.infra.text import json_line
 from polylog_console.core.model.events import iso
+from polylog_console.core.model.workspace import check_contained
 
 _SECRET_WORDS = ("secret", "password", "token", "authorization", "api_key", "apikey")
 
@@ -164,6 +165,7 @@ class AuditLog:
         """Append ``data`` (whole lines) under the file's lock, rotating first when it would take
         the file over ``max_bytes``. Raises ``OSError``."""
         max_bytes, keep = self.limits
+        check_contained(self.path)  # linked outside the workspace (or a loop): refused, nothing written there
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(16):  # each turn follows one rotation made by another process
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)

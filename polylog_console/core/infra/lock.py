@@ -29,6 +29,7 @@ from polylog_console.core.infra.text import safe_text
 from polylog_console.core.model.errors import PolylogError
 from polylog_console.core.model.events import iso
 from polylog_console.core.model.progress import Progress
+from polylog_console.core.model.workspace import check_contained
 
 LOCK_NAME = "workspace.lock"
 _MAX_DELAY = 0.2
@@ -129,6 +130,7 @@ class WorkspaceLock:
         if self._fd is not None:
             raise PolylogError(f"workspace lock for {self.action} is already held by this object")
         try:
+            check_contained(self.path)  # a lock linked outside the workspace (or a loop): refused
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:

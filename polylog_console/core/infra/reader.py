@@ -8,9 +8,10 @@ here, so that no such file can hang, stall signals or exhaust the process:
 * **Regular files only.** The path is ``stat``-ed first and anything that is not a regular file is
   refused without being opened (a FIFO, a character or block device such as ``/dev/zero``, a
   socket, a directory), with a one-line reason naming the file: ``catalogs/registry.json: not a
-  regular file (character device)``. Symbolic links are followed (a link to a regular file is an
-  ordinary way to deploy a registry); what they point at is checked like anything else, and where
-  a path must stay inside the workspace :meth:`Workspace.confine` has resolved the links already.
+  regular file (character device)``. Symbolic links are followed, but a workspace file whose
+  links lead outside the workspace (or loop) is refused before it is opened
+  (:func:`check_contained`: ``symbolic link leads outside the workspace, refused``,
+  ``symlink loop``); what they point at is checked like anything else.
 * **Never blocking.** The file is opened with ``O_NONBLOCK | O_NOCTTY``: if the path was swapped for
   a FIFO between the ``stat`` and the ``open``, the open still returns at once (a blocking open of
   a FIFO waits for a writer forever, and Python retries it after every signal, so SIGTERM could
@@ -26,10 +27,12 @@ The limits per kind of file are in :data:`LIMITS` (documented in the README's re
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as stat_module
 
 from polylog_console.core.model.errors import PolylogError
+from polylog_console.core.model.workspace import ContainmentError, check_contained
 
 MB = 1024 * 1024
 
@@ -90,6 +93,10 @@ def _os_error(exc: OSError, label: str, what: str) -> UnreadableFile:
         return UnreadableFile(label, f"{what} not found", missing=True)
     if isinstance(exc, NotADirectoryError):
         return UnreadableFile(label, f"{what} not found (a parent is not a directory)", missing=True)
+    if isinstance(exc, ContainmentError):
+        return UnreadableFile(label, exc.strerror)
+    if exc.errno == errno.ELOOP:
+        return UnreadableFile(label, "symlink loop")
     return UnreadableFile(label, f"cannot read {what}: {exc.strerror or exc}")
 
 
@@ -103,6 +110,11 @@ def check_regular(target: int | str | os.PathLike[str], label: str | None = None
     except OSError as exc:
         raise _os_error(exc, label, "file") from None
     _refuse_irregular(st, label)
+    if not isinstance(target, int):
+        try:
+            check_contained(target)
+        except OSError as exc:
+            raise _os_error(exc, label, "file") from None
     return st
 
 
@@ -118,6 +130,10 @@ def open_regular(path: str | os.PathLike[str], *, label: str | None = None,
     except OSError as exc:
         raise _os_error(exc, label, what) from None
     _refuse_irregular(before, label)  # a device or FIFO is never even opened
+    try:
+        check_contained(path)  # a workspace file whose symlinks lead outside it: refused unread
+    except OSError as exc:
+        raise _os_error(exc, label, what) from None
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:

@@ -7,6 +7,7 @@ anything that resolves outside the workspace root (``..``, absolute paths, symli
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,58 @@ LOCKS = "memory/locks"
 DIGEST_CACHE = "memory/cache/registry-digest.json"
 CONFIG = "monitoring.toml"
 
+#: The real path of every workspace opened by this process: :func:`check_contained` refuses a path
+#: lexically inside one of them whose symbolic links lead outside it (or loop).
+_ROOTS: set[str] = set()
+
+
+class ContainmentError(OSError):
+    """A workspace path whose symbolic links lead outside the workspace, or loop.
+
+    An ``OSError`` so that every writer (audit log, outbox, locks) reports it as the write error it
+    is; ``strerror`` is the one-line reason without the file's name."""
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_contained(path: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`ContainmentError`) a path inside an opened workspace that resolves outside it.
+
+    Every file the console opens under a workspace (stored registry, metadata, source, feed, audit
+    log, outbox, escalations, reports, cache, incidents index, locks) is checked here, by the bounded
+    reader, the atomic writer, the audit log and the lock, before it is opened: a symbolic link
+    (of the file or of a parent directory) pointing outside the workspace is refused, so nothing is
+    read from or written to a file outside it; a symlink loop is refused as ``symlink loop``. A path
+    outside every workspace (an absolute path from the configuration) is not this function's business.
+    """
+    if not _ROOTS:
+        return
+    absolute = os.path.abspath(os.fspath(path))
+    root = next((r for r in _ROOTS if _inside(absolute, r)), None)
+    if root is None:
+        return
+    try:
+        real = os.path.realpath(absolute, strict=True)
+    except FileNotFoundError:
+        real = os.path.realpath(absolute)  # not there yet (a write): its existing parents decide
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ContainmentError(errno.ELOOP, "symlink loop", os.fspath(path)) from None
+        return  # any other error is the open's to report
+    if not _inside(real, root):
+        raise ContainmentError(errno.EPERM, "symbolic link leads outside the workspace, refused", os.fspath(path))
+
 
 @dataclass(frozen=True)
 class Workspace:
     """A workspace directory. ``root`` is absolute and resolved."""
 
     root: Path
+
+    def __post_init__(self) -> None:
+        _ROOTS.add(str(self.root))
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str] | None = None) -> Workspace:
@@ -44,6 +91,8 @@ class Workspace:
             root = root.resolve(strict=True)
         except FileNotFoundError:
             raise WorkspaceError(f"workspace {raw}: no such directory") from None
+        except RuntimeError:  # Path.resolve's "Symlink loop" before Python 3.13
+            raise WorkspaceError(f"workspace {raw}: symlink loop") from None
         except OSError as exc:
             raise WorkspaceError(f"workspace {raw}: {exc.strerror or exc}") from None
         if not root.is_dir():
@@ -99,10 +148,13 @@ class Workspace:
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root when inside it, else the path as given."""
-        try:
-            return path.resolve().relative_to(self.root).as_posix()
-        except ValueError:
-            return str(path)
+        try:  # realpath, not Path.resolve: a symlink loop must not raise (RuntimeError) here
+            return Path(os.path.realpath(path)).relative_to(self.root).as_posix()
+        except (ValueError, OSError):
+            try:
+                return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
+            except ValueError:
+                return str(path)
 
     def confine(self, untrusted: str, *, what: str = "path") -> Path:
         """Resolve ``untrusted`` (relative to the root) and refuse it unless it stays inside.
@@ -115,7 +167,14 @@ class Workspace:
         candidate = Path(untrusted)
         if not candidate.is_absolute():
             candidate = self.root / candidate
-        resolved = Path(os.path.realpath(candidate))
+        try:
+            resolved = Path(os.path.realpath(candidate, strict=True))
+        except FileNotFoundError:
+            resolved = Path(os.path.realpath(candidate))
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise WorkspaceError(f"{what} {untrusted!r}: symlink loop") from None
+            resolved = Path(os.path.realpath(candidate))
         if resolved != self.root and self.root not in resolved.parents:
             raise WorkspaceError(f"{what} {untrusted!r}: outside the workspace, refused")
         return resolved

@@ -369,6 +369,8 @@ class StoredRegistry:
                 return view
             self._view = None
             if identity is None:
+                if os.path.lexists(self.path):  # there but not stat-able: the reader says why (symlink loop...)
+                    _read_bytes(self.path, label=self.label)
                 raise RegistryError(f"{self.label}: stored registry not found")
             raw = _read_bytes(self.path, label=self.label)
             content_hash = hashlib.sha256(raw).hexdigest()

@@ -51,6 +51,7 @@ from typing import Any
 import orjson
 
 from polylog_console.core.model.events import iso
+from polylog_console.core.model.workspace import check_contained
 from polylog_console.core.registry.digest import Scheme, digest
 from polylog_console.core.registry.stored import State, state_from_polyforms
 
@@ -415,7 +416,9 @@ def _short(checksum: Any) -> str:
 
 
 def _open_regular(path: Path) -> int:
-    """An fd on ``path`` if it is a regular file (never blocking on a FIFO); OSError otherwise."""
+    """An fd on ``path`` if it is a regular file (never blocking on a FIFO); OSError otherwise
+    (also for a workspace file linked outside the workspace, or a symlink loop)."""
+    check_contained(path)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         mode = os.fstat(fd).st_mode
