@@ -83,7 +83,8 @@ def test_notes_stay_bounded(setup):  # noqa: F811
     assert incident.notes[-1].detail == f"ack {MAX_NOTES * 3 - 1}"
 
 
-async def _follow_until_restarted(root, stored: str, *, drift_from: int, total: int, history: int):
+async def _follow_until_restarted(root, stored: str, *, drift_from: int, total: int, history: int,
+                                  until: str = "restarted"):
     import asyncio
 
     import orjson
@@ -108,7 +109,7 @@ async def _follow_until_restarted(root, stored: str, *, drift_from: int, total: 
         for e in events:
             if isinstance(e, IncidentEvent):
                 seen.append(e)
-                if e.kind == "restarted":
+                if e.kind == until:
                     done.set()
 
     session.subscribe(subscriber)
@@ -125,20 +126,19 @@ async def test_an_incident_older_than_the_history_is_found_by_a_backwards_scan(s
     """Item 4: the follower loads only the last ``feed.history`` checkpoints; the drift began
     long before them, so its start is found by a bounded scan backwards through the feed."""
     seen = await _follow_until_restarted(small_ws.root, small_ws.incident.stored_digest,
-                                         drift_from=1_000, total=20_000, history=100)
-    opened, restarted = seen[0], seen[-1]
-    assert opened.kind == "opened" and not opened.incident.start_in_history
-    assert opened.incident.started_label == "cp-19900"  # the first checkpoint of the history read
-    assert restarted.kind == "restarted" and restarted.incident.id == opened.incident.id
-    assert restarted.incident.started_label == "cp-01000" and restarted.incident.started_at == T0 + 1_000
-    assert restarted.incident.start_in_history and restarted.incident.scan == "found"
-    # the drifting checkpoints before the history count: 1000 .. 19999, all mismatching
-    assert restarted.incident.mismatching_checkpoints == restarted.incident.consecutive_mismatches == 19_000
+                                         drift_from=1_000, total=20_000, history=100, until="opened")
+    # the scan runs before the history's first comparison: the incident opens with its true start
+    # (no provisional start at the history's first checkpoint, no "restarted" afterwards)
+    opened = seen[0]
+    assert opened.kind == "opened" and opened.incident.start_in_history and opened.incident.scan == "found"
+    assert opened.incident.started_label == "cp-01000" and opened.incident.started_at == T0 + 1_000
+    # the drifting checkpoints before the history count: 1000 .. 19900 at the history's first one
+    assert opened.incident.mismatching_checkpoints == opened.incident.consecutive_mismatches == 18_901
 
 
 async def test_a_feed_in_drift_from_its_first_line_starts_there(small_ws):
     seen = await _follow_until_restarted(small_ws.root, small_ws.incident.stored_digest,
-                                         drift_from=0, total=5_000, history=50)
+                                         drift_from=0, total=5_000, history=50, until="opened")
     assert seen[-1].incident.started_label == "cp-00000" and seen[-1].incident.start_in_history
 
 

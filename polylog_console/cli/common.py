@@ -52,7 +52,7 @@ def report_faults(session: Any) -> None:
     the audit log cannot be written (records wait in memory) or can be written again."""
     def on_events(events: list[Any]) -> None:
         for event in events:
-            if getattr(event, "event", None) == "outbox":
+            if getattr(event, "event", None) in ("outbox", "consumer_error"):  # consumer_error: a consumer raised
                 warn(event.message)
 
     def on_audit(error: str | None) -> None:

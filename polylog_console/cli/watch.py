@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
-from polylog_console.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, fail, open_context, report_faults, say
+from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, fail, open_context, report_faults, say
 from polylog_console.core.infra.text import safe_text, short_digest
 from polylog_console.core.model.events import AlertEvent, EntryEvent, IngestErrorEvent, Status
 from polylog_console.core.monitor.incident import IncidentEvent
@@ -152,10 +152,8 @@ def run_once(ctx: Any) -> int:
         printer([_Summary(tally.summary(view, elapsed))])
     else:
         print_summary(ctx, view, tally, elapsed)
-    if view.stored_error is not None:
-        if not ctx.json:
-            return fail(view.stored_error)
-        return EXIT_ERROR
+    if view.stored_error is not None:  # one line on stderr in both outputs (SPEC §11); --json has its summary
+        return fail(view.stored_error)
     return EXIT_PROBLEM if view.status in (Status.DRIFT, Status.STALE) else EXIT_OK
 
 

@@ -139,6 +139,8 @@ class HumanPrinter:
             outcome = f": {event.outcome}" if event.outcome and event.outcome != "failed" else ""
             error = f": {safe_text(event.error, 200)}" if event.error else ""
             return self._line("refresh", f"{event.phase}{outcome}{error}")
+        if kind == "consumer_error":  # a consumer of the events raised; the monitor goes on (also on stderr)
+            return self._line("error", safe_text(event.message, 300))
         return None  # coordination entries and action progress: not for this view
 
 

@@ -78,13 +78,25 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_secret_keys: dict[Any, bool] = {}  # key -> names a secret (the audit's keys are few: decided once each)
+
+
+def _is_secret(key: Any) -> bool:
+    known = _secret_keys.get(key)
+    if known is None:
+        known = isinstance(key, str) and any(w in key.lower() for w in _SECRET_WORDS)
+        if len(_secret_keys) < 4096:  # bounded: keys from data beyond that are decided each time
+            _secret_keys[key] = known
+    return known
+
+
 def redact(value: Any) -> Any:
     """Copy of ``value`` with every mapping entry whose key names a secret replaced by ``***``."""
+    if value.__class__ in _SCALARS:  # most values: no ABC check
+        return value
     if isinstance(value, Mapping):
-        return {
-            k: ("***" if isinstance(k, str) and any(w in k.lower() for w in _SECRET_WORDS) else redact(v))
-            for k, v in value.items()
-        }
+        return {k: ("***" if _is_secret(k) else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value
@@ -130,6 +142,27 @@ class AuditLog:
         if error is not None:
             record["audit_error"] = error
         return record
+
+    def append_many(self, entries: list[tuple[str, dict[str, Any]]], *, fixed_keys: bool = False) -> str | None:
+        """Append several events, in order, with one ``write()`` (a batch of the monitor's
+        events: a flapping feed makes a few per checkpoint). Same guarantees as :meth:`append`
+        (whole lines, held in memory while the disk refuses them); returns the error. Details
+        are redacted unless ``fixed_keys``: the caller vouches that every key, nested ones
+        included, is one the code wrote (the monitor's alert and incident records), never one
+        from data or configuration, so that none can name a secret."""
+        if not entries:
+            return None
+        ts = iso()
+        who = self.actor
+        clean = (lambda d: d) if fixed_keys else redact
+        lines = [json_line({"ts": ts, "event": name, "actor": who, **clean(details)}) for name, details in entries]
+        with self._lock:
+            self._backlog.extend(lines)
+            error = self._drain()
+            while len(self._backlog) > BACKLOG:  # not written: hold the newest BACKLOG, count the rest
+                self._backlog.popleft()
+                self.lost += 1
+            return error
 
     def flush(self) -> bool:
         """Write what waits in memory; True when nothing is left waiting."""

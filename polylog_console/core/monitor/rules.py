@@ -191,6 +191,8 @@ class Monitor:
         self.last_incident: IncidentView | None = None
         self.incidents = 0
         self._from_start: bool | None = None  # the first record read began at offset 0 of the feed
+        # what a backwards scan run before the history was compared found (see found_before)
+        self._before: tuple[Checkpoint | None, int, bool, str] | None = None
         self._compared = False  # a checkpoint has been compared with a readable stored registry
         self._scheme_cache: tuple[str, str, bool] | None = None  # (stored, live, is scheme mismatch)
         self._clean_shape: tuple[Any, tuple[type, ...]] | None = None  # keys and value types found clean
@@ -489,7 +491,9 @@ class Monitor:
             out.append(CheckpointEvent(cp, match, scheme_mm, status, self.consecutive,
                                        view.digest if view is not None else None, latency, self.stale))
         if status is not self.status:
-            self._set_status(now, out, f"checkpoint {label}", cp_time)
+            # DRIFT: since the incident's start (a scan may have found it before the history read)
+            since = self.incident.started_at if status is Status.DRIFT and self.incident is not None else cp_time
+            self._set_status(now, out, f"checkpoint {label}", since)
 
     def _key(self, kind: str, key: tuple[str, str]) -> str:
         cache_key = (kind + key[0], key[1])
@@ -513,13 +517,35 @@ class Monitor:
     def _open_incident(self, cp: Checkpoint, label: str, cp_time: float, now: float, key: tuple[str, str],
                        out: list[Any], *, in_history: bool) -> Incident:
         self.incidents += 1
-        incident = Incident(self.incidents, cp_time, label, cp.line, cp.offset, now, key[0], key[1],
-                            in_history)
+        before, self._before = self._before, None
+        start = before[0] if before is not None and not in_history else None
+        if start is not None:  # the history begins in a drift whose start a scan found before it
+            ts = start.timestamp
+            incident = Incident(self.incidents, ts if ts is not None else cp_time, start.display_label, start.line,
+                                start.offset, now, key[0], key[1], before[2])  # type: ignore[index]
+            earlier = before[1]  # type: ignore[index]
+            incident.mismatching += earlier
+            self.consecutive += earlier
+            incident.last_label, incident.last_at = label, cp_time
+            # proven (parity or the feed's start reached): done; else the background scan goes on from there
+            incident.scan = "found" if before[2] else None  # type: ignore[index]
+            incident.note(IncidentNote(now, "start", before[3]))  # type: ignore[index]
+        else:
+            incident = Incident(self.incidents, cp_time, label, cp.line, cp.offset, now, key[0], key[1],
+                                in_history)
         self.incident = incident
         out.append(IncidentEvent("opened", incident.view(self.consecutive)))
         return incident
 
     def _close_incident(self, cp: Checkpoint, label: str, cp_time: float, now: float, out: list[Any],
+    def found_before(self, start: Checkpoint | None, earlier: int, complete: bool, detail: str = "") -> None:
+        """What a backwards scan found before the first checkpoint of the history, run before
+        that history is compared: the earliest drifting checkpoint (None: none), how many drift
+        before the history and whether that is proven (a matching checkpoint or the feed's start
+        reached). When the history's first comparison drifts, the incident opens with that start
+        and counts, so its first alert, status and escalation are already right. Used once."""
+        self._before = (start, earlier, complete, detail) if start is not None else None
+
                         reason: str) -> None:
         incident = self.incident
         assert incident is not None
@@ -635,7 +661,9 @@ class Monitor:
             out.append(AlertEvent(Alert(
                 ev.STALE_DIGEST, "firing", key,
                 f"latest checkpoint is {format_age(age)} old (stale after {format_age(self.config.stale_after)})",
-                now, ref, self.stored_digest, cp.digest if cp else None, since=self.latest_time)))
+                now, ref, self.stored_digest, cp.digest if cp else None, self.consecutive,
+                # drifting: the incident's start (what receivers group it under); else the checkpoint's time
+                self.incident.started_at if self.incident is not None else self.latest_time)))
         else:
             out.append(AlertEvent(Alert(ev.STALE_DIGEST, "resolved", key, "a fresh checkpoint arrived", now, ref,
                                         self.stored_digest, cp.digest if cp else None, reason="fresh")))

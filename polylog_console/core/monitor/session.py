@@ -31,6 +31,7 @@ computes a symbol diff on a thread without touching the monitor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # imported only when used: the console starts faster without 
 
 Subscriber = Callable[[list[Any]], None]
 
+PRESCAN_SECONDS = 5.0  # the backwards scan run before the history is compared (then: in the background)
 PENDING_LIMIT = 200_000  # items (records or runs) buffered while the stored digest is computed
 PENDING_BYTES = 8 << 20  # ... and bytes of lines kept whole (a flapping feed does not fold: ~40,000 lines)
 
@@ -69,6 +71,60 @@ def incident_audit(event: IncidentEvent) -> tuple[str, dict[str, Any]]:
 
 # per-checkpoint and per-line events that audit_record never audits (skipped without asking it)
 _NOT_AUDITED = frozenset((CheckpointEvent, StatusEvent, EntryEvent, IngestErrorEvent))
+
+
+REAUDIT_WINDOW = 2000  # audit records read back at start: what a previous run wrote is not written again
+MAX_CONSUMER_ERRORS = 64  # (consumer, exception type) pairs counted; beyond, counted as dropped
+_ALERT_RECORDS = frozenset(("alert_raised", "alert_resolved", "escalation"))
+
+
+def _signature(name: str, record: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What identifies an alert or incident record across runs: its kind and the checkpoint it
+    was written for (None for a record that names no checkpoint: always written)."""
+    if name.startswith("incident_"):
+        if not record.get("started_label"):
+            return None
+        return (name, record.get("started_label"), record.get("started_line"), record.get("started_at"),
+                record.get("last_label"), record.get("resolved_label"), record.get("consecutive_mismatches"))
+    if not record.get("checkpoint"):
+        return None
+    return (name, record.get("code"), record.get("status"), record.get("dedup_key"), record.get("checkpoint"),
+            record.get("checkpoint_line"), record.get("checkpoint_ts"), record.get("consecutive_mismatches"))
+
+
+def _consumer_name(callback: Any) -> str:
+    owner = getattr(callback, "__self__", None)
+    if owner is not None:
+        return f"{type(owner).__name__}.{getattr(callback, '__name__', 'call')}"
+    name = getattr(callback, "__qualname__", None)
+    return name if isinstance(name, str) else type(callback).__name__
+
+
+class ConsumerErrorEvent:
+    """A consumer of the session's events (a subscriber, the audit, the dashboard, the alerts,
+    ...) raised: it is isolated and the monitor goes on. Published at the 1st, 2nd, 4th, ...
+    failure of the same consumer with the same exception type, with the ``count`` so far."""
+
+    event = "consumer_error"
+
+    def __init__(self, consumer: str, error: str, count: int, at: float) -> None:
+        self.consumer = consumer
+        self.error = error
+        self.count = count
+        self.at = at
+
+    @property
+    def message(self) -> str:
+        return (f"{self.consumer} failed ({self.count} time{'s' if self.count != 1 else ''} so far): "
+                f"{self.error}; it is skipped for that batch, the monitor goes on")
+
+    def details(self) -> dict[str, Any]:
+        return {"consumer": self.consumer, "error": self.error, "count": self.count}
+
+    def to_json(self) -> dict[str, Any]:
+        from polylog_console.core.model.events import iso
+
+        return {"event": self.event, "at": iso(self.at), **self.details(), "message": self.message}
 
 
 def _audit_entry(event: Any) -> tuple[str, dict[str, Any]]:
@@ -114,6 +170,10 @@ class Session:
                 **(dispatcher_options or {}))
         self.refresh = AutoRefresh(self, enabled=config.monitor.refresh_enabled and not self.read_only)
         self._history_read = False
+        self._audited: set[Any] | None = None  # records a previous run wrote (read at the first batch)
+        self.consumer_errors: dict[tuple[str, str], int] = {}  # (consumer, exception type) -> failures
+        self.consumer_errors_dropped = 0
+        self._reporting = False
         self.read_seconds: float | None = None  # run_once: seconds to read and compare the whole feed
 
     # -- events ---------------------------------------------------------------------------
@@ -127,56 +187,126 @@ class Session:
             self._subscribers.remove(callback)
 
     def publish(self, events: list[Any]) -> None:
+        """Hand ``events`` to the session's consumers, then to every subscriber, in order. A
+        consumer that raises is isolated: the others still get the batch, the monitor goes on,
+        and the failure is reported once per (consumer, exception type) as a
+        :class:`ConsumerErrorEvent` (audited, shown by every view, a line on stderr in the CLI)
+        with how many times it happened so far."""
         if not events:
             return
-        self._audit(events)
-        self.dashboard.apply(events)
-        if self.metrics is not None:
-            self.metrics.apply(events, self.monitor.snapshot())
+        self._guard("audit", self._audit, events)
+        self._guard("dashboard", self.dashboard.apply, events)
+        metrics = self.metrics
+        if metrics is not None:
+            self._guard("metrics", lambda: metrics.apply(events, self.monitor.snapshot()))
         if self.alerts is not None:
-            self.alerts.submit(events)
-        self.refresh.submit(events)
+            self._guard("alerts", self.alerts.submit, events)
+        self._guard("refresh", self.refresh.submit, events)
         for callback in list(self._subscribers):
-            callback(events)
+            self._guard(callback, callback, events)
+
+    def _guard(self, consumer: Any, call: Callable[..., Any], *args: Any) -> None:
+        try:
+            call(*args)
+        except Exception as exc:  # never let one consumer stop the pipeline (nor fail silently)
+            self._consumer_failed(consumer, exc)
+
+    def _consumer_failed(self, consumer: Any, exc: Exception) -> None:
+        name = consumer if isinstance(consumer, str) else _consumer_name(consumer)
+        key = (name, type(exc).__name__)
+        count = self.consumer_errors.get(key, 0) + 1
+        if count == 1 and len(self.consumer_errors) >= MAX_CONSUMER_ERRORS:
+            self.consumer_errors_dropped += 1  # bounded: the kinds beyond are counted, not kept
+            return
+        self.consumer_errors[key] = count
+        if count & (count - 1):  # reported at the 1st, 2nd, 4th, 8th, ... failure: never floods
+            return
+        event = ConsumerErrorEvent(name, f"{type(exc).__name__}: {exc}", count, self.clock())
+        if self._reporting:  # a failure while reporting one: counted, not reported again
+            return
+        self._reporting = True
+        try:
+            with contextlib.suppress(Exception):
+                self.audit.append("consumer_error", **event.details())
+            for callback in list(self._subscribers):
+                if callback is not consumer:
+                    with contextlib.suppress(Exception):
+                        callback([event])
+        finally:
+            self._reporting = False
 
     def _audit(self, events: list[Any]) -> None:
-        """Audit a batch (SPEC §8). The same alert (code, status, drift) or incident event seen
-        again within the batch is counted, and written once more at the end of the batch with
-        ``repeated`` (how many more times) and the last one's details: a flapping feed costs a
-        few audit lines per batch, not one per alert."""
-        seen: set[tuple[str, str, str]] = set()
-        repeats: dict[tuple[str, str, str], list[Any]] = {}
-        append = self.audit.append
+        """Audit a batch (SPEC §8): every alert raised and resolved, every escalation and every
+        incident event, in event order, with one write per batch. Only a record identical to the
+        one just before it (same code, status and drift, or same incident and kind, same
+        checkpoint) is merged into it (``repeated``: how many more times): a merge never moves a
+        record past a later one. A record that a previous run already wrote for the same
+        checkpoint (it is among the audit log's last :data:`REAUDIT_WINDOW` records, e.g. a second
+        ``watch --once`` over the same feed while the incident is still open) is not written again."""
+        entries: list[tuple[str, dict[str, Any]]] = []
+        written = self._audited
+        if written is None:
+            written = self._audited = self._seed_audited()
+        last_key: Any = None
+        repeats = 0
         for event in events:
             cls = event.__class__
             if cls in _NOT_AUDITED:
                 continue
             if cls is AlertEvent:
                 alert = event.alert
-                key = (alert.code, alert.status, alert.dedup_key)
+                ref = alert.checkpoint
+                key: Any = (alert.code, alert.status, alert.dedup_key, alert.consecutive_mismatches,
+                            ref.get("label") if ref else None, ref.get("line") if ref else None)
             elif cls is IncidentEvent:
                 if event.kind == "noted":  # audited by whoever noted it (an acknowledgement, an action)
                     continue
-                key = (event.kind, "", "")
+                i = event.incident
+                key = (event.kind, i.id, i.consecutive_mismatches, i.last_label, i.started_label)
             else:
                 record = audit_record(event)
                 if record is not None:
-                    append(record[0], **record[1])
+                    if repeats:
+                        entries[-1][1]["repeated"] = repeats
+                    entries.append(record)
+                    last_key, repeats = None, 0
                 continue
-            if key in seen:
-                entry = repeats.get(key)
-                if entry is None:
-                    repeats[key] = [1, event]
-                else:
-                    entry[0] += 1
-                    entry[1] = event
+            if key == last_key:
+                repeats += 1
                 continue
-            seen.add(key)
+            if repeats:
+                entries[-1][1]["repeated"] = repeats
+            last_key, repeats = key, 0
             name, details = _audit_entry(event)
-            append(name, **details)
-        for count, event in repeats.values():
-            name, details = _audit_entry(event)
-            append(name, **details, repeated=count)
+            if written:
+                signature = _signature(name, details)
+                if signature in written:
+                    written.discard(signature)  # written by a previous run: once is enough
+                    last_key = None
+                    continue
+            entries.append((name, details))
+        if repeats:
+            entries[-1][1]["repeated"] = repeats
+        if entries:
+            self.audit.append_many(entries, fixed_keys=True)
+
+    def _seed_audited(self) -> set[Any]:
+        """Signatures of the alert and incident records among the audit log's last
+        :data:`REAUDIT_WINDOW` records that name a checkpoint (bounded; empty when unreadable)."""
+        from polylog_console.core.infra.audit import read_tail
+
+        seen: set[Any] = set()
+        try:
+            for record in read_tail(self.audit.path, REAUDIT_WINDOW):
+                name = record.get("event")
+                if isinstance(name, str) and (name.startswith("incident_") or name in _ALERT_RECORDS):
+                    signature = _signature(name, record)
+                    if signature is not None:
+                        seen.add(signature)
+        except Exception:  # an unreadable log: nothing is skipped, everything is written
+            return set()
+        seen.discard(None)
+        return seen
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` on the session's event loop, from any thread (a worker's way
@@ -295,6 +425,32 @@ class Session:
         if self.monitor.incident is not None and not self.monitor.incident.start_in_history:
             self._start_backscan()
 
+    async def _scan_before_history(self, batch: list[Any]) -> None:
+        """Before the history's first comparison: when its first checkpoint drifts and the feed
+        holds lines before it, scan backwards (bounded: :data:`PRESCAN_SECONDS`, the scan's
+        checkpoint limit) for the drift's start and hand it to the monitor, so the incident's
+        first alert (``since``, the count), status and escalation are right from the start.
+        A scan that reaches its limit leaves the rest to the background scan."""
+        page_back = getattr(self.follower, "page_back", None)
+        first = next((r for r in batch if r.__class__ is Checkpoint), None)
+        if page_back is None or first is None or not first.offset:
+            return
+        try:
+            view = self.stored.get()
+            digests = (view.digest, view.other_digest)
+        except Exception:  # unreadable: nothing can be compared, the monitor says so
+            return
+        if first.digest in digests:
+            return
+        from polylog_console.core.monitor.backscan import find_start
+
+        try:
+            result = await asyncio.to_thread(find_start, page_back, first.offset, digests,
+                                             max_seconds=PRESCAN_SECONDS)
+        except Exception:  # the background scan will try again and say why it fails
+            return
+        self.monitor.found_before(result.start, result.drifting, result.complete, result.detail)
+
     def _start_backscan(self) -> None:
         """The open incident began before the history read: find its start in the background."""
         page_back = getattr(self.follower, "page_back", None)
@@ -351,6 +507,8 @@ class Session:
                     batch = nxt.result()
                 except StopAsyncIteration:
                     break
+                if not self._history_read:
+                    await self._scan_before_history(batch)
                 self._process(batch)
                 self.history_read()
         finally:
