@@ -94,7 +94,7 @@ def _os_error(exc: OSError, label: str, what: str) -> UnreadableFile:
     if isinstance(exc, NotADirectoryError):
         return UnreadableFile(label, f"{what} not found (a parent is not a directory)", missing=True)
     if isinstance(exc, ContainmentError):
-        return UnreadableFile(label, exc.strerror)
+        return UnreadableFile(label, exc.strerror or str(exc))
     if exc.errno == errno.ELOOP:
         return UnreadableFile(label, "symlink loop")
     return UnreadableFile(label, f"cannot read {what}: {exc.strerror or exc}")
