@@ -537,7 +537,6 @@ class Monitor:
         out.append(IncidentEvent("opened", incident.view(self.consecutive)))
         return incident
 
-    def _close_incident(self, cp: Checkpoint, label: str, cp_time: float, now: float, out: list[Any],
     def found_before(self, start: Checkpoint | None, earlier: int, complete: bool, detail: str = "") -> None:
         """What a backwards scan found before the first checkpoint of the history, run before
         that history is compared: the earliest drifting checkpoint (None: none), how many drift
@@ -546,6 +545,7 @@ class Monitor:
         and counts, so its first alert, status and escalation are already right. Used once."""
         self._before = (start, earlier, complete, detail) if start is not None else None
 
+    def _close_incident(self, cp: Checkpoint, label: str, cp_time: float, now: float, out: list[Any],
                         reason: str) -> None:
         incident = self.incident
         assert incident is not None
