@@ -57,7 +57,7 @@ def test_minimal_checkpoint_needs_only_a_string_digest():
         (b'{"label": "\xc3\x28"}', "invalid UTF-8 at byte 11"),
         (b"[1, 2, 3]", "not a JSON object (got array)"),
         (b'"just a string"', "not a JSON object (got string)"),
-        (b'{"registry_digest": NaN}', "invalid JSON: NaN is not valid JSON"),
+        (b'{"registry_digest": NaN}', "registry_digest must be a string (got NaN)"),  # NaN read as a float
         (b'{"label": "x", "registry_digest": 5}', "registry_digest must be a string (got integer)"),
         (b'{"registry_digest": null}', "registry_digest must be a string (got null)"),
         (b'{"label": "cut', "invalid JSON: Unterminated string starting at (column 11)"),
@@ -160,7 +160,7 @@ def test_watch_once_json_one_line_per_checkpoint_and_error(cli, small_ws):
     assert [(e["line"], e["reason"]) for e in errors] == [
         (2, "invalid UTF-8 at byte 0"),
         (3, "not a JSON object (got array)"),
-        (4, "invalid JSON: NaN is not valid JSON"),
+        (4, "registry_digest must be a string (got NaN)"),
         (7, "registry_digest must be a string (got integer)"),
     ]
     assert [e["line"] for e in by_event(events, "entry")] == [6]

@@ -142,8 +142,9 @@ def run_once(ctx: Any) -> int:
     started = time.perf_counter()
     try:
         asyncio.run(session.run_once(emit_checkpoints=ctx.json))
-    except OSError as exc:
-        return fail(f"{ctx.workspace.relative(feed)}: {exc.strerror or exc}")
+    except OSError as exc:  # not the feed's: read_records raises UnreadableFile (naming the feed) for those
+        where = f"{safe_text(exc.filename)}: " if exc.filename else ""
+        return fail(f"watch --once stopped by an unexpected error: {where}{exc.strerror or exc}")
     if index is not None:
         index.flush()  # the last coverage mark
     elapsed = session.read_seconds or (time.perf_counter() - started)  # reading, not the deliveries' grace

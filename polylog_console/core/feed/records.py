@@ -2,8 +2,9 @@
 
 A line becomes exactly one of:
 
-* :class:`Checkpoint`: any object (or ``{"checkpoint_record": {...}}`` envelope) with a string
-  ``registry_digest``. Other fields are optional; a present field of the wrong type is a
+* :class:`Checkpoint`: any object with a string ``registry_digest``, at its top level or inside an
+  object ``checkpoint_record`` (the envelope, see :func:`parse_line` for which one is compared when
+  both are there). Other fields are optional; a present field of the wrong type is a
   :class:`FieldWarning` attached to the checkpoint and the field is treated as absent.
 * :class:`Entry`: any other object (a coordination entry): kept and shown, never an error.
 * :class:`IngestError`: not valid UTF-8 JSON, not an object, or ``registry_digest`` not a string.
@@ -22,6 +23,18 @@ once, for every consumer (SPEC §5: only ``registry_digest`` decides what a line
   recursion become :class:`Unreadable` markers: the field reads as absent, with a warning; the
   line is still a checkpoint when its ``registry_digest`` is a string. A line that is not valid
   JSON at any depth is still an ingest error.
+* ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON, but what Python's ``json.dumps``, the
+  engine's encoder, writes for non-finite floats) are read as those floats: a field holding one
+  gets a :class:`FieldWarning` (a non-finite ``timestamp`` is no usable time: the checkpoint counts
+  as written when it was read), never an ingest error when ``registry_digest`` is a string. JSON
+  output writes them as ``null`` (``core/infra/text.py``).
+
+**Times.** A checkpoint's ``timestamp`` is usable when it is a finite number of seconds since the
+epoch in ``[TIME_MIN, TIME_MAX)``: years 1 to 9999 UTC, exactly what :class:`datetime.datetime`
+(and so every ISO-8601 output) can represent. Anything else (``9e15``, ``1e300``,
+``253402300800`` = year 10000, ``-62135596801`` = year 0, ``NaN``) is a :class:`FieldWarning` and the
+checkpoint counts as written when it was read, as with no timestamp at all: it is still compared.
+:func:`usable_time` is that decision, made here once for every consumer.
 """
 
 from __future__ import annotations
@@ -46,6 +59,27 @@ BOM = b"\xef\xbb\xbf"
 # checkpoint field never needs one. The limit holds whatever sys.set_int_max_str_digits says.
 MAX_INT_DIGITS = 4300
 ABSENT = "the field is read as absent"
+
+# The usable range of a checkpoint's time (seconds since the epoch, UTC): what datetime can
+# represent, 0001-01-01T00:00:00Z (included) to 10000-01-01T00:00:00Z (excluded). See the module
+# docstring; core/model/events.py ``iso`` clamps to the same range as a second line of defence.
+TIME_MIN = -62135596800.0
+TIME_MAX = 253402300800.0
+
+
+def usable_time(value: Any) -> float | None:
+    """``value`` as a checkpoint time (float seconds), or None when it is not a number (a bool is
+    not), not finite or outside ``[TIME_MIN, TIME_MAX)``. Integers of any size are compared exactly."""
+    t = type(value)
+    if t is float:
+        return value if TIME_MIN <= value < TIME_MAX else None  # NaN compares False: None
+    if t is int:
+        return float(value) if TIME_MIN <= value < TIME_MAX else None
+    return None
+
+
+def _nonfinite_name(value: float) -> str:
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
 
 
 class Unreadable:
@@ -152,12 +186,8 @@ class Checkpoint:
 
     @property
     def timestamp(self) -> float | None:
-        value = self.data.get("timestamp")
-        if type(value) is float:
-            return value if math.isfinite(value) else None
-        if type(value) is int:
-            return float(value) if abs(value) < 1e15 else None
-        return None
+        """The checkpoint's own time when usable (:func:`usable_time`), else None: read time applies."""
+        return usable_time(self.data.get("timestamp"))
 
     @property
     def registry_state(self) -> dict[str, Any] | None:
@@ -230,6 +260,7 @@ _EXPECTED: tuple[tuple[str, tuple[type, ...], str], ...] = (
 )
 
 
+_FIELD_NAMES = frozenset(name for name, _, _ in _EXPECTED)
 _CLEAN_SHAPES: set[tuple[tuple[str, ...], tuple[type, ...], type]] = set()
 
 
@@ -242,7 +273,7 @@ def field_warnings(data: dict[str, Any], line: int | None, envelope: bool = Fals
     shape = (tuple(data), tuple(map(type, data.values())), type(telemetry))
     if shape in _CLEAN_SHAPES:
         ts = get("timestamp")
-        if isinstance(digest, str) and looks_like_digest(digest) and (ts is None or -1e15 < ts < 1e15):
+        if isinstance(digest, str) and looks_like_digest(digest) and (ts is None or TIME_MIN <= ts < TIME_MAX):
             return ()
     warnings: list[FieldWarning] = []
     cacheable = True
@@ -250,15 +281,20 @@ def field_warnings(data: dict[str, Any], line: int | None, envelope: bool = Fals
         value = data.get(name)
         if value is None or type(value) is Unreadable:  # an Unreadable value: its warning is in extra
             continue
+        if type(value) is float and not math.isfinite(value):  # NaN, Infinity (Python's json writes them)
+            what = _nonfinite_name(value)
+            warnings.append(FieldWarning(line, name, (
+                f"not a usable time ({what}: not a finite number), read as the time the line was read"
+                if name == "timestamp" else f"expected {expected}, got number ({what}: not finite)")))
+            continue
         if type(value) not in types:
             if int in types and type(value) is float and value.is_integer() and abs(value) >= 2**63:
                 cacheable = False
                 continue  # an integer beyond 64 bits (orjson reads it as a float); see Checkpoint._typed
             warnings.append(FieldWarning(line, name, f"expected {expected}, got {type_name(value)}"))
-        elif name == "timestamp" and (
-            (type(value) is float and not math.isfinite(value)) or (type(value) is int and abs(value) >= 1e15)
-        ):
-            warnings.append(FieldWarning(line, name, "not a usable time (out of range)"))
+        elif name == "timestamp" and usable_time(value) is None:
+            warnings.append(FieldWarning(line, name, "not a usable time (outside years 1 to 9999 UTC), "
+                                         "read as the time the line was read"))
     if envelope and telemetry is not None and type(telemetry) not in (dict, Unreadable):
         warnings.append(FieldWarning(line, "detection_telemetry", f"expected an object, got {type_name(telemetry)}"))
     if isinstance(digest, str) and not looks_like_digest(digest):
@@ -312,8 +348,12 @@ Record = Checkpoint | Entry | IngestError
 
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _nonfinite_constant(name: str) -> float:
+    """``NaN``, ``Infinity``, ``-Infinity``: not JSON, but Python's ``json.dumps`` writes them."""
+    return _CONSTANTS[name]
 
 
 def _bounded_int(digits: str) -> Any:
@@ -333,9 +373,9 @@ def _bounded_int(digits: str) -> Any:
     return -value if digits[0] == "-" else value
 
 
-_DECODER = json.JSONDecoder(parse_int=_bounded_int, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_int=_bounded_int, parse_constant=_nonfinite_constant)
 _WS = re.compile(r"[ \t\n\r]*")
-_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null")
+_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null|NaN|-?Infinity")
 # Runs of openings (``[``, or ``{`` with a plain key: ``[{"a":[``) and of closings are taken at once.
 _OPENS = re.compile(r'(?:\[++|\{"[^"\\\[\]{}]*+":)++')  # possessive: no backtracking state kept
 _NOT_OPENING = bytes(b for b in range(256) if b not in b"[{")  # keys dropped from a run: its containers
@@ -484,7 +524,8 @@ def hostile_values(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     refused can hold either, so only they are walked."""
     found: list[tuple[str, str]] = []
     for name, value in obj.items():
-        problem = _hostile(value)
+        # a non-finite float in a typed field: field_warnings says it (once) in that field's terms
+        problem = None if type(value) is float and name in _FIELD_NAMES else _hostile(value)
         if has_surrogates(name):
             problem = problem or _surrogate_reason(name)
         if problem is not None:
@@ -516,10 +557,14 @@ def _hostile(value: Any) -> str | None:
             stack.extend(v)
         elif t is Unreadable:
             return f"{v.what}: {ABSENT}"
+        elif t is float and not math.isfinite(v):
+            return f"holds {_nonfinite_name(v)}: not a finite number (not JSON; null in JSON output)"
     return None
 
 
 def _kind(value: Any) -> str:
+    if type(value) is float and not math.isfinite(value):
+        return _nonfinite_name(value)
     return value.what if type(value) is Unreadable else type_name(value)
 
 
@@ -544,27 +589,63 @@ def parse_line(raw: bytes, line: int | None = None, offset: int = 0, observed_ns
             slow = True
     if type(obj) is not dict:
         return IngestError(line, offset, f"not a JSON object (got {_kind(obj)})", raw, observed_ns)
+    digest = obj.get("registry_digest")
     if "checkpoint_record" in obj:
-        inner = obj["checkpoint_record"]
-        if type(inner) is not dict:
-            return IngestError(
-                line, offset, f"checkpoint_record must be an object (got {_kind(inner)})", raw, observed_ns)
-        digest = inner.get("registry_digest")
-        if type(digest) is str:
-            telemetry = obj.get("detection_telemetry")
-            extra = hostile_values(inner) if slow else ()
-            if slow and telemetry is not None:
-                extra += tuple(("detection_telemetry", r) for r in (_hostile(telemetry),) if r is not None)
-            return Checkpoint(digest, line, offset, raw, inner, observed_ns, True, telemetry, extra)
-        if digest is None and "registry_digest" not in inner:
-            return IngestError(line, offset, "checkpoint_record has no registry_digest", raw, observed_ns)
-    else:
-        digest = obj.get("registry_digest")
-        if type(digest) is str:
-            return Checkpoint(digest, line, offset, raw, obj, observed_ns, extra=hostile_values(obj) if slow else ())
-        if digest is None and "registry_digest" not in obj:
-            return Entry(obj, line, offset, raw, observed_ns)
+        return _envelope(obj, digest, slow, raw, line, offset, observed_ns)
+    if type(digest) is str:
+        return Checkpoint(digest, line, offset, raw, obj, observed_ns, extra=hostile_values(obj) if slow else ())
+    if digest is None and "registry_digest" not in obj:
+        return Entry(obj, line, offset, raw, observed_ns)
     return IngestError(line, offset, f"registry_digest must be a string (got {_kind(digest)})", raw, observed_ns)
+
+
+def _envelope(obj: dict[str, Any], outer: Any, slow: bool, raw: bytes, line: int | None, offset: int,
+              observed_ns: int) -> Record:
+    """A line with ``checkpoint_record`` (SPEC §5: any object with a string ``registry_digest`` is a
+    checkpoint, at the top level or inside the envelope):
+
+    * an object ``checkpoint_record`` with a string digest is the checkpoint as the engine writes it
+      (``data`` is that inner object). A top-level ``registry_digest`` beside it that differs, or is
+      not a string, is a warning naming both; the inner digest is the one compared.
+    * otherwise a string top-level ``registry_digest`` makes the whole line the checkpoint (``data``
+      is the top-level object); a ``checkpoint_record`` that is not an object, or an object without
+      a string digest, is a warning on the field ``checkpoint_record``.
+    * with neither, the line is an ingest error (it claims to be a checkpoint; no digest to compare).
+    """
+    inner = obj["checkpoint_record"]
+    inner_digest = inner.get("registry_digest") if type(inner) is dict else None
+    if type(inner_digest) is str:
+        telemetry = obj.get("detection_telemetry")
+        extra = hostile_values(inner) if slow else ()
+        if slow and telemetry is not None:
+            extra += tuple(("detection_telemetry", r) for r in (_hostile(telemetry),) if r is not None)
+        if outer is not None or "registry_digest" in obj:
+            if type(outer) is not str:
+                extra += (("registry_digest", f"the envelope's top-level registry_digest is not a string "
+                           f"(got {_kind(outer)}): checkpoint_record's is compared"),)
+            elif outer != inner_digest:
+                extra += (("registry_digest", f"the envelope's top-level registry_digest "
+                           f"{safe_text(outer[:12])}… differs from checkpoint_record's "
+                           f"{safe_text(inner_digest[:12])}…: checkpoint_record's is compared"),)
+        return Checkpoint(inner_digest, line, offset, raw, inner, observed_ns, True, telemetry, extra)
+    if type(outer) is str:
+        extra = hostile_values(obj) if slow else ()
+        if type(inner) is not dict:
+            why = f"expected an object, got {_kind(inner)}"
+        elif "registry_digest" in inner:
+            why = f"its registry_digest is not a string (got {_kind(inner_digest)})"
+        else:
+            why = "has no registry_digest"
+        extra = (*(x for x in extra if x[0] != "checkpoint_record"),
+                 ("checkpoint_record", f"{why}: the top-level registry_digest is compared"))
+        return Checkpoint(outer, line, offset, raw, obj, observed_ns, extra=extra)
+    if type(inner) is not dict:
+        return IngestError(
+            line, offset, f"checkpoint_record must be an object (got {_kind(inner)})", raw, observed_ns)
+    if inner_digest is None and "registry_digest" not in inner:
+        return IngestError(line, offset, "checkpoint_record has no registry_digest", raw, observed_ns)
+    return IngestError(line, offset, f"registry_digest must be a string (got {_kind(inner_digest)})", raw,
+                       observed_ns)
 
 
 class LineSplitter:
@@ -706,17 +787,21 @@ def read_records(path, *, chunk_size: int = 1 << 20, max_line: int = MAX_LINE):
     lines: ``tests/bench/bench_memory.py``).
 
     A last line without its newline is still read (the file is complete for this purpose).
-    Raises OSError if the file cannot be opened, :class:`~polylog_console.core.infra.reader.UnreadableFile`
-    if it is not a regular file (a FIFO or ``/dev/zero`` would block or never end).
+    Raises :class:`~polylog_console.core.infra.reader.UnreadableFile` (one line naming the feed) if
+    the file cannot be opened or read, or is not a regular file (a FIFO or ``/dev/zero`` would block
+    or never end): an ``OSError`` that escapes is never the feed's (callers must not say it is).
     """
-    from polylog_console.core.infra.reader import open_regular
+    from polylog_console.core.infra.reader import UnreadableFile, open_regular
 
     splitter = LineSplitter(0, max_line)
     line = 1
     fd, _ = open_regular(path, what="feed")
     with open(fd, "rb") as handle:
         while True:
-            chunk = handle.read(chunk_size)
+            try:
+                chunk = handle.read(chunk_size)
+            except OSError as exc:
+                raise UnreadableFile(str(path), f"cannot read feed: {exc.strerror or exc}") from None
             if not chunk:
                 break
             first, lines = splitter.feed(chunk)

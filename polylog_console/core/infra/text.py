@@ -17,6 +17,8 @@ compared exactly as written, SPEC §5); each output makes them safe here, one fu
   beyond 64 bits become floats (orjson cannot write them), and the characters :func:`safe_text`
   escapes are written as ``\\uXXXX`` JSON escapes (``"\\u009b"``), so a consumer reads the exact
   string back while the raw character never reaches a terminal that shows the stream.
+  Non-finite floats (``NaN``, ``Infinity``, ``-Infinity``: the feed parser reads them, since
+  Python's ``json.dumps`` writes them) are written as ``null``, never as the invalid literals.
   :func:`json_safe` gives the data itself in that form (for data that is stored, then written
   by others).
 
@@ -173,8 +175,8 @@ def dumps_json(value: Any, *, newline: bool = False, indent: bool = False, sort_
                default: Callable[[Any], Any] | None = None) -> bytes:
     """``value`` as JSON bytes that are always valid UTF-8 and carry no raw control, bidi or
     invisible-format character (see the module docstring). Never raises for data read from the
-    feed, a replica or a catalog (anything JSON can hold); other objects go to ``default`` (str
-    by default)."""
+    feed, a replica or a catalog (anything JSON can hold, and NaN / Infinity, written as ``null``);
+    other objects go to ``default`` (str by default)."""
     option = _BASE
     if newline:
         option |= orjson.OPT_APPEND_NEWLINE

@@ -49,9 +49,22 @@ SEVERITY = {
 }
 
 
+_ISO_MIN = "0001-01-01T00:00:00.000Z"
+_ISO_MAX = "9999-12-31T23:59:59.999Z"
+
+
 def iso(ts: float | None = None) -> str:
-    """ISO-8601 UTC with milliseconds and ``Z``."""
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
+    """ISO-8601 UTC with milliseconds and ``Z``. Total: it never raises. The feed parser already
+    reads a checkpoint time outside years 1 to 9999 as no time (``core/feed/records.py``
+    :func:`usable_time`); as a second line of defence any other number datetime cannot represent is
+    clamped to the nearest bound (``0001-01-01T00:00:00.000Z`` or ``9999-12-31T23:59:59.999Z``;
+    NaN to the lower one), still valid ISO-8601 for every reader (Alertmanager, ``report``)."""
+    if ts is None:
+        ts = time.time()
+    try:
+        moment = datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return _ISO_MAX if isinstance(ts, int | float) and ts > 0 else _ISO_MIN  # NaN > 0 is False: the lower one
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polylog_console.core.feed.records import Checkpoint, Entry, IngestError
+from polylog_console.core.feed.records import TIME_MAX, TIME_MIN, Checkpoint, Entry, IngestError
 from polylog_console.core.model import events as ev
 from polylog_console.core.model.config import MonitorConfig
 from polylog_console.core.model.errors import PolylogError, RegistryError
@@ -304,7 +304,7 @@ class Monitor:
                             warned += len(record.warnings)  # a different shape: check it
                         else:  # same keys, value types and digest as a checkpoint found clean: only the
                             ts = data.get("timestamp")  # time's range can make a warning
-                            if ts is not None and not -1e15 < ts < 1e15:
+                            if ts is not None and not TIME_MIN <= ts < TIME_MAX:  # records.usable_time
                                 warned += len(record.warnings)
                         if emit:
                             observed = record.observed_ns
@@ -391,7 +391,7 @@ class Monitor:
             clean = True
             ts = data.get("timestamp")
             if (shape == self._clean_shape and cp.telemetry_raw is None and not cp.extra
-                    and (ts is None or -1e15 < ts < 1e15)):
+                    and (ts is None or TIME_MIN <= ts < TIME_MAX)):
                 pass  # the shape of a checkpoint found clean (so a numeric time): no warning (see _consume)
             elif cp.warnings:
                 self.warnings += len(cp.warnings)
@@ -401,7 +401,8 @@ class Monitor:
             self._last_clean = clean
         self.latest = cp
         ts = cp.timestamp
-        self.latest_time = ts if ts is not None else (self.latest_time if recheck and self.latest_time else now)
+        kept = self.latest_time if recheck else None  # a recheck keeps the read time of the first look
+        self.latest_time = ts if ts is not None else (kept if kept is not None else now)
         cp_time = self.latest_time
         label = cp.display_label
         view = self.view
@@ -657,7 +658,7 @@ class Monitor:
         ref = checkpoint_ref(cp) if cp is not None else None
         key = ev.dedup_key("stale", str(self.stored.path))
         if stale:
-            age = now - (self.latest_time or now)
+            age = now - (self.latest_time if self.latest_time is not None else now)
             out.append(AlertEvent(Alert(
                 ev.STALE_DIGEST, "firing", key,
                 f"latest checkpoint is {format_age(age)} old (stale after {format_age(self.config.stale_after)})",
