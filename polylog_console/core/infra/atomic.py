@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from polylog_console.core.model.workspace import check_contained
@@ -52,3 +53,40 @@ def write_bytes(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = T
 
 def write_text(path: Path, text: str, **kwargs: object) -> None:
     write_bytes(path, text.encode("utf-8"), **kwargs)  # type: ignore[arg-type]
+
+
+def write_new(directory: Path, name: Callable[[int], str], data: bytes, *, mode: int = 0o644) -> Path:
+    """Write ``data`` under a name no other writer has taken: ``name(1)``, else ``name(2)``... The
+    complete file is published with ``link()`` (fails with EEXIST, like ``O_EXCL``), so two
+    processes writing in the same second never overwrite each other's file and a reader never sees
+    a torn one. Where hard links are not supported the name is reserved with ``O_CREAT | O_EXCL``
+    and the complete file renamed onto it. Returns the path written; raises OSError."""
+    directory = Path(directory)
+    fd, tmp = tempfile.mkstemp(prefix=".new.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        n = 1
+        while True:
+            path = directory / name(n)
+            n += 1
+            try:
+                os.link(tmp, path)
+                break
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links here: reserve the name, then rename the complete file onto it
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, path)
+                break
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(directory)
+    return path

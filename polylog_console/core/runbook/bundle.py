@@ -495,15 +495,10 @@ def build_bundle(ws: Workspace, config: Config, *, parity: Any = None, monitor_v
     return mask_secrets(markdown, secret_values(config))
 
 
-def bundle_path(ws: Workspace, now: float) -> Path:
-    """``memory/escalations/escalation-YYYYMMDDTHHMMSSZ.md``, with ``-2``, ``-3``... when taken."""
+def bundle_name(now: float) -> Callable[[int], str]:
+    """``escalation-YYYYMMDDTHHMMSSZ.md``, then ``-2``, ``-3``... (taken exclusively: write_bundle)."""
     stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = ws.escalations / f"escalation-{stamp}.md"
-    n = 2
-    while path.exists():
-        path = ws.escalations / f"escalation-{stamp}-{n}.md"
-        n += 1
-    return path
+    return lambda n: f"escalation-{stamp}.md" if n == 1 else f"escalation-{stamp}-{n}.md"
 
 
 def write_bundle(ws: Workspace, config: Config, **kw: Any) -> Bundle:
@@ -516,7 +511,7 @@ def write_bundle(ws: Workspace, config: Config, **kw: Any) -> Bundle:
     # reached the text some other way is written as U+FFFD rather than cost the whole bundle.
     markdown = valid_unicode(build_bundle(ws, config, now=now, **kw))
     ws.escalations.mkdir(parents=True, exist_ok=True)
-    path = bundle_path(ws, now)
-    atomic.write_text(path, markdown)
+    # published with an exclusive link: two bundles of the same second never overwrite each other
+    path = atomic.write_new(ws.escalations, bundle_name(now), markdown.encode("utf-8"))
     prune_kind(ws, "escalations", config.retention)  # [retention]: never the newest (core/infra/retention.py)
     return Bundle(path, markdown)

@@ -54,7 +54,7 @@ import os
 import re
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -63,7 +63,7 @@ from typing import Any
 
 import orjson
 
-from polylog_console.core.feed.records import Checkpoint, LineSplitter, parse_lines
+from polylog_console.core.feed.records import BATCH_RECORDS, Checkpoint, LineSplitter, parse_lines
 from polylog_console.core.infra import atomic, reader
 from polylog_console.core.model import events as ev
 from polylog_console.core.model.config import Config
@@ -79,8 +79,12 @@ MAX_TIMELINE = 400  # timeline entries kept per incident (the rest are counted)
 MAX_ACTIONS = 100
 MAX_ALERTS = 100
 MAX_DELIVERIES = 20  # per alert
+MAX_RECORDS = 100  # acknowledgements, silences, refreshes, escalations kept per incident (the rest are counted)
+MAX_SEEN = 10_000  # alert identities remembered per incident to recognise re-audits
+MAX_DEFERRED = 10_000  # audit records held for the second attribution pass (the rest are counted)
 RESOLVE_GRACE = 5.0  # seconds after resolution still counted as the incident's (the recheck, the resolved alert)
 CHUNK = 4 * 1024 * 1024
+READ_CHUNK = 1024 * 1024  # bytes of feed read at a time (as read_records)
 DRIFT_CODES = (ev.REGISTRY_MISMATCH, ev.REGISTRY_RESOLVED, ev.DRIFT_PERSISTENT)
 
 
@@ -128,9 +132,23 @@ def _iso(ts: float | None) -> str | None:
 
 # --- the feed, from an offset ----------------------------------------------------------------------
 
-def read_from(path: Path, offset: int = 0, line: int | None = 1, *, chunk_size: int = CHUNK) -> Iterator[list[Any]]:
+def _sliced(lines: list[Any], line: int | None, first: int) -> Iterator[list[Any]]:
+    """``parse_lines`` over at most :data:`~polylog_console.core.feed.records.BATCH_RECORDS` lines at
+    a time (as the follower and ``watch --once`` read): 3,000,000 ``{}`` lines in one chunk never
+    become one list of 3,000,000 records."""
+    for i in range(0, len(lines), BATCH_RECORDS):
+        part = lines[i:i + BATCH_RECORDS]
+        records = parse_lines(part, None if line is None else line + i, first)
+        first += sum(x if x.__class__ is int else len(x) for x in part) + len(part)
+        if records:
+            yield records
+
+
+def read_from(path: Path, offset: int = 0, line: int | None = 1, *,
+              chunk_size: int = READ_CHUNK) -> Iterator[list[Any]]:
     """Batches of records from byte ``offset`` (a line start, line number ``line``) to the end,
-    with the feed's own splitter and parser. A last line without its newline is read too."""
+    with the feed's own splitter (an over-long line, a run of NUL bytes, is skipped, never held) and
+    parser, at most ``BATCH_RECORDS`` records a batch. A last line without its newline is read too."""
     splitter = LineSplitter(offset)
     fd, _ = reader.open_regular(path, what="feed")  # a FIFO or a device is refused, never waited on
     with open(fd, "rb") as handle:
@@ -141,12 +159,12 @@ def read_from(path: Path, offset: int = 0, line: int | None = 1, *, chunk_size: 
                 break
             first, lines = splitter.feed(chunk)
             if lines:
-                yield parse_lines(lines, line, first)
+                yield from _sliced(lines, line, first)
                 if line is not None:
                     line += len(lines)
         if splitter.partial:
             first, lines = splitter.feed(b"\n")
-            yield parse_lines(lines, line, first)
+            yield from _sliced(lines, line, first)
 
 
 # --- the stored registry of each moment --------------------------------------------------------------
@@ -263,29 +281,34 @@ class AuditRecord:
     data: dict[str, Any]
 
 
+AUDIT_MAX_LINE = 1024 * 1024  # an audit record is small: a longer line (a run of NUL bytes) is skipped, never held
+
+
 def _audit_chunks(ws: Workspace) -> Iterator[bytes]:
     """The audit log and its rotated files as chunks of whole lines (without the last newline),
-    oldest first; bounded memory (one chunk and one carried line)."""
+    oldest first, cut by the feed's :class:`~polylog_console.core.feed.records.LineSplitter`: memory
+    is one chunk whatever a file holds (a line over :data:`AUDIT_MAX_LINE` bytes, such as a 700 MB
+    run of NUL bytes, is skipped as it is read), time is one pass."""
     for path in audit_files(ws):
         try:
             handle = open(reader.open_regular(path, what="audit log")[0], "rb")  # noqa: SIM115
         except (OSError, reader.UnreadableFile):  # a file that cannot be opened (or a FIFO) is skipped
             continue
         with handle:
-            pending = b""
+            splitter = LineSplitter(0, AUDIT_MAX_LINE)
             while True:
                 chunk = handle.read(CHUNK)
-                if not chunk:
-                    if pending:
-                        yield pending
+                end = not chunk
+                if end:
+                    if not splitter.partial:
+                        break
+                    chunk = b"\n"  # a last line without its newline is read too
+                _, lines = splitter.feed(chunk)
+                kept = [x for x in lines if x.__class__ is bytes]  # an over-long line is only its length
+                if kept:
+                    yield b"\n".join(kept)  # type: ignore[arg-type]
+                if end:
                     break
-                data = pending + chunk
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    pending = data
-                    continue
-                yield data[:cut]
-                pending = data[cut + 1:]
 
 
 def _record(raw: bytes) -> AuditRecord | None:
@@ -480,12 +503,12 @@ def _scan_range(path: str, start: int, end: int, line: int, times: list[float], 
     range does not fold into :data:`MAX_ITEMS` items."""
     out: list[Any] = []
     splitter = LineSplitter(start)
-    k = 0
+    k_box = [0]
     with open(path, "rb") as handle:
         handle.seek(start)
         remaining = end - start
         while remaining > 0 or (last and splitter.partial):
-            chunk = handle.read(min(CHUNK, remaining)) if remaining > 0 else b""
+            chunk = handle.read(min(READ_CHUNK, remaining)) if remaining > 0 else b""
             remaining -= len(chunk)
             if not chunk:
                 if not (last and splitter.partial):
@@ -494,23 +517,32 @@ def _scan_range(path: str, start: int, end: int, line: int, times: list[float], 
             first, lines = splitter.feed(chunk)
             if not lines:
                 continue
-            records = parse_lines(lines, line, first)
+            batches = _sliced(lines, line, first)
             line += len(lines)
-            if k < len(times):
-                cut_from = 0
-                for i, r in enumerate(records):
-                    ts = r.timestamp if r.__class__ is Checkpoint else None
-                    if ts is not None and k < len(times) and ts >= times[k]:
-                        _fold(records[cut_from:i], out, keep)
-                        while k < len(times) and ts >= times[k]:
-                            out.append(EpochMark(k))
-                            k += 1
-                        cut_from = i
-                records = records[cut_from:]
-            _fold(records, out, keep)
-            if len(out) > MAX_ITEMS:
-                return None
+            for records in batches:
+                if _fold_batch(records, out, keep, times, k_box):
+                    return None
     return out
+
+
+def _fold_batch(records: list[Any], out: list[Any], keep: int, times: list[float], k_box: list[int]) -> bool:
+    """One batch of a worker's range into ``out`` (:func:`_scan_range`); True when it no longer
+    folds into :data:`MAX_ITEMS` items."""
+    k = k_box[0]
+    if k < len(times):
+        cut_from = 0
+        for i, r in enumerate(records):
+            ts = r.timestamp if r.__class__ is Checkpoint else None
+            if ts is not None and k < len(times) and ts >= times[k]:
+                _fold(records[cut_from:i], out, keep)
+                while k < len(times) and ts >= times[k]:
+                    out.append(EpochMark(k))
+                    k += 1
+                cut_from = i
+        records = records[cut_from:]
+    _fold(records, out, keep)
+    k_box[0] = k
+    return len(out) > MAX_ITEMS
 
 
 def _fold(records: list[Any], out: list[Any], keep: int) -> None:
@@ -541,13 +573,26 @@ def _ranges(path: Path, size: int, parts: int) -> list[tuple[int, int]]:
     cuts = [0]
     with open(path, "rb") as handle:
         for i in range(1, parts):
-            handle.seek(size * i // parts)
-            handle.readline()
-            pos = handle.tell()
+            pos = _line_start_after(handle, max(size * i // parts, cuts[-1]), size)
             if cuts[-1] < pos < size:
                 cuts.append(pos)
     cuts.append(size)
     return [(a, b) for a, b in pairwise(cuts) if b > a]
+
+
+def _line_start_after(handle: Any, pos: int, size: int, block: int = 1024 * 1024) -> int:
+    """The offset just past the first newline at or after ``pos`` (``size`` when none before it),
+    read a block at a time: a 700 MB run of NUL bytes costs a scan, never a 700 MB ``readline``."""
+    while pos < size:
+        handle.seek(pos)
+        data = handle.read(min(block, size - pos))
+        if not data:
+            break
+        nl = data.find(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+        pos += len(data)
+    return size
 
 
 def _parallel_items(path: Path, size: int, times: list[float],
@@ -760,13 +805,32 @@ def _last_ts(batch: list[Any]) -> float | None:
 @dataclass
 class Reconstruction:
     incidents: list[Found]
-    source: str  # "index" or "scratch"
+    source: str  # "index", "scratch" or "tail" (only the feed's last bytes: max_scan)
     feed_error: str | None = None
     index_note: str | None = None
 
 
-def _audit_points(records: list[AuditRecord]) -> list[tuple[float, str]]:
+POINTS_COMPACT = 4096  # stored-digest points held before they are compacted (see _audit_points)
+
+
+def _compact(points: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The points in time order with each run of one digest cut to its first and last point (what
+    :func:`stored_epochs` reads from a run: where it begins, and where it still held)."""
+    points.sort()
+    out: list[tuple[float, str]] = []
+    for i, point in enumerate(points):
+        if out and out[-1][1] == point[1] and i + 1 < len(points) and points[i + 1][1] == point[1]:
+            continue  # inside a run: neither its first nor its last point
+        out.append(point)
+    return out
+
+
+def _audit_points(records: Iterable[AuditRecord]) -> list[tuple[float, str]]:
+    """``(time, stored digest)`` points from a stream of audit records, in bounded memory: every
+    alert record carries its stored digest (a 100 MB log holds hundreds of thousands), and only the
+    changes matter, so the points are compacted whenever :data:`POINTS_COMPACT` accumulate."""
     points: list[tuple[float, str]] = []
+    limit = POINTS_COMPACT
     for r in records:
         d = r.data
         if (r.event == "action_finished" and d.get("action") == "rehydrate" and d.get("outcome") == "ok"
@@ -775,25 +839,39 @@ def _audit_points(records: list[AuditRecord]) -> list[tuple[float, str]]:
         elif r.event in ("alert_raised", "escalation") and isinstance(d.get("stored_digest"), str) \
                 and d.get("code") in DRIFT_CODES:  # (a resolution names the drift's old stored digest)
             points.append((r.ts, d["stored_digest"]))
+        else:
+            continue
+        if len(points) >= limit:
+            points = _compact(points)
+            limit = max(POINTS_COMPACT, 2 * len(points))  # a registry that really changed that often
     return points
 
 
-def epochs_for(ws: Workspace, config: Config, keyed: list[AuditRecord]) -> Epochs:
+def epochs_for(ws: Workspace, config: Config, keyed: Iterable[AuditRecord] | None = None) -> Epochs:
+    """The stored registry's epochs from audit records (a stream; None: the audit log's own, read
+    with :data:`EPOCHS` as needles)."""
     stored = StoredRegistry.for_workspace(ws, config.scheme)  # type: ignore[arg-type]
     try:
         current: str | None = stored.get().digest
         mtime: float | None = os.stat(ws.registry).st_mtime
     except (RegistryError, OSError):
         current, mtime = None, None
-    return stored_epochs(_audit_points(keyed), current, mtime)
+    records = iter_audit_with(ws, EPOCHS) if keyed is None else keyed
+    return stored_epochs(_audit_points(records), current, mtime)
 
 
-def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | None = None, use_index: bool = True,
-                write_index: bool = True, now: float | None = None) -> Reconstruction:
+def reconstruct(ws: Workspace, config: Config, *, keyed: Iterable[AuditRecord] | None = None, use_index: bool = True,
+                write_index: bool = True, now: float | None = None, epochs: Epochs | None = None,
+                max_scan: int | None = None) -> Reconstruction:
     """Every incident of the feed, oldest first: from the index where it is consistent with the
-    feed, else by replaying the whole feed (and then the index is written for next time)."""
-    keyed = list(iter_audit_with(ws, KEYED)) if keyed is None else keyed
-    epochs = epochs_for(ws, config, keyed)
+    feed, else by replaying the whole feed (and then the index is written for next time).
+
+    ``keyed``: audit records to take the stored registry's epochs from (default: the audit log,
+    streamed). ``max_scan``: never replay more than that many bytes of feed (the escalation
+    bundle): when the index does not cover all but the last ``max_scan`` bytes, only the last
+    ``max_scan`` bytes are replayed (line numbers unknown) and ``index_note`` says so."""
+    if epochs is None:
+        epochs = epochs_for(ws, config, keyed)
     feed = config.feed.path
     index_path = idx.index_path(ws)
     note = None
@@ -821,14 +899,22 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | Non
                 note = "index: the open incident's start offset is unknown"
             else:
                 history = _earlier(view.others)
-                if open_ones:
+                start = open_ones[0]["offset"] if open_ones else end
+                if max_scan is not None and size - start > max_scan:
+                    note = f"the index covers the feed up to byte {start:,} of {size:,}"
+                elif open_ones:
                     resume = Found(open_ones[0]["incident"], open_ones[0]["offset"])
                     tail = replay(ws, config, offset=resume.offset,  # type: ignore[arg-type]
                                   line=int(resume.view.get("started_line") or 1), epochs=epochs, now=now,
                                   resume=resume)
+                    return Reconstruction(history + done + tail.incidents, "index", index_note=None)
                 else:
                     tail = replay(ws, config, offset=end, line=line, epochs=epochs, now=now)
-                return Reconstruction(history + done + tail.incidents, "index", index_note=None)
+                    return Reconstruction(history + done + tail.incidents, "index", index_note=None)
+    if max_scan is not None:
+        bounded = _bounded_scan(ws, config, epochs, now, max_scan, note)
+        if bounded is not None:
+            return bounded
     try:
         result = replay(ws, config, epochs=epochs, now=now)
     except FileNotFoundError:
@@ -839,6 +925,27 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: list[AuditRecord] | Non
     if write_index and not config.ui.read_only:
         write_scratch_index(index_path, feed, result)
     return Reconstruction(history + result.incidents, "scratch", index_note=note)
+
+
+def _bounded_scan(ws: Workspace, config: Config, epochs: Epochs, now: float | None, max_scan: int,
+                  why: str | None) -> Reconstruction | None:
+    """The incidents of the feed's last ``max_scan`` bytes only (from the first line that starts in
+    them; line numbers unknown), or None when the feed is no larger than that (replay it all)."""
+    feed = config.feed.path
+    try:
+        fd, st = reader.open_regular(feed, what="feed")
+    except (OSError, reader.UnreadableFile):
+        return None  # the ordinary path says what is wrong
+    size = st.st_size
+    with open(fd, "rb") as handle:
+        if size <= max_scan:
+            return None
+        start = _line_start_after(handle, size - max_scan, size)
+    result = replay(ws, config, offset=start, line=None, epochs=epochs, now=now)
+    note = (f"only the last {max_scan / 1048576:,.0f} MB of the feed were read (bytes {start:,}–{size:,} of "
+            f"{size:,}; line numbers unknown): {why or 'no incident index of this feed'}; "
+            "`polylog-console report` reads all of it")
+    return Reconstruction(result.incidents, "tail", index_note=note)
 
 
 def _index_events(index: idx.Index, incident: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -926,6 +1033,7 @@ class Report:
     started_read_at: float | None = None  # an untimed start: when a monitor of this workspace read it
     seen: set[tuple[Any, ...]] = field(default_factory=set)  # alert records already listed (re-audits)
     duplicates: int = 0  # alert records left out as re-audits of one already listed
+    beyond: int = 0  # audit records of this incident beyond the bounds (MAX_ALERTS, MAX_RECORDS...): counted only
     _open_actions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -1045,7 +1153,15 @@ class Report:
             "timeline": [{"at": iso(at), "what": what, "detail": detail, "clock": clock}
                          for at, what, detail, clock in self.timeline],
             "timeline_dropped": self.timeline_dropped,
+            "audit_records_beyond_bounds": self.beyond,
         }
+
+    def keep(self, into: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+        """Append ``entry`` unless :data:`MAX_RECORDS` are kept already (then it is counted)."""
+        if len(into) < MAX_RECORDS:
+            into.append(entry)
+        else:
+            self.beyond += 1
 
 
 def _keys_of(view: dict[str, Any]) -> set[str]:
@@ -1187,14 +1303,20 @@ def _matcher_key(d: dict[str, Any]) -> Any:
     return None
 
 
-def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | None = None,
+def build_reports(found: list[Found], keyed: Iterable[AuditRecord], ws: Workspace | None = None,
                   selected: list[int] | None = None) -> list[Report]:
     """Merge the audit log into the incidents (``selected``: only those, by index). Every record is
     attributed among *all* the incidents (:class:`Attributor`), then kept when its incident is one
     of those selected; the records without a key (actions written before incidents existed) are
     placed by time, read from ``ws``'s audit log for the incidents' time windows only. An alert
     record already listed for the same incident (code, status, checkpoint) is a re-audit (every
-    ``watch --once`` run audits what it finds again): left out, counted."""
+    ``watch --once`` run audits what it finds again): left out, counted.
+
+    ``keyed`` is read once, as a stream (``iter_audit_with``): what is kept is bounded per incident
+    (alerts, deliveries, actions, acknowledgements, timeline entries; the rest counted in
+    ``audit_records_beyond_bounds``) and the records held for the second pass are at most
+    :data:`MAX_DEFERRED` (beyond: counted on every report), so a 100 MB audit log costs a scan, not
+    its size in memory."""
     chosen = list(range(len(found))) if selected is None else list(selected)
     reports = {i: Report(i + 1, found[i], diff_at_end=found[i].diff_at_end) for i in chosen}
     everyone = {i: reports.get(i) or Report(i + 1, found[i]) for i in range(len(found))}  # for attribution
@@ -1222,6 +1344,15 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | 
         return None
 
     deferred: list[AuditRecord] = []
+    overflow = 0
+
+    def defer(r: AuditRecord) -> None:
+        nonlocal overflow
+        if len(deferred) < MAX_DEFERRED:
+            deferred.append(r)
+        else:
+            overflow += 1
+
     for r in keyed:  # pass 1: what names its incident (incident records, drift alerts, their deliveries)
         name, d = r.event, r.data
         if name in INCIDENT_RECORDS:
@@ -1231,17 +1362,17 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | 
         elif name in ("alert_raised", "escalation", "alert_resolved") and d.get("code") in DRIFT_CODES:
             i = attr.drift_alert(r)
             if i is None:
-                deferred.append(r)
+                defer(r)
             else:
                 _keyed_entry(everyone[i], r)
         elif name in ("alert_delivered", "alert_failed", "alert_retry"):
             i = attr.delivery(r)
             if i is None:
-                deferred.append(r)
+                defer(r)
             else:
                 _keyed_entry(everyone[i], r)
         else:
-            deferred.append(r)
+            defer(r)
     for r in deferred:  # pass 2: by the drift's key and this host's time
         name, d = r.event, r.data
         if name in ("alert_raised", "escalation", "alert_resolved"):
@@ -1264,6 +1395,7 @@ def build_reports(found: list[Found], keyed: list[AuditRecord], ws: Workspace | 
             _keyed_entry(everyone[i], r)
     out = [reports[i] for i in chosen]
     for rep in out:
+        rep.beyond += overflow
         if rep.observed_at is None and rep.view.get("observed_by") != "replay":
             # no alert record, but the picture a running monitor wrote into the index says when
             rep.observed_at, rep.observed_by = parse_time(rep.view.get("observed_at")), "watch (index)"
@@ -1337,7 +1469,8 @@ def _keyed_entry(rep: Report, r: AuditRecord) -> None:
         if identity in rep.seen:  # audited again by a later run (watch --once re-reads the feed)
             rep.duplicates += 1
             return
-        rep.seen.add(identity)
+        if len(rep.seen) < MAX_SEEN:
+            rep.seen.add(identity)
         if status == "firing" and (rep.observed_at is None or r.ts < rep.observed_at):
             rep.observed_at, rep.observed_by = r.ts, "watch"
         if status == "resolved" and d.get("reason") != "superseded":
@@ -1346,6 +1479,8 @@ def _keyed_entry(rep: Report, r: AuditRecord) -> None:
             label = d.get("checkpoint")
             rep.alerts.append(Alerted(str(code), status, r.ts, d.get("dedup_key"),
                                       checkpoint=label if isinstance(label, str) else None))
+        else:
+            rep.beyond += 1
         diff = d.get("diff")
         if isinstance(diff, dict):
             counts = {k: diff.get(k) for k in ("missing", "unexpected", "mismatched")}
@@ -1354,7 +1489,7 @@ def _keyed_entry(rep: Report, r: AuditRecord) -> None:
             if rep.resolved_at is not None or rep.diff_at_end is None:
                 rep.diff_at_end = counts
         if ev_name == "escalation":
-            rep.escalations.append({"at": iso(r.ts), "reason": d.get("summary"), "actor": r.actor})
+            rep.keep(rep.escalations, {"at": iso(r.ts), "reason": d.get("summary"), "actor": r.actor})
         rep.add(r.ts, "alert " + ("escalated" if ev_name == "escalation" else status),
                 f"{code}: {d.get('summary') or ''}")
     elif ev_name in ("alert_delivered", "alert_failed", "alert_retry"):
@@ -1383,19 +1518,20 @@ def _keyed_entry(rep: Report, r: AuditRecord) -> None:
         via = "alertmanager silence" if silence else ("ack command" if "matchers" in d else "console")
         entry = {"at": iso(r.ts), "by": r.actor, "code": code, "via": via, "silence_id": silence,
                  "until": d.get("until"), "comment": d.get("comment")}
-        rep.acknowledgements.append(entry)
+        rep.keep(rep.acknowledgements, entry)
         if silence:
-            rep.silences.append({"at": iso(r.ts), "event": "silence_created", "by": r.actor, "silence_id": silence,
-                                 "ends_at": d.get("until"), "comment": d.get("comment")})
+            rep.keep(rep.silences, {"at": iso(r.ts), "event": "silence_created", "by": r.actor,
+                                    "silence_id": silence, "ends_at": d.get("until"), "comment": d.get("comment")})
         if rep.acknowledged_at is None:
             rep.acknowledged_at, rep.acknowledged_by = r.ts, r.actor
         rep.add(r.ts, "acknowledged", f"{code or 'drift'} by {r.actor} ({via})")
     elif ev_name in ("silence_created", "silence_expired"):
         entry = {"at": iso(r.ts), "event": ev_name, "by": r.actor, "silence_id": d.get("silence_id"),
                  "ends_at": d.get("ends_at"), "comment": d.get("comment")}
-        rep.silences.append(entry)
+        rep.keep(rep.silences, entry)
         if ev_name == "silence_created":
-            rep.acknowledgements.append({"at": iso(r.ts), "by": r.actor, "code": code, "via": "alertmanager silence"})
+            rep.keep(rep.acknowledgements, {"at": iso(r.ts), "by": r.actor, "code": code,
+                                            "via": "alertmanager silence"})
             if rep.acknowledged_at is None:
                 rep.acknowledged_at, rep.acknowledged_by = r.ts, r.actor
         rep.add(r.ts, "silence " + ev_name.split("_")[1], f"{d.get('silence_id')} by {r.actor}")
@@ -1406,8 +1542,8 @@ def _keyed_entry(rep: Report, r: AuditRecord) -> None:
 def _unkeyed_entry(rep: Report, r: AuditRecord) -> None:
     d, name = r.data, r.event
     if name.startswith("refresh_"):
-        rep.refreshes.append({"at": iso(r.ts), "phase": name[len("refresh_"):], "outcome": d.get("outcome"),
-                              "error": d.get("error")})
+        rep.keep(rep.refreshes, {"at": iso(r.ts), "phase": name[len("refresh_"):], "outcome": d.get("outcome"),
+                                 "error": d.get("error")})
         rep.add(r.ts, "auto-refresh " + name[len("refresh_"):], str(d.get("outcome") or d.get("error") or ""))
         return
     if not name.startswith("action_"):
@@ -1439,6 +1575,8 @@ def _unkeyed_entry(rep: Report, r: AuditRecord) -> None:
                            else round(r.ts - started, 3) if started is not None else None)
     if len(rep.actions) < MAX_ACTIONS:
         rep.actions.append(entry)
+    else:
+        rep.beyond += 1
     rep.add(r.ts, f"{action} {phase}", f"{outcome}" + (f" in {entry['duration_s']}s" if entry["duration_s"] is not None
                                                       else "") + f" by {r.actor}")
 
@@ -1461,15 +1599,16 @@ class ReportSet:
 
 
 def build_report(ws: Workspace, config: Config, *, incident: str | None = None, since: float | None = None,
-                 use_index: bool = True, write_index: bool = True, now: float | None = None) -> ReportSet:
+                 use_index: bool = True, write_index: bool = True, now: float | None = None,
+                 max_scan: int | None = None) -> ReportSet:
     """The incidents asked for (``latest``, an id, or ``all``; ``since``: those active at or after
     that time; no ``incident``: all of those since ``since``, else the latest), oldest first, with the
-    audit log merged in."""
+    audit log merged in (streamed: memory is bounded by the incidents, not by the log).
+    ``max_scan``: replay at most that many bytes of feed (see :func:`reconstruct`)."""
     now = time.time() if now is None else now
     if incident is None:
         incident = "all" if since is not None else "latest"
-    keyed = list(iter_audit_with(ws, KEYED))
-    rec = reconstruct(ws, config, keyed=keyed, use_index=use_index, write_index=write_index, now=now)
+    rec = reconstruct(ws, config, use_index=use_index, write_index=write_index, now=now, max_scan=max_scan)
     found = rec.incidents
     selected = list(range(len(found)))
     if since is not None:
@@ -1484,7 +1623,7 @@ def build_report(ws: Workspace, config: Config, *, incident: str | None = None, 
         if not 1 <= wanted <= len(found):
             raise PolylogError(f"--incident {wanted}: no such incident (the feed holds {len(found)})")
         selected = [wanted - 1]
-    chosen = build_reports(found, keyed, ws, selected)
+    chosen = build_reports(found, iter_audit_with(ws, KEYED), ws, selected)
     return ReportSet(chosen, rec.source, now, rec.feed_error, rec.index_note)
 
 
@@ -1568,6 +1707,9 @@ def incident_markdown(rep: Report) -> list[str]:
                            for at, what, detail, clock in rep.timeline]))
         if rep.timeline_dropped:
             out.append(f"… {rep.timeline_dropped:,} more entries not shown.")
+    if rep.beyond:
+        out.append(f"{rep.beyond:,} more audit records of this incident (beyond the report's bounds) are counted, "
+                   "not listed.")
     out.append("### Alerts")
     if rep.alerts:
         rows = []
@@ -1593,38 +1735,49 @@ def incident_markdown(rep: Report) -> list[str]:
     return out
 
 
-def report_path(ws: Workspace, now: float, ext: str) -> Path:
+def report_name(now: float, ext: str) -> Callable[[int], str]:
+    """``report-<UTC second>.<ext>``, then ``report-<UTC second>-2.<ext>``... (see :func:`write_report`)."""
     stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    directory = ws.path(REPORTS)
-    path = directory / f"report-{stamp}.{ext}"
-    n = 2
-    while path.exists():
-        path = directory / f"report-{stamp}-{n}.{ext}"
-        n += 1
-    return path
+    return lambda n: f"report-{stamp}.{ext}" if n == 1 else f"report-{stamp}-{n}.{ext}"
 
 
 def write_report(ws: Workspace, text: str, now: float, ext: str, retention: Any = None) -> Path:
-    """Write the report atomically into ``memory/reports/``, then apply ``[retention]`` (never
+    """Write the report into ``memory/reports/`` under a name no other process has taken (two
+    reports in the same second get ``-2``...: :func:`~polylog_console.core.infra.atomic.write_new`
+    publishes with an exclusive link, never overwriting), then apply ``[retention]`` (never
     deleting the newest; core/infra/retention.py). Raises OSError."""
     from polylog_console.core.infra.retention import prune_kind
     from polylog_console.core.model.config import RetentionConfig
 
-    path = report_path(ws, now, ext)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(path, text)
+    directory = ws.path(REPORTS)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = atomic.write_new(directory, report_name(now, ext), text.encode("utf-8"))
     prune_kind(ws, "reports", retention or RetentionConfig())
     return path
 
 
 # --- the timeline so far, for the escalation bundle ------------------------------------------------------
 
-def timeline_markdown(ws: Workspace, config: Config, now: float | None = None) -> str:
-    """The latest incident's timeline so far (the escalation bundle's section)."""
-    rs = build_report(ws, config, incident="latest", write_index=False, now=now)
+TIMELINE_SCAN = 32 * 1024 * 1024  # bytes of feed the bundle replays at most when the index does not cover the rest
+
+
+def timeline_markdown(ws: Workspace, config: Config, now: float | None = None, *,
+                      max_scan: int = TIMELINE_SCAN) -> str:
+    """The latest incident's timeline so far (the escalation bundle's section): from the incident
+    index when it is consistent with the feed (only the feed after its coverage is replayed), else
+    from the last ``max_scan`` bytes of the feed, saying so: never a replay of a whole feed of
+    unbounded size inside ``bundle``."""
+    from polylog_console.core.runbook.bundle import code
+
+    rs = build_report(ws, config, incident="latest", write_index=False, now=now, max_scan=max_scan)
+    parts: list[str] = []
+    if rs.source == "tail" and rs.index_note:
+        parts.append(f"_Bounded timeline:_ {code(rs.index_note, 400)}.")
     if not rs.reports:
-        return "No incident in the feed."
-    return "\n\n".join(incident_markdown(rs.reports[-1])[1:])
+        parts.append("No incident in the feed." if rs.source != "tail" else "No incident in the part of the feed read.")
+    else:
+        parts.extend(incident_markdown(rs.reports[-1])[1:])
+    return "\n\n".join(parts)
 
 
 # --- the console's timeline and replay -----------------------------------------------------------------
@@ -1788,20 +1941,18 @@ class TimelineSource:
         self.source = ""
 
     def load(self, now: float | None = None) -> list[Report]:
-        keyed = list(iter_audit_with(self.ws, KEYED))
-        self.epochs = epochs_for(self.ws, self.config, keyed)
-        rec = reconstruct(self.ws, self.config, keyed=keyed, write_index=False, now=now)
+        self.epochs = epochs_for(self.ws, self.config)
+        rec = reconstruct(self.ws, self.config, epochs=self.epochs, write_index=False, now=now)
         self.found = rec.incidents
         self.source = rec.source
-        self.reports = build_reports(self.found, keyed, self.ws)
+        self.reports = build_reports(self.found, iter_audit_with(self.ws, KEYED), self.ws)
         return self.reports
 
     def load_quick(self, now: float | None = None) -> list[Report]:
         """The incidents without the audit log's details (what the screen shows first, at once):
         only the records that say when the stored registry changed are read."""
-        epoch_records = list(iter_audit_with(self.ws, EPOCHS))
-        self.epochs = epochs_for(self.ws, self.config, epoch_records)
-        rec = reconstruct(self.ws, self.config, keyed=epoch_records, write_index=False, now=now)
+        self.epochs = epochs_for(self.ws, self.config)
+        rec = reconstruct(self.ws, self.config, epochs=self.epochs, write_index=False, now=now)
         self.found = rec.incidents
         self.source = rec.source
         self.reports = build_reports(self.found, [])
