@@ -319,3 +319,11 @@ def test_the_stale_alert_gives_the_real_age_of_a_checkpoint_at_the_epoch(small_w
     summary = stale[-1]["summary"]
     assert summary.startswith(f"latest checkpoint is {format_age(before)[:5]}"), summary  # ~20,000 days
     assert " 0s old" not in summary
+
+
+def test_the_fleet_view_shows_an_unshowable_scraped_time_as_unknown():
+    from polylog_console.ui.fleet.app import _clock_text
+
+    now = time.time()
+    assert _clock_text(1e300, now) == "?" and _clock_text(-1e18, now) == "?"
+    assert _clock_text(now - 5, now).endswith("(5s)")

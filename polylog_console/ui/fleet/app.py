@@ -40,7 +40,11 @@ DEFAULT_INTERVAL = 15.0
 def _clock_text(ts: float | None, now: float) -> str:
     if ts is None:
         return "—"
-    return f"{time.strftime('%H:%M:%S', time.gmtime(ts))} ({format_age(now - ts)})"
+    try:  # a scraped value no clock can show (1e300): "?" rather than a crash
+        clock = time.strftime('%H:%M:%S', time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "?"
+    return f"{clock} ({format_age(now - ts)})"
 
 
 def _age(ts: float | None, now: float) -> str:
