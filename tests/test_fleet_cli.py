@@ -49,11 +49,11 @@ def test_fleet_rejects_bad_alertmanager_urls_and_config_keys(tmp_path):
     assert result.code == 2 and result.out == "" and "--alertmanager" in one_error_line(result)
     (tmp_path / "monitoring.toml").write_text('[fleet]\nprometheus_url = "http://:9090"\n')
     result = run_cli("fleet", "--json", "--workspace", str(tmp_path), timeout=30)
-    assert result.code == 2 and result.out == "" and "[fleet] prometheus_url" in one_error_line(result)
+    assert result.code == 2 and result.out == "" and "fleet.prometheus_url" in one_error_line(result)
     (tmp_path / "monitoring.toml").write_text(f'[fleet]\nprometheus_url = "{ok}"\n'
                                               'alertmanager_url = ["http://am:9093", "http://am2:99999"]\n')
     result = run_cli("fleet", "--json", "--workspace", str(tmp_path), timeout=30)
-    assert result.code == 2 and result.out == "" and "[fleet] alertmanager_url" in one_error_line(result)
+    assert result.code == 2 and result.out == "" and "fleet.alertmanager_url" in one_error_line(result)
     # a password in a bad URL is never echoed
     result = run_cli("fleet", "--json", "--workspace", str(tmp_path), "--prometheus", "https://bob:s3cret@[::1",
                      timeout=30)

@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from polylog_console.core.infra.text import safe_text
-from polylog_console.core.model.config import HttpClientConfig
+from polylog_console.core.model.config import HttpClientConfig, url_problem
 from polylog_console.core.model.errors import ConfigError
 
 USER_AGENT = "polylog-console-fleet/1"
@@ -51,19 +51,7 @@ def check_url(url: str, what: str) -> str:
     :class:`~polylog_console.core.model.errors.ConfigError` (one line, exit 2) otherwise. ``what``
     names where it came from (``--prometheus``, ``[fleet] prometheus_url``)."""
     shown = safe_text(re.sub(r"//[^/@]*@", "//", url), 80)  # never a password in the message
-    problem = None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        problem = "not a valid URL"
-    else:
-        if parts.scheme.lower() not in ("http", "https"):
-            problem = "expected an http:// or https:// URL"
-        elif not parts.hostname:
-            problem = "the URL has no host"
-        elif any(c.isspace() for c in url):
-            problem = "the URL contains white space"
+    problem = url_problem(url)  # the configuration's one URL rule (scheme, host, port 1-65535)
     if problem is None:
         try:
             httpx.URL(url)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from polylog_console.core.infra import reader
 from polylog_console.core.model import workspace as layout
@@ -224,11 +225,58 @@ def _str_list(value: Any, from_env: bool) -> tuple[str, ...]:
     return tuple(value)
 
 
+def url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as an ``http://`` / ``https://`` URL (scheme, host, a port in
+    1-65535, no white space), or None. The one URL rule: every URL key of the configuration and
+    :func:`polylog_console.core.fleet.http.check_url` (``--prometheus``) use it."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError for a port that is not a number or beyond 65535
+    except ValueError:
+        return "not a valid URL (bad host or port; ports are 1-65535)"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "expected an http:// or https:// URL"
+    if not parts.hostname:
+        return "the URL has no host"
+    if port is not None and not 1 <= port <= 65535:
+        return f"port {port} out of range (1-65535)"
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "the URL contains white space or control characters"
+    return None
+
+
 def _url(value: Any, from_env: bool) -> str:
     text = _str(value, from_env)
-    if not re.match(r"https?://[^\s/]+", text):
-        raise ValueError(f"expected an http:// or https:// URL, got {_show(text, 80)}")
+    problem = url_problem(text)
+    if problem is not None:
+        shown = re.sub(r"//[^/@]*@", "//", text)  # never a password in the message
+        raise ValueError(f"{problem}, got {_show(shown, 80)}")
     return text
+
+
+def _name(value: Any, from_env: bool) -> str:
+    """A name shown to people and used as a label (fleet.name): not empty, no control characters."""
+    text = _str(value, from_env)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+def _header(value: Any, from_env: bool) -> str:
+    """A mail header value (email.from): no CR, LF or other control character (header injection)."""
+    text = _str(value, from_env)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError("must not contain CR, LF or other control characters")
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _header_list(value: Any, from_env: bool) -> tuple[str, ...]:
+    """email.to: one address or a list of them, each a valid header value."""
+    return tuple(_header(item, from_env) for item in _str_list(value, from_env))
 
 
 def _url_list(value: Any, from_env: bool) -> tuple[str, ...]:
@@ -254,9 +302,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any, bool], Any]]] = {
     "alerts": {"repeat_interval": _duration, "runbook_url": _str},
     "webhook": {"url": _url, "secret_file": _str, "timeout": _duration},
     "email": {"host": _str, "port": _int(1), "tls": _choice("starttls", "ssl", "none"), "username": _str,
-              "password_file": _str, "from": _str, "to": _str_list, "timeout": _duration},
+              "password_file": _str, "from": _header, "to": _header_list, "timeout": _duration},
     "alertmanager": {"url": _url_list, "timeout": _duration, **HTTP_AUTH_KEYS},
-    "fleet": {"name": _str, "prometheus_url": _url, "alertmanager_url": _url_list, "timeout": _duration,
+    "fleet": {"name": _name, "prometheus_url": _url, "alertmanager_url": _url_list, "timeout": _duration,
               "refresh": _duration, **HTTP_AUTH_KEYS},
     "ui": {"theme": _str, "read_only": _bool, "keys": lambda v, e: v},
     "audit": {"max_bytes": _int(1), "keep": _int(1)},
@@ -445,6 +493,25 @@ def _read_secret_file(root: Path, name: str, where: str, key: str) -> Secret:
     return Secret(value, str(path))
 
 
+def _env_secret(env: Mapping[str, str], name: str) -> Secret | None:
+    """The secret in environment variable ``name`` (None when unset or empty). os.environ hands
+    bytes that are not UTF-8 over as lone surrogates (surrogateescape): such a secret could never be
+    sent (every delivery would fail with UnicodeEncodeError and be retried forever), so it is
+    refused here, naming the variable and never its value."""
+    value = env.get(name)
+    if not value:
+        return None
+    _check_env_text(name, value)
+    return Secret(value, name)
+
+
+def _check_env_text(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"environment: {name} is not UTF-8 text") from None
+
+
 def load_config(
     root: Path,
     config_file: Path | None = None,
@@ -499,6 +566,7 @@ def load_config(
             continue
         section = matched
         key = rest[len(section) + 1:]
+        _check_env_text(name, raw)  # never its value in the message: it may be a secret
         if (section, key) in SECRET_HINTS:
             continue  # the secret itself, read below
         if key not in SCHEMA[section] or key == "keys":
@@ -524,9 +592,8 @@ def load_config(
     webhook = None
     wh = values["webhook"]
     secret = None
-    if env.get("POLYLOG_WEBHOOK_SECRET"):
-        secret = Secret(env["POLYLOG_WEBHOOK_SECRET"], "POLYLOG_WEBHOOK_SECRET")
-    elif "secret_file" in wh:
+    secret = _env_secret(env, "POLYLOG_WEBHOOK_SECRET")
+    if secret is None and "secret_file" in wh:
         secret = _read_secret_file(root, wh["secret_file"], label, "webhook.secret_file")
     if "url" in wh:
         webhook = WebhookConfig(wh["url"], secret, wh.get("timeout", 5.0))
@@ -538,10 +605,8 @@ def load_config(
     if em:
         if "host" not in em:
             raise _fail(label, "email.host", "required when [email] is configured")
-        password = None
-        if env.get("POLYLOG_EMAIL_PASSWORD"):
-            password = Secret(env["POLYLOG_EMAIL_PASSWORD"], "POLYLOG_EMAIL_PASSWORD")
-        elif "password_file" in em:
+        password = _env_secret(env, "POLYLOG_EMAIL_PASSWORD")
+        if password is None and "password_file" in em:
             password = _read_secret_file(root, em["password_file"], label, "email.password_file")
         tls = em.get("tls", "starttls")
         email = EmailConfig(
@@ -628,8 +693,9 @@ def _http_client(root: Path, values: Mapping[str, Any], env: Mapping[str, str], 
     secrets: dict[str, Secret | None] = {}
     for key in ("password", "bearer_token"):
         name = prefix + key.upper()
-        if env.get(name):
-            secrets[key] = Secret(env[name], name)
+        secrets[key] = _env_secret(env, name)
+        if secrets[key] is not None:
+            pass
         elif f"{key}_file" in values:
             secrets[key] = _read_secret_file(root, values[f"{key}_file"], label, f"{section}.{key}_file")
         else:
