@@ -6,18 +6,23 @@ feed and turns each batch of records into events that it hands, in order, to eve
 -> consumers. Nothing here knows about Textual.
 
 * :meth:`run` follows the feed (the follower) until :meth:`stop`; the first batch is the feed's
-  recent history. When the open incident began before that history, a bounded backwards scan
-  (:mod:`~polylog_console.core.monitor.backscan`) finds its start in the background.
+  recent history. When that history begins in drift, a bounded backwards scan
+  (:mod:`~polylog_console.core.monitor.backscan`, :data:`PRESCAN_SECONDS`) finds the drift's start
+  before the history's first comparison, so the first alert's ``since`` and count are right; a
+  scan cut short by its bound goes on in the background (the incident says "or earlier" meanwhile).
 * :meth:`run_once` is the same pipeline run to the end of the feed (``watch --once``): the file
   is read in large chunks, staleness is judged on the latest checkpoint at the end, the alerts
   raised are delivered within a bounded grace, and an automatic refresh runs when enabled.
   A big registry whose digest is not cached is digested by a child process meanwhile (the
   digest primer) while the feed is folded into runs of repeated digests.
 
-:meth:`publish` is the single fan-out point. Before the subscribers, every batch goes to the
-session's own consumers: the audit log (every alert raised and resolved, escalations and incident
-events; repeats of the same alert within one batch are written once with a count, so that a
-flapping feed costs a few lines per batch, not one per alert), the dashboard banners
+:meth:`publish` is the single fan-out point; a consumer that raises is isolated (the others get
+the batch, the monitor goes on) and reported as a :class:`ConsumerErrorEvent`. Before the
+subscribers, every batch goes to the session's own consumers: the audit log (every alert raised
+and resolved, every escalation and incident event, in event order, one write per batch; only a
+record identical to the one just before it is merged into it with a count; a record that a
+previous run already wrote for the same checkpoint, among the log's last :data:`REAUDIT_WINDOW`
+records, is not written again), the dashboard banners
 (:attr:`dashboard`), the metrics (:attr:`metrics`, when enabled), the alert dispatcher
 (:attr:`alerts`: webhook, email, Alertmanager through the durable outbox) and the automatic
 refresh (:attr:`refresh`). A read-only session (observer mode) keeps the dashboard but sends
