@@ -261,11 +261,31 @@ def _read_bytes(path: Path, what: str = "stored registry", label: str | None = N
         raise RegistryError(str(exc)) from None
 
 
-def _loads(raw: bytes, path: Path | str) -> Any:
+def tolerant_loads(raw: bytes) -> tuple[Any, str | None]:
+    """``(value, None)`` for a JSON document, or ``(None, orjson's reason)``. orjson first; what it
+    refuses gets the feed parser's second look (:func:`polylog_console.core.feed.records._slow_loads`,
+    the one tolerant JSON reader): ``1e400`` (a float, infinite), ``NaN`` / ``Infinity`` (Python's
+    ``json.dumps`` writes them), an integer of more than 4,300 digits (an ``Unreadable`` marker) and
+    lone-surrogate escapes (``"\\ud800"``: valid JSON, a ``str`` holding the surrogate) are read, so
+    that such a value in an unrelated field does not make the whole file "not valid JSON". What a
+    caller needs strictly (a registry state is ``{str: {str: str}}``) it still checks itself."""
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: not valid JSON ({exc})") from None
+        reason = str(exc)
+    from polylog_console.core.feed.records import _slow_loads
+
+    value, _slow_reason = _slow_loads(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
+    if _slow_reason is None:
+        return value, None
+    return None, reason
+
+
+def _loads(raw: bytes, path: Path | str) -> Any:
+    value, reason = tolerant_loads(raw)
+    if reason is not None:
+        raise RegistryError(f"{path}: not valid JSON ({reason})")
+    return value
 
 
 class DigestCache:

@@ -50,10 +50,12 @@ from typing import Any
 
 import orjson
 
+from polylog_console.core.infra import reader
 from polylog_console.core.model.events import iso
 from polylog_console.core.model.workspace import check_contained
 from polylog_console.core.registry.digest import Scheme, digest
-from polylog_console.core.registry.stored import State, state_from_polyforms
+from polylog_console.core.registry.snapshot_digest import snapshot_head
+from polylog_console.core.registry.stored import State, state_from_polyforms, tolerant_loads, type_name
 
 ARTIFACTS = {
     "registry": "catalogs/registry.json",
@@ -63,6 +65,7 @@ ARTIFACTS = {
 #: The artifacts polylog6's populate_catalogs.py lists in its metadata.json (ours adds ``registry``).
 POLYLOG6_ARTIFACTS = ("attachment_graph", "scaler_tables")
 METADATA_PATH = "catalogs/metadata.json"
+REGISTRY_PATH = "catalogs/registry.json"
 SOURCE_FILE = "stable_polyforms.jsonl"
 PAIR = "\u2194"  # ↔
 DEFAULT_STABILITY = 0.8
@@ -475,6 +478,33 @@ def confine_listed(root: Path, listed: Any) -> tuple[Path | None, str, str | Non
     return target, rel, None
 
 
+def _same_hex(listed: Any, actual: str) -> bool:
+    """A checksum listed in the metadata equals the computed (lower-case) one; hex compares
+    case-insensitively (``"ABC..."`` is the same SHA-256)."""
+    return isinstance(listed, str) and listed.lower() == actual
+
+
+def _registry_digest_problem(root: Path, listed: Any) -> str | None:
+    """A problem line when the metadata's ``registry_digest`` is not the digest written in
+    ``catalogs/registry.json`` (its own ``digest`` field), else None. A registry that cannot be
+    read is reported elsewhere (the stored registry's provider error); it is not said twice."""
+    if not isinstance(listed, str):
+        return f"{METADATA_PATH}: registry_digest is {type_name(listed)}, not a digest string"
+    try:
+        raw = reader.read_bytes(root / REGISTRY_PATH, reader.LIMITS["stored registry"], label=REGISTRY_PATH)
+    except reader.UnreadableFile:
+        return None
+    head = snapshot_head(raw)
+    if head is None:
+        data, _reason = tolerant_loads(raw)
+        head = data if isinstance(data, dict) else {}
+    written = head.get("digest")
+    if not isinstance(written, str) or written.lower() == listed.lower():
+        return None
+    return (f"{METADATA_PATH}: registry_digest {_short(listed)} differs from {REGISTRY_PATH}'s {written[:12]} "
+            "(the registry changed since the metadata was written)")
+
+
 def _check_artifact(root: Path, name: str, info: Any, problems: list[str]) -> tuple[ArtifactCheck, bool]:
     """Check one listed artifact; returns it and whether it is consistent."""
     if not isinstance(info, dict) or "path" not in info:
@@ -498,7 +528,7 @@ def _check_artifact(root: Path, name: str, info: Any, problems: list[str]) -> tu
     except OSError as exc:
         problems.append(f"{rel}: cannot read ({exc.strerror or exc})")
         return ArtifactCheck(name, rel, "unreadable"), False
-    if actual != expected:
+    if not _same_hex(expected, actual):
         problems.append(f"{rel}: checksum {actual[:12]} differs from metadata {_short(expected)} "
                         f"(artifact {_shown(name)} changed since {METADATA_PATH} was written)")
         return ArtifactCheck(name, rel, "mismatch", actual), False
@@ -519,17 +549,18 @@ def verify_catalogs(root: Path) -> CatalogCheck:
     except (OSError, ValueError) as exc:
         reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
         return CatalogCheck(False, [f"{METADATA_PATH}: cannot read ({reason})"], None, None)
-    try:
-        metadata = orjson.loads(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)  # a BOM from a Windows editor
-    except orjson.JSONDecodeError as exc:
-        return CatalogCheck(False, [f"{METADATA_PATH}: not valid JSON ({exc})"], None, None, raw=raw)
+    # Tolerant for fields it does not use (1e400, NaN, a 5000-digit integer, a BOM from a Windows
+    # editor): the feed parser's second look, as for registry.json (stored.tolerant_loads).
+    metadata, reason = tolerant_loads(raw)
+    if reason is not None:
+        return CatalogCheck(False, [f"{METADATA_PATH}: not valid JSON ({reason})"], None, None, raw=raw)
     if not isinstance(metadata, dict):
         return CatalogCheck(False, [f"{METADATA_PATH}: not a JSON object"], None, None, raw=raw)
     consistent = True
 
     source_file = metadata.get("source_file")
     if source_file is not None and (not isinstance(source_file, str)
-                                    or source_file.replace("\\", "/").rsplit("/", 1)[-1] != SOURCE_FILE):
+                                    or source_file.replace("\\", "/").removeprefix("./") != SOURCE_FILE):
         note = (f"{METADATA_PATH}: the catalogs were generated from {_shown(source_file)} (source_file), "
                 f"not {SOURCE_FILE}; its source_checksum is checked against {SOURCE_FILE}")
     else:
@@ -542,7 +573,7 @@ def verify_catalogs(root: Path) -> CatalogCheck:
         reason = "missing" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
         problems.append(f"{SOURCE_FILE}: cannot read ({reason})")
     expected = metadata.get("source_checksum")
-    if source_checksum is not None and expected != source_checksum:
+    if source_checksum is not None and not _same_hex(expected, source_checksum):
         consistent = False
         problems.append(f"{SOURCE_FILE}: checksum {source_checksum[:12]} differs from metadata {_short(expected)} "
                         "(source changed since the catalogs were generated)")
@@ -565,6 +596,11 @@ def verify_catalogs(root: Path) -> CatalogCheck:
     if len(names) > MAX_CHECKED_ARTIFACTS:
         consistent = False
         problems.append(f"{METADATA_PATH}: {len(names) - MAX_CHECKED_ARTIFACTS:,} more artifacts listed, not checked")
+    if "registry_digest" in metadata:  # ours (polylog6 writes none): it must be registry.json's
+        problem = _registry_digest_problem(root, metadata["registry_digest"])
+        if problem is not None:
+            consistent = False
+            problems.append(problem)
     if note is not None:  # last: the reasons for an inconsistency come first
         problems.append(note)
     return CatalogCheck(consistent, problems, metadata, source_checksum, checks, raw)
