@@ -78,6 +78,7 @@ def incident_audit(event: IncidentEvent) -> tuple[str, dict[str, Any]]:
 _NOT_AUDITED = frozenset((CheckpointEvent, StatusEvent, EntryEvent, IngestErrorEvent))
 
 
+AUDIT_CHUNK = 1024  # audit records written per write() at most
 REAUDIT_WINDOW = 2000  # audit records read back at start: what a previous run wrote is not written again
 MAX_CONSUMER_ERRORS = 64  # (consumer, exception type) pairs counted; beyond, counted as dropped
 _ALERT_RECORDS = frozenset(("alert_raised", "alert_resolved", "escalation"))
@@ -289,6 +290,9 @@ class Session:
                     written.discard(signature)  # written by a previous run: once is enough
                     last_key = None
                     continue
+            if len(entries) >= AUDIT_CHUNK:  # memory bounded by the chunk, not by the batch's events
+                self.audit.append_many(entries, fixed_keys=True)
+                entries = []
             entries.append((name, details))
         if repeats:
             entries[-1][1]["repeated"] = repeats
