@@ -113,44 +113,49 @@ def _capped(lines: list[str], limit: int, what: str) -> list[str]:
 
 # --- data gathering --------------------------------------------------------------------------------
 
+TAIL_MAX_LINE = 1024 * 1024  # a feed line longer than this is shown by its length only (never held)
+
+
 @dataclass
 class FeedTail:
-    lines: list[bytes]  # complete lines, oldest first, without their newline
+    lines: list[bytes | int]  # complete lines, oldest first, without their newline; an over-long one: its length
     start: int  # byte offset of the first line shown
     size: int  # file size when read
     partial: int  # bytes of an incomplete last line (being written), not shown
 
 
-def tail_lines(path: Path, count: int, block: int = 64 * 1024) -> FeedTail:
-    """The last ``count`` non-blank complete lines of ``path``, reading backwards from the end
-    (a feed may be gigabytes long). Raises OSError when the file cannot be read,
+def tail_lines(path: Path, count: int, block: int = 64 * 1024, max_line: int = TAIL_MAX_LINE) -> FeedTail:
+    """The last ``count`` non-blank complete lines of ``path``, read backwards from the end with the
+    follower's :class:`~polylog_console.core.feed.follower.BackScanner` (a feed may be gigabytes
+    long, or end in 700 MB of NUL bytes): memory is one block plus ``count`` lines of at most
+    ``max_line`` bytes (a longer one comes as its length), time is proportional to what is
+    skipped. Raises OSError when the file cannot be read,
     :class:`~polylog_console.core.infra.reader.UnreadableFile` when it is not a regular file."""
+    from polylog_console.core.feed.follower import BackScanner
+
     fd, _ = reader.open_regular(path, what="feed")  # a FIFO is refused, never waited on
-    with open(fd, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        data = b""
-        pos = size
-        while pos > 0:
-            step = min(block, pos)
-            pos -= step
-            handle.seek(pos)
-            data = handle.read(step) + data
-            if sum(1 for ln in data.split(b"\n")[1:-1] if ln.strip()) >= count:
+    chosen: list[tuple[int, bytes | int]] = []
+    try:
+        size = os.fstat(fd).st_size
+        scanner = BackScanner(fd, size, max_line, first_block=block, max_block=1024 * 1024)
+        for offset, lines in scanner:
+            starts = []
+            at = offset
+            for item in lines:
+                starts.append(at)
+                at += (item if item.__class__ is int else len(item)) + 1  # type: ignore[arg-type]
+            for item, at in zip(reversed(lines), reversed(starts), strict=True):
+                if item.__class__ is int or item.strip():  # type: ignore[union-attr]
+                    chosen.append((at, item))
+                    if len(chosen) >= count:
+                        break
+            if len(chosen) >= count:
                 break
-            block = min(block * 2, 8 * 1024 * 1024)
-    last_newline = data.rfind(b"\n")
-    partial = len(data) - last_newline - 1 if last_newline >= 0 else len(data)
-    complete = data[: last_newline + 1] if last_newline >= 0 else b""
-    pieces = complete.split(b"\n")[:-1]
-    offsets = []
-    offset = pos
-    start_index = 0 if pos == 0 else 1  # the first piece may be cut when not at the start of the file
-    for index, piece in enumerate(pieces):
-        if index >= start_index:
-            offsets.append((offset, piece))
-        offset += len(piece) + 1
-    chosen = [(o, p) for o, p in offsets if p.strip()][-count:]
-    return FeedTail([p for _, p in chosen], chosen[0][0] if chosen else size, size, partial)
+        boundary = scanner.boundary if scanner.boundary is not None else 0
+    finally:
+        os.close(fd)
+    chosen.reverse()
+    return FeedTail([p for _, p in chosen], chosen[0][0] if chosen else size, size, size - boundary)
 
 
 def _show_line(raw: bytes) -> str:
@@ -374,7 +379,8 @@ class _Builder:
         self.add(f"The last {len(tail.lines)} entries of {where} (bytes {tail.start:,}–{tail.size:,} of "
                  f"{tail.size:,}), raw; control characters appear as `\\xNN` escapes, lines over "
                  f"{LINE_LIMIT:,} bytes are cut.")
-        self.add(fence([_show_line(line) for line in tail.lines], "jsonl"))
+        self.add(fence([_show_line(line) if isinstance(line, bytes) else f"…[a line of {line:,} bytes: not shown]"
+                        for line in tail.lines], "jsonl"))
         if tail.partial:
             self.add(f"An incomplete last line ({tail.partial:,} bytes, still being written) is not shown.")
 

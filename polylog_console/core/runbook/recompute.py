@@ -64,7 +64,8 @@ def _last_checkpoint(feed: Path, progress: Progress | None, block: int = 64 * 10
     fd, _ = open_regular(feed, what="feed")  # a FIFO or a device is refused, never waited on
     try:
         end = os.fstat(fd).st_size
-        scanner = BackScanner(fd, end, first_block=block)
+        # blocks of at most 256 KB: a burst of tiny lines never becomes a region of millions of lines
+        scanner = BackScanner(fd, end, first_block=block, max_block=256 * 1024)
         regions = iter(scanner)
         first = next(regions, None)  # reading the last block places scanner.boundary
         boundary = scanner.boundary or 0

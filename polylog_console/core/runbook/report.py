@@ -942,7 +942,8 @@ def _bounded_scan(ws: Workspace, config: Config, epochs: Epochs, now: float | No
             return None
         start = _line_start_after(handle, size - max_scan, size)
     result = replay(ws, config, offset=start, line=None, epochs=epochs, now=now)
-    note = (f"only the last {max_scan / 1048576:,.0f} MB of the feed were read (bytes {start:,}–{size:,} of "
+    amount = f"{max_scan // 1048576:,} MB" if max_scan % 1048576 == 0 else f"{max_scan:,} bytes"
+    note = (f"only the last {amount} of the feed were read (bytes {start:,}–{size:,} of "
             f"{size:,}; line numbers unknown): {why or 'no incident index of this feed'}; "
             "`polylog-console report` reads all of it")
     return Reconstruction(result.incidents, "tail", index_note=note)
@@ -1767,12 +1768,10 @@ def timeline_markdown(ws: Workspace, config: Config, now: float | None = None, *
     index when it is consistent with the feed (only the feed after its coverage is replayed), else
     from the last ``max_scan`` bytes of the feed, saying so: never a replay of a whole feed of
     unbounded size inside ``bundle``."""
-    from polylog_console.core.runbook.bundle import code
-
     rs = build_report(ws, config, incident="latest", write_index=False, now=now, max_scan=max_scan)
     parts: list[str] = []
     if rs.source == "tail" and rs.index_note:
-        parts.append(f"_Bounded timeline:_ {code(rs.index_note, 400)}.")
+        parts.append(f"_Bounded timeline:_ {rs.index_note}.")  # our own words and numbers only
     if not rs.reports:
         parts.append("No incident in the feed." if rs.source != "tail" else "No incident in the part of the feed read.")
     else:
