@@ -8,8 +8,8 @@ from pathlib import Path
 
 from polylog_console.cli.common import EXIT_OK, EXIT_PROBLEM, diff_lines, open_context, print_json, say
 from polylog_console.core.infra.text import safe_text
-from polylog_console.core.registry.digest import SCHEMES, digest
-from polylog_console.core.registry.stored import load_snapshot, symbol_count
+from polylog_console.core.registry.digest import SCHEMES
+from polylog_console.core.registry.stored import digest_file
 from polylog_console.core.runbook.recompute import recompute
 
 
@@ -26,11 +26,9 @@ def run(args: argparse.Namespace) -> int:
         scheme = args.scheme or "engine"
         if args.scheme is None and (args.workspace or args.config):
             scheme = open_context(args).config.scheme
-        snapshot = load_snapshot(args.of)
-        value = digest(snapshot.state, scheme)
+        value, symbols = digest_file(args.of, scheme)  # from the bytes when it can (memory ~ file size)
         if args.json:
-            print_json({"digest": value, "scheme": scheme, "file": str(args.of),
-                        "symbols": symbol_count(snapshot.state)})
+            print_json({"digest": value, "scheme": scheme, "file": str(args.of), "symbols": symbols})
         else:
             say(f"{value}  {safe_text(args.of)} ({scheme})")
         return EXIT_OK

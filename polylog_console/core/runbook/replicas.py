@@ -61,7 +61,7 @@ from polylog_console.core.model.errors import PolylogError
 from polylog_console.core.model.events import iso
 from polylog_console.core.model.progress import Progress
 from polylog_console.core.model.workspace import Workspace
-from polylog_console.core.registry.diff import RegistryDiff, diff_states
+from polylog_console.core.registry.diff import DiffSummary, diff_states
 from polylog_console.core.registry.digest import SCHEMES, digest, looks_like_digest, other_scheme
 from polylog_console.core.registry.stored import StoredRegistry, StoredView, type_name, validate_state
 
@@ -89,7 +89,7 @@ class ReplicaResult:
     error: str | None
     checked_at: float
     generated_at: str | None = None
-    diff: RegistryDiff | None = None
+    diff: DiffSummary | None = None  # counts and sample only: a big diff is not kept
     location: str = ""  # URL (credentials masked) or workspace-relative path
     attempts: int = 0
     reachable: bool = False  # a response (or the file's bytes) was obtained
@@ -303,7 +303,7 @@ class _Analysis:
     scheme_mismatch: bool = False
     state_served: bool = False
     state_consistent: bool | None = None
-    diff: RegistryDiff | None = None
+    diff: DiffSummary | None = None  # counts and sample only: a big diff is not kept
 
 
 def analyse(raw: bytes | bytearray, stored: StoredView, scheme: str, *, kind: Kind) -> _Analysis:
@@ -377,7 +377,7 @@ def analyse(raw: bytes | bytearray, stored: StoredView, scheme: str, *, kind: Ki
     if claimed != stored.digest and claimed == stored.other_digest:
         out.scheme_mismatch = True
     if state is not None:
-        out.diff = diff_states(stored.state, state)
+        out.diff = diff_states(stored.state, state).summarised(DIFF_SAMPLE)  # the entries are freed here
     return out
 
 
