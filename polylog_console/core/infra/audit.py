@@ -115,6 +115,9 @@ class AuditLog:
         self.lost = 0  # records dropped from a full backlog (said in an audit_lost record)
         # called with the error when the log stops taking writes, with None when it takes them again
         self.on_change: Callable[[str | None], None] | None = None
+        # called with (ts, event) of every record this log is given, in order (e.g. the console
+        # telling its own records from other processes' when it reads the file back)
+        self.listeners: list[Callable[[str, str], None]] = []
 
     @property
     def limits(self) -> tuple[int, int]:
@@ -141,6 +144,8 @@ class AuditLog:
             error = self._drain()
         if error is not None:
             record["audit_error"] = error
+        for listener in self.listeners:
+            listener(record["ts"], event)
         return record
 
     def append_many(self, entries: list[tuple[str, dict[str, Any]]], *, fixed_keys: bool = False) -> str | None:
@@ -162,7 +167,10 @@ class AuditLog:
             while len(self._backlog) > BACKLOG:  # not written: hold the newest BACKLOG, count the rest
                 self._backlog.popleft()
                 self.lost += 1
-            return error
+        for listener in self.listeners:
+            for name, _ in entries:
+                listener(ts, name)
+        return error
 
     def flush(self) -> bool:
         """Write what waits in memory; True when nothing is left waiting."""

@@ -19,19 +19,13 @@ class AuditEcho:
     def __init__(self, audit: Any) -> None:
         self.tail: AuditTail | None = None
         self._own: set[tuple[Any, Any]] = set()
-        original = audit.append
+        audit.listeners.append(self._note)  # every record this console's session and actions write
 
-        # The audit log has no subscriber hook (yet): the one append this console's session and
-        # actions call is wrapped, to note the records it writes.
-        def append(event: str, **details: Any) -> dict[str, Any]:
-            record = original(event, **details)
-            if event in SHOWN_DIRECTLY:
-                if len(self._own) > OWN_KEPT:
-                    self._own.clear()
-                self._own.add((record.get("ts"), event))
-            return record
-
-        audit.append = append
+    def _note(self, ts: str, event: str) -> None:
+        if event in SHOWN_DIRECTLY:
+            if len(self._own) > OWN_KEPT:
+                self._own.clear()
+            self._own.add((ts, event))
 
     def start(self, path: Any) -> None:
         self.tail = AuditTail(path)  # what other processes audit from now on
