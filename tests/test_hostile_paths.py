@@ -205,3 +205,35 @@ def test_a_feed_linked_outside_is_refused(small_ws, outside):
     assert result.code == 2
     assert "symbolic link leads outside the workspace, refused" in one_line(result)
     assert os.path.islink(small_ws.feed)
+
+
+def test_outbox_incidents_escalations_and_reports_linked_outside_write_nothing_there(tmp_path, outside):
+    from polylog_console.core.alerts.outbox import Outbox, OutboxUnlockable
+    from polylog_console.core.monitor.incidents import IndexFile
+
+    (tmp_path / "ws" / "memory").mkdir(parents=True)
+    ws = Workspace.open(tmp_path / "ws")
+    (ws.root / "memory" / "outbox").symlink_to(outside)
+    with pytest.raises(OutboxUnlockable, match="outside the workspace"):
+        Outbox(ws.outbox).acquire()
+    (ws.root / "memory" / "incidents").symlink_to(outside)
+    index = IndexFile(ws.root / "memory" / "incidents" / "index.jsonl")
+    index.append([{"incident": 1}])
+    assert index.last_error is not None and "outside the workspace" in index.last_error
+    (ws.root / "memory" / "escalations").symlink_to(outside)
+    with pytest.raises(ContainmentError):
+        atomic.write_new(ws.escalations, lambda n: f"escalation-{n}.md", b"# x")
+    assert list(outside.iterdir()) == []
+
+
+def test_bundle_into_escalations_linked_outside_is_refused_on_one_line(small_ws, outside):
+    escalations = small_ws.root / "memory" / "escalations"
+    if escalations.exists():
+        for child in escalations.iterdir():
+            child.unlink()
+        escalations.rmdir()
+    escalations.symlink_to(outside)
+    result = run_cli("bundle", "-w", str(small_ws.root), timeout=60)
+    assert result.code == 2, (result.out, result.err)
+    assert "outside the workspace" in one_line(result)
+    assert list(outside.iterdir()) == []

@@ -44,6 +44,7 @@ from polylog_console.core.alerts.payload import Notification
 from polylog_console.core.infra import reader
 from polylog_console.core.infra.atomic import fsync_dir, write_bytes
 from polylog_console.core.infra.retention import prune
+from polylog_console.core.model.workspace import ContainmentError, check_contained
 
 FORMAT_VERSION = 1
 FAILED_DIR = "failed"
@@ -126,7 +127,10 @@ class Outbox:
         with contextlib.suppress(OSError):
             self.root.mkdir(parents=True, exist_ok=True)  # an empty directory fits on a full disk
         try:
+            check_contained(path)  # an outbox linked outside the workspace (or a loop): refused
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except ContainmentError as exc:
+            raise OutboxUnlockable(f"outbox {self.root}: {exc.strerror}") from None
         except OSError as exc:
             try:  # a read-only file system: an existing lock file can still be locked
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

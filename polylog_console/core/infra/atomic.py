@@ -62,6 +62,7 @@ def write_new(directory: Path, name: Callable[[int], str], data: bytes, *, mode:
     a torn one. Where hard links are not supported the name is reserved with ``O_CREAT | O_EXCL``
     and the complete file renamed onto it. Returns the path written; raises OSError."""
     directory = Path(directory)
+    check_contained(directory)  # a workspace directory linked outside it (or a loop): refused
     fd, tmp = tempfile.mkstemp(prefix=".new.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -44,7 +44,7 @@ from polylog_console.core.model.config import Config
 from polylog_console.core.model.errors import PolylogError
 from polylog_console.core.model.events import iso
 from polylog_console.core.model.progress import Cancelled, Progress
-from polylog_console.core.model.workspace import CATALOGS, SOURCE, Workspace
+from polylog_console.core.model.workspace import CATALOGS, SOURCE, Workspace, check_contained
 from polylog_console.core.registry.stored import DEFAULT_NAMESPACE, NAMESPACES, DigestCache, State, symbol_count
 from polylog_console.core.runbook import catalogs
 from polylog_console.core.runbook.validate import (
@@ -220,6 +220,7 @@ def _write_artifact(directory: Path, name: str, pieces: Iterable[bytes]) -> tupl
     """Write ``pieces`` into a new file, fsync it; return (sha256, size)."""
     h = hashlib.sha256()
     size = 0
+    check_contained(directory / name)  # a staging directory linked outside the workspace: refused
     fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     with open(fd, "wb", buffering=1 << 20) as handle:
         for piece in pieces:
