@@ -51,6 +51,7 @@ SEVERITY = {
 
 _ISO_MIN = "0001-01-01T00:00:00.000Z"
 _ISO_MAX = "9999-12-31T23:59:59.999Z"
+_iso_second: tuple[int, str] = (-1, "")  # the last whole second formatted (one entry: feeds are in order)
 
 
 def iso(ts: float | None = None) -> str:
@@ -61,6 +62,17 @@ def iso(ts: float | None = None) -> str:
     NaN to the lower one), still valid ISO-8601 for every reader (Alertmanager, ``report``)."""
     if ts is None:
         ts = time.time()
+    if ts.__class__ is float and 0.0 <= ts < 253402300799.0:  # the common case, ~4x faster (same text)
+        sec = int(ts)
+        us = round((ts - sec) * 1e6)  # as datetime.fromtimestamp rounds (half to even)
+        if us >= 1_000_000:
+            sec += 1
+            us -= 1_000_000
+        cached = _iso_second
+        if cached[0] != sec:
+            cached = (sec, datetime.fromtimestamp(sec, tz=UTC).isoformat()[:19])
+            globals()["_iso_second"] = cached
+        return f"{cached[1]}.{us // 1000:03d}Z"
     try:
         moment = datetime.fromtimestamp(ts, tz=UTC)
     except (OverflowError, OSError, ValueError, TypeError):

@@ -94,6 +94,10 @@ class IndexFile:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.last_error: str | None = None
+        # Compacting again only once the file has doubled since the last compaction keeps the
+        # cost linear in what is written: a flapping feed's many incidents leave a compacted index
+        # above MAX_BYTES, and compacting at every append would be quadratic.
+        self._compact_at = MAX_BYTES
 
     def append(self, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -115,8 +119,13 @@ class IndexFile:
         except OSError as exc:  # the index is a cache: a failure costs a slower report, nothing else
             self.last_error = f"{self.path}: {exc.strerror or exc}"
             return
-        if size > MAX_BYTES:
+        if size > self._compact_at:
             self.compact()
+            try:
+                compacted = os.stat(self.path).st_size
+            except OSError:
+                compacted = size
+            self._compact_at = max(MAX_BYTES, 2 * compacted)
 
     def compact(self) -> None:
         """Rewrite the index with the latest record per incident and merged coverage (atomic)."""
