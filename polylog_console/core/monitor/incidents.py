@@ -97,7 +97,7 @@ class IndexFile:
         # Compacting again only once the file has doubled since the last compaction keeps the
         # cost linear in what is written: a flapping feed's many incidents leave a compacted index
         # above MAX_BYTES, and compacting at every append would be quadratic.
-        self._compact_at = MAX_BYTES
+        self._compacted = 0  # the file's size after the last compaction
 
     def append(self, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -119,13 +119,12 @@ class IndexFile:
         except OSError as exc:  # the index is a cache: a failure costs a slower report, nothing else
             self.last_error = f"{self.path}: {exc.strerror or exc}"
             return
-        if size > self._compact_at:
+        if size > max(MAX_BYTES, 2 * self._compacted):
             self.compact()
             try:
-                compacted = os.stat(self.path).st_size
+                self._compacted = os.stat(self.path).st_size
             except OSError:
-                compacted = size
-            self._compact_at = max(MAX_BYTES, 2 * compacted)
+                self._compacted = size
 
     def compact(self) -> None:
         """Rewrite the index with the latest record per incident and merged coverage (atomic)."""
