@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         scheme = args.scheme or "engine"
         if args.scheme is None and (args.workspace or args.config):
             scheme = open_context(args).config.scheme
-        value, symbols = digest_file(args.of, scheme)  # from the bytes when it can (memory ~ file size)
+        value, symbols = digest_file(args.of, scheme)  # type: ignore[arg-type]  # from the bytes when it can
         if args.json:
             print_json({"digest": value, "scheme": scheme, "file": str(args.of), "symbols": symbols})
         else:

@@ -551,9 +551,9 @@ def verify_catalogs(root: Path) -> CatalogCheck:
         return CatalogCheck(False, [f"{METADATA_PATH}: cannot read ({reason})"], None, None)
     # Tolerant for fields it does not use (1e400, NaN, a 5000-digit integer, a BOM from a Windows
     # editor): the feed parser's second look, as for registry.json (stored.tolerant_loads).
-    metadata, reason = tolerant_loads(raw)
-    if reason is not None:
-        return CatalogCheck(False, [f"{METADATA_PATH}: not valid JSON ({reason})"], None, None, raw=raw)
+    metadata, refused = tolerant_loads(raw)
+    if refused is not None:
+        return CatalogCheck(False, [f"{METADATA_PATH}: not valid JSON ({refused})"], None, None, raw=raw)
     if not isinstance(metadata, dict):
         return CatalogCheck(False, [f"{METADATA_PATH}: not a JSON object"], None, None, raw=raw)
     consistent = True
