@@ -237,3 +237,16 @@ def test_bundle_into_escalations_linked_outside_is_refused_on_one_line(small_ws,
     assert result.code == 2, (result.out, result.err)
     assert "outside the workspace" in one_line(result)
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["loop", "outside"])
+def test_watch_follow_with_a_looped_or_outside_feed_reports_it_and_keeps_running(small_ws, outside, watch, how):  # noqa: F811
+    if how == "loop":
+        loop(small_ws.feed)
+    else:
+        link_out(small_ws.feed, outside)
+    w = watch(small_ws)
+    event = w.until(lambda e: e.get("event") == "feed" and e.get("kind") == "error")
+    assert ("symlink loop" if how == "loop" else "symbolic link leads outside the workspace") in event["detail"]
+    code, err = w.terminate()
+    assert code == 0, err
