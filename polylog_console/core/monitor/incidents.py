@@ -46,6 +46,7 @@ INDEX = "memory/incidents/index.jsonl"
 HEAD_BYTES = 4096  # bytes of the feed's start hashed to recognise the same file
 MARK_INTERVAL = 5.0  # seconds between coverage marks written by a running monitor
 MAX_BYTES = 8 * 1024 * 1024  # the index is compacted past this size
+MAX_RUN_RECORDS = 10_000  # incident records one writer adds before it stops (a flapping feed); ~25 MB
 MAX_READ = 64 * 1024 * 1024  # never read more than this much of an index
 MAX_EVENTS = 32  # incident events kept per incident when reading
 
@@ -298,8 +299,12 @@ class IndexWriter:
         self.last_mark = 0.0
         self._recent: list[tuple[int, int]] = []  # (line, offset) of the checkpoints of the current batch
         self._starts: dict[int, int | None] = {}  # incident id -> offset of its first checkpoint
+        self.written = 0  # incident records written by this writer
+        self.stopped = False  # past MAX_RUN_RECORDS: the index covers the feed only up to here
 
     def __call__(self, events: list[Any]) -> None:
+        if self.stopped:
+            return
         records: list[dict[str, Any]] = []
         recent: list[tuple[int, int]] = []
         incidents: list[Any] = []
@@ -354,10 +359,20 @@ class IndexWriter:
         if due and self.start is not None and self.end is not None and self.feed is not None:
             records.append(self._mark())
         self._recent = recent[-1024:] if recent else self._recent
+        self.written += len(incidents)
+        if self.written > MAX_RUN_RECORDS:
+            # A flapping feed: the index would grow with every incident (and its compaction with
+            # it). It stops here, its last mark covering the feed before this batch; a report reads that
+            # part from the index and replays the rest of the feed (the same answer, slower).
+            self.stopped = True  # this batch is not written: the last mark written ends the coverage
+            return
         self.file.append(records)
+
 
     def flush(self) -> None:
         """Write a last coverage mark (when the monitor stops)."""
+        if self.stopped:
+            return
         if self.start is not None and self.end is not None and self.feed is not None:
             self.file.append([self._mark()])
 

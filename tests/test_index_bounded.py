@@ -1,0 +1,38 @@
+"""The incident index stays bounded on a flapping feed: its writer stops after MAX_RUN_RECORDS
+incident records (the coverage it wrote ends before the batch it did not write), and the report is
+still the same, read partly from the index and partly by replay."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from polylog_console.core.monitor import incidents
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import save_snapshot
+from polylog_console.demo.sample import make_state, write_big_feed
+from tests.conftest import run_cli
+
+
+def test_flapping_feed_stops_the_index_and_the_report_is_unchanged(tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    state = make_state(200)
+    stored = digest(state)
+    (root / "catalogs").mkdir(parents=True)
+    (root / "memory" / "coordination").mkdir(parents=True)
+    save_snapshot(root / "catalogs" / "registry.json", state, label="t")
+    write_big_feed(root / "memory" / "coordination" / "context-brief.jsonl", lines=30_001,
+                   digests=(stored, stored, "f" * 64), start=time.time() - 3000)
+    result = run_cli("watch", "--once", "--json", "--workspace", str(root))
+    assert result.code in (0, 1) and not result.err, result.err
+    index = root / "memory" / "incidents" / "index.jsonl"
+    lines = index.read_bytes().splitlines()
+    written = [json.loads(x) for x in lines if b'"kind":"incident"' in x]
+    assert 0 < len(written) <= incidents.MAX_RUN_RECORDS < 20_000  # stopped: not one record per incident event
+    assert index.stat().st_size < 4 * incidents.MAX_BYTES
+    from_index = run_cli("report", "--incident", "all", "--json", "--workspace", str(root))
+    scratch = run_cli("report", "--incident", "all", "--json", "--no-index", "--workspace", str(root))
+    a, b = json.loads(from_index.out), json.loads(scratch.out)
+    assert len(a["incidents"]) == len(b["incidents"]) == 10_000
+    assert [(i["started_label"], i["resolved_label"]) for i in a["incidents"]] == \
+        [(i["started_label"], i["resolved_label"]) for i in b["incidents"]]
