@@ -64,23 +64,15 @@ class UnreadableFile(PolylogError):
         self.missing = missing
 
 
+_FILE_KINDS = ((stat_module.S_ISREG, "regular file"), (stat_module.S_ISDIR, "directory"),
+               (stat_module.S_ISFIFO, "FIFO"), (stat_module.S_ISCHR, "character device"),
+               (stat_module.S_ISBLK, "block device"), (stat_module.S_ISSOCK, "socket"),
+               (stat_module.S_ISLNK, "symbolic link"))
+
+
 def file_kind(mode: int) -> str:
     """What a ``st_mode`` is, in words (``regular file``, ``FIFO``, ``character device``, ...)."""
-    if stat_module.S_ISREG(mode):
-        return "regular file"
-    if stat_module.S_ISDIR(mode):
-        return "directory"
-    if stat_module.S_ISFIFO(mode):
-        return "FIFO"
-    if stat_module.S_ISCHR(mode):
-        return "character device"
-    if stat_module.S_ISBLK(mode):
-        return "block device"
-    if stat_module.S_ISSOCK(mode):
-        return "socket"
-    if stat_module.S_ISLNK(mode):
-        return "symbolic link"
-    return "special file"
+    return next((name for test, name in _FILE_KINDS if test(mode)), "special file")
 
 
 def _refuse_irregular(st: os.stat_result, label: str) -> None:

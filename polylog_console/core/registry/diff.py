@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse, repeat
 from operator import ne
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -55,8 +55,32 @@ class NamespaceDiff:
         return {"missing": len(self.missing), "unexpected": len(self.unexpected), "mismatched": len(self.mismatched)}
 
 
+class _Counted(Protocol):
+    @property
+    def missing(self) -> int: ...
+    @property
+    def unexpected(self) -> int: ...
+    @property
+    def mismatched(self) -> int: ...
+
+
+class _Totals:
+    """``total`` and ``empty`` from the ``missing``, ``unexpected`` and ``mismatched`` counts (shared by
+    :class:`RegistryDiff` and :class:`DiffSummary`)."""
+
+    __slots__ = ()
+
+    @property
+    def total(self: _Counted) -> int:
+        return self.missing + self.unexpected + self.mismatched
+
+    @property
+    def empty(self: _Counted) -> bool:
+        return self.missing + self.unexpected + self.mismatched == 0
+
+
 @dataclass(frozen=True)
-class RegistryDiff:
+class RegistryDiff(_Totals):
     namespaces: dict[str, NamespaceDiff] = field(default_factory=dict)
 
     @property
@@ -70,14 +94,6 @@ class RegistryDiff:
     @property
     def mismatched(self) -> int:
         return sum(len(d.mismatched) for d in self.namespaces.values())
-
-    @property
-    def total(self) -> int:
-        return self.missing + self.unexpected + self.mismatched
-
-    @property
-    def empty(self) -> bool:
-        return self.total == 0
 
     def counts(self) -> dict[str, int]:
         return {"missing": self.missing, "unexpected": self.unexpected, "mismatched": self.mismatched}
@@ -123,7 +139,7 @@ class RegistryDiff:
 
 
 @dataclass(frozen=True)
-class DiffSummary:
+class DiffSummary(_Totals):
     """What a report keeps of a :class:`RegistryDiff`: its counts, per namespace, and a sample
     (already cut). Same reading interface as the diff (``missing``, ``per_namespace()``,
     ``sample()``, ``summary()``) without holding its entries."""
@@ -143,14 +159,6 @@ class DiffSummary:
     @property
     def mismatched(self) -> int:
         return self.totals["mismatched"]
-
-    @property
-    def total(self) -> int:
-        return self.missing + self.unexpected + self.mismatched
-
-    @property
-    def empty(self) -> bool:
-        return self.total == 0
 
     def counts(self) -> dict[str, int]:
         return dict(self.totals)
