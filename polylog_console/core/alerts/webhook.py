@@ -37,6 +37,7 @@ from polylog_console.core.alerts.payload import (
     webhook_body,
 )
 from polylog_console.core.infra.text import safe_text
+from polylog_console.core.infra.urls import url_location
 from polylog_console.core.model.config import Secret, WebhookConfig
 
 USER_AGENT = "polylog-console-alerts/1"
@@ -120,12 +121,10 @@ class HttpSink:
 
 def display_url(url: str) -> str:
     """``url`` without user info, query or fragment (they may hold tokens): for messages."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
+    location = url_location(url)
+    if location is None:
         return "<invalid url>"
+    parts, host, port = location
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 

@@ -13,12 +13,12 @@ import ssl
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from polylog_console.core.infra.text import safe_text
+from polylog_console.core.infra.urls import url_location
 from polylog_console.core.model.config import HttpClientConfig, url_problem
 from polylog_console.core.model.errors import ConfigError
 
@@ -33,12 +33,10 @@ def display_url(url: str) -> str:
     alert sinks have the same helper; this module does not import them, so ``fleet --json`` starts
     without loading the alert machinery.) A text that is not a URL is shown as given (sanitised),
     never with a made-up ``://``; an IPv6 host keeps its brackets."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
+    location = url_location(url)
+    if location is None:
         return "<invalid url>"
+    parts, host, port = location
     if ":" in host:
         host = f"[{host}]"
     if not parts.scheme or not parts.netloc:
