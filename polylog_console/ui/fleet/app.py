@@ -51,6 +51,12 @@ def _age(ts: float | None, now: float) -> str:
     return "—" if ts is None else format_age(now - ts)
 
 
+def _unreachable(name: str, error: str | None, kept: str, at: float | None, now: float) -> str:
+    """The banner part for a source that did not answer: its error, and how old the ``kept`` data is."""
+    since = f"; {kept} from {format_age(now - at)} ago" if at else ""
+    return f"{name} UNREACHABLE: {safe_text(error, 120)}{since}"
+
+
 def row_cells(row: FleetRow, now: float) -> list[Any]:
     status = Text(f" {row.status} ", style=STATUS_STYLE.get(row.status, ""))
     replicas = f"{row.replicas_matching}/{row.replicas_total}" if row.replicas_total else "—"
@@ -271,16 +277,14 @@ class FleetApp(App[int]):
             parts.append(f"Prometheus {safe_text(snap.prometheus.url, 60)} ok")
         else:
             problem = True
-            since = f"; showing data from {format_age(now - snap.rows_at)} ago" if snap.rows_at else ""
-            parts.append(f"Prometheus UNREACHABLE: {safe_text(snap.prometheus.error, 120)}{since}")
+            parts.append(_unreachable("Prometheus", snap.prometheus.error, "showing data", snap.rows_at, now))
         if snap.alertmanager.url is None:
             parts.append("no Alertmanager")
         elif snap.alertmanager.ok:
             parts.append(f"Alertmanager ok ({len(snap.alerts)} alerts, {len(snap.silences)} silences)")
         else:
             problem = True
-            since = f"; alerts from {format_age(now - snap.alerts_at)} ago" if snap.alerts_at else ""
-            parts.append(f"Alertmanager UNREACHABLE: {safe_text(snap.alertmanager.error, 120)}{since}")
+            parts.append(_unreachable("Alertmanager", snap.alertmanager.error, "alerts", snap.alerts_at, now))
         parts.append(f"every {self.interval or DEFAULT_INTERVAL:g}s")
         banner.update(Text("  ·  ".join(parts)))
         banner.set_class(problem, "problem")
