@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from polylog_console.core.feed.records import Checkpoint, Entry, IngestError
 
@@ -175,24 +175,31 @@ class CheckpointEvent:
         return out
 
 
+class _Carrier:
+    """An event that carries one record (named by ``carries``): its JSON is the record's, after ``event``."""
+
+    __slots__ = ()
+    event: ClassVar[str]
+    carries: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.event, **getattr(self, self.carries).to_json()}
+
+
 @dataclass(slots=True)  # not frozen (treat as immutable): frozen __init__ costs ~5x
-class IngestErrorEvent:
+class IngestErrorEvent(_Carrier):
     error: IngestError
 
     event = "ingest_error"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "ingest_error", **self.error.to_json()}
+    carries = "error"
 
 
 @dataclass(slots=True)  # not frozen (treat as immutable): frozen __init__ costs ~5x
-class EntryEvent:
+class EntryEvent(_Carrier):
     entry: Entry
 
     event = "entry"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "entry", **self.entry.to_json()}
+    carries = "entry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,13 +244,11 @@ class StatusEvent:
 
 
 @dataclass(slots=True)  # not frozen (treat as immutable): frozen __init__ costs ~5x
-class AlertEvent:
+class AlertEvent(_Carrier):
     alert: Alert
 
     event = "alert"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "alert", **self.alert.to_json()}
+    carries = "alert"
 
 
 @dataclass(frozen=True, slots=True)
