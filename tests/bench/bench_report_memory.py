@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -39,20 +40,42 @@ def run_measured(args: list[str], timeout: float = 600.0, cwd: Path | None = Non
     """Run ``python -m polylog_console ARGS``: ``(exit code, seconds, peak RSS in MB, stdout)``;
     killed (exit code -9) after ``timeout`` seconds."""
     started = time.monotonic()
-    proc = subprocess.Popen([PY, "-m", "polylog_console", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, cwd=cwd)
-    timer = threading.Timer(timeout, proc.kill)
+    # Linux carries a process's peak RSS across fork and exec: a child of a big process (pytest
+    # late in the suite) would report the parent's size. A small intermediary process starts the
+    # command and reports that grandchild's own peak (its exit code is the command's).
+    proc = subprocess.Popen([PY, "-c", MEASURE, PY, "-m", "polylog_console", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd, start_new_session=True)
+    timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     timer.start()
     out = bytearray()
+    err = bytearray()
     reader = threading.Thread(target=lambda: out.extend(proc.stdout.read()))  # type: ignore[union-attr]
+    errors = threading.Thread(target=lambda: err.extend(proc.stderr.read()))  # type: ignore[union-attr]
     reader.start()
+    errors.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
     reader.join()
+    errors.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.monotonic() - started, usage.ru_maxrss / 1024, bytes(out)
+    peak = usage.ru_maxrss / 1024
+    for line in bytes(err).splitlines()[::-1]:
+        if line.startswith(b"PEAK_RSS_KB "):
+            peak = int(line.split()[1]) / 1024
+            break
+    return proc.returncode, time.monotonic() - started, peak, bytes(out)
+
+
+MEASURE = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+sys.stderr.write(f"PEAK_RSS_KB {usage.ru_maxrss}\\n")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
 
 
 def sample_workspace(root: Path) -> Path:
