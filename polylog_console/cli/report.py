@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(rs.feed_error)
     if fmt == "json":
         from polylog_console.core.infra.text import dumps_json
-        from polylog_console.core.runbook.bundle import mask_secrets, secret_values
+        from polylog_console.core.runbook.markdown import mask_secrets, secret_values
 
         text = mask_secrets(dumps_json(rs.to_json(), indent=True).decode("utf-8"), secret_values(ctx.config))
     else:

@@ -49,9 +49,8 @@ from typing import Any
 from orjson import JSONDecodeError, loads
 
 from polylog_console.core.infra.gcpause import gc_paused
-from polylog_console.core.infra.text import has_surrogates, safe_text
+from polylog_console.core.infra.text import has_surrogates, safe_text, type_name
 from polylog_console.core.registry.digest import looks_like_digest
-from polylog_console.core.registry.stored import type_name
 
 BOM = b"\xef\xbb\xbf"
 
@@ -811,3 +810,6 @@ def read_records(path, *, chunk_size: int = 1 << 20, max_line: int = MAX_LINE):
         if splitter.partial:
             first, lines = splitter.feed(b"\n")
             yield from _batches(lines, line, first, max_line)
+
+
+tolerant_loads = _slow_loads  # the tolerant second look, for other files read as JSON (registry.json, metadata.json)

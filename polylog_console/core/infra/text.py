@@ -196,3 +196,26 @@ def dumps_json(value: Any, *, newline: bool = False, indent: bool = False, sort_
 def json_line(value: Any) -> bytes:
     """One line of JSON Lines output (``watch --json``, the audit log): :func:`dumps_json` + ``\\n``."""
     return dumps_json(value, newline=True)
+
+
+def format_age(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h05m``, ``2d04h``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"
+
+
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+               (dict, "object"))  # bool before int: a bool is an int
+
+
+def type_name(value: Any) -> str:
+    """JSON name of a Python value's type, for error messages."""
+    if value is None:
+        return "null"
+    return next((name for cls, name in _JSON_TYPES if isinstance(value, cls)), type(value).__name__)

@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from polylog_console.core.infra import reader
+from polylog_console.core.infra.text import type_name
 from polylog_console.core.model import workspace as layout
 from polylog_console.core.model.errors import ConfigError
-from polylog_console.core.registry.stored import type_name
 
 DEFAULT_RUNBOOK_URL = "https://polylog.example/runbooks/registry-drift"
 DEFAULT_EMAIL_TO = ("ops@polylog.example",)

@@ -78,7 +78,7 @@ class IncidentView(NamedTuple):
         """What an operator needs first, one line: ``drift since 2025-11-09T17:43:20Z
         (checkpoint-0171), 2h05m, 30 consecutive mismatches, first observed 09:53:47Z``
         (labels are raw: pass the line through the output's sanitiser)."""
-        from polylog_console.core.monitor.rules import format_age
+        from polylog_console.core.infra.text import format_age
 
         start = iso(self.started_at)[:19] + "Z"
         earlier = "" if self.start_in_history else " or earlier"

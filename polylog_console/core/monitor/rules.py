@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from polylog_console.core.feed.records import TIME_MAX, TIME_MIN, Checkpoint, Entry, IngestError
+from polylog_console.core.infra.text import format_age
 from polylog_console.core.model import events as ev
 from polylog_console.core.model.config import MonitorConfig
 from polylog_console.core.model.errors import PolylogError, RegistryError
@@ -829,15 +830,3 @@ def live_state(cp: Checkpoint, workspace: Workspace | None) -> State | None:
         path: Path = workspace.confine(cp.registry_snapshot, what="registry_snapshot")
         return load_snapshot(path).state
     return None
-
-
-def format_age(seconds: float) -> str:
-    """``45s``, ``12m``, ``3h05m``, ``2d04h``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"

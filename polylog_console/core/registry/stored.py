@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from polylog_console.core.infra import atomic, reader
+from polylog_console.core.infra.text import type_name
 from polylog_console.core.model.errors import RegistryError
 from polylog_console.core.registry.digest import Scheme, digest, other_scheme
 from polylog_console.core.registry.snapshot_digest import digest_of_snapshot_bytes, snapshot_head, state_bytes
@@ -82,15 +83,6 @@ def validate_state(obj: Any, *, where: str, strict: bool = False) -> State:
     return obj
 
 
-_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
-               (dict, "object"))  # bool before int: a bool is an int
-
-
-def type_name(value: Any) -> str:
-    """JSON name of a Python value's type, for error messages."""
-    if value is None:
-        return "null"
-    return next((name for cls, name in _JSON_TYPES if isinstance(value, cls)), type(value).__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +274,7 @@ def tolerant_loads(raw: bytes) -> tuple[Any, str | None]:
         return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:
         reason = str(exc)
-    from polylog_console.core.feed.records import _slow_loads
+    from polylog_console.core.feed.records import tolerant_loads as _slow_loads
 
     value, _slow_reason = _slow_loads(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
     if _slow_reason is None:

@@ -24,10 +24,9 @@ Everything shown comes from untrusted files, so:
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,16 +43,22 @@ from polylog_console.core.model.errors import PolylogError
 from polylog_console.core.model.events import iso
 from polylog_console.core.model.progress import Cancelled, Progress
 from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.runbook.markdown import (  # noqa: F401 - also this module's names
+    MIN_SECRET,
+    SECRET_ENV,
+    _table,
+    code,
+    fence,
+    mask_secrets,
+    secret_values,
+)
 
 FEED_ENTRIES = 20  # runbook §6: "context-brief.jsonl excerpt (last 20 entries)"
 LINE_LIMIT = 4096  # bytes of one feed line shown; the rest is summarised
 AUDIT_EVENTS = 30
 SECTION_LINES = 200  # lines of metadata or validation output shown
 DIFF_SAMPLE = 10
-SECRET_ENV = ("POLYLOG_WEBHOOK_SECRET", "POLYLOG_EMAIL_PASSWORD")
-MIN_SECRET = 4  # shorter values are not masked (masking them would shred the text); see README
 
-_BACKTICKS = re.compile(r"`+")
 
 
 @dataclass
@@ -69,40 +74,6 @@ class Bundle:
 
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "size": self.size}
-
-
-# --- Markdown helpers ------------------------------------------------------------------------------
-
-def _longest_backticks(text: str) -> int:
-    return max((len(m) for m in _BACKTICKS.findall(text)), default=0)
-
-
-def fence(lines: Iterable[str], info: str = "") -> str:
-    """A fenced code block showing ``lines`` literally and safely (see the module docstring)."""
-    body = "\n".join(safe_text(line) for line in lines)
-    marker = "`" * max(3, _longest_backticks(body) + 1)
-    return f"{marker}{info}\n{body}\n{marker}" if body else f"{marker}{info}\n{marker}"
-
-
-def code(value: object, limit: int | None = 200, *, table: bool = False) -> str:
-    """``value`` as an inline code span (literal, control characters escaped)."""
-    if value is None or value == "":
-        return "—"
-    text = safe_text(value, limit)
-    run = _longest_backticks(text)
-    ticks = "`" * (run + 1)
-    if run or text.startswith(" ") or text.endswith(" "):
-        text = f" {text} "
-    if table:
-        text = text.replace("|", "\\|")
-    return f"{ticks}{text}{ticks}"
-
-
-def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
-    head = list(header)
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    out.extend("| " + " | ".join(row) + " |" for row in rows)
-    return "\n".join(out)
 
 
 def _capped(lines: list[str], limit: int, what: str) -> list[str]:
@@ -166,28 +137,6 @@ def _show_line(raw: bytes) -> str:
     while cut > LINE_LIMIT - 4 and raw[cut] & 0xC0 == 0x80:  # do not split a UTF-8 sequence
         cut -= 1
     return raw[:cut].decode("utf-8", "backslashreplace") + f" …[line cut: {len(raw) - cut:,} more bytes]"
-
-
-def secret_values(config: Config, env: dict[str, str] | os._Environ[str] | None = None) -> list[str]:
-    """Every secret value the console knows of, longest first (for masking)."""
-    env = os.environ if env is None else env
-    values: set[str] = set()
-    for name in SECRET_ENV:
-        if env.get(name):
-            values.add(env[name])
-    alerts = config.alerts
-    if alerts.webhook is not None and alerts.webhook.secret is not None:
-        values.add(alerts.webhook.secret.reveal())
-    if alerts.email is not None and alerts.email.password is not None:
-        values.add(alerts.email.password.reveal())
-    return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
-
-
-def mask_secrets(text: str, secrets: Iterable[str]) -> str:
-    for value in secrets:
-        if value in text:
-            text = text.replace(value, "***")
-    return text
 
 
 def _utc(ts: float | None) -> str:

@@ -1641,7 +1641,7 @@ def _dur(seconds: float | None) -> str:
 
 
 def render_markdown(rs: ReportSet, ws: Workspace, config: Config) -> str:
-    from polylog_console.core.runbook.bundle import code, mask_secrets, secret_values
+    from polylog_console.core.runbook.markdown import code, mask_secrets, secret_values
 
     parts = ["# Post-incident report: registry drift",
              f"Generated {code(iso(rs.generated_at))} for workspace {code(ws.root, 300)} "
@@ -1657,7 +1657,7 @@ def render_markdown(rs: ReportSet, ws: Workspace, config: Config) -> str:
 
 
 def incident_markdown(rep: Report) -> list[str]:
-    from polylog_console.core.runbook.bundle import _table, code, fence
+    from polylog_console.core.runbook.markdown import _table, code, fence
 
     v = rep.view
     state = "**OPEN**" if rep.resolved_at is None else "resolved"
