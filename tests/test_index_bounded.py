@@ -1,6 +1,7 @@
-"""The incident index stays bounded on a flapping feed: its writer stops after MAX_RUN_RECORDS
-incident records (the coverage it wrote ends before the batch it did not write), and the report is
-still the same, read partly from the index and partly by replay."""
+"""The incident index stays bounded on a flapping feed: with flap detection off its writer stops
+after MAX_RUN_RECORDS incident records (the coverage it wrote ends before the batch it did not
+write); with it on (the default) the feed makes a few incidents. Either way the report is the same
+read from the index (and a replay of the rest) as from scratch."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from polylog_console.demo.sample import make_state, write_big_feed
 from tests.conftest import run_cli
 
 
-def test_flapping_feed_stops_the_index_and_the_report_is_unchanged(tmp_path, monkeypatch):
-    root = tmp_path / "ws"
+def flapping_workspace(root, *, detect: bool):
     state = make_state(200)
     stored = digest(state)
     (root / "catalogs").mkdir(parents=True)
@@ -23,6 +23,13 @@ def test_flapping_feed_stops_the_index_and_the_report_is_unchanged(tmp_path, mon
     save_snapshot(root / "catalogs" / "registry.json", state, label="t")
     write_big_feed(root / "memory" / "coordination" / "context-brief.jsonl", lines=30_001,
                    digests=(stored, stored, "f" * 64), start=time.time() - 3000)
+    if not detect:
+        (root / "monitoring.toml").write_text("[monitor]\nflap_threshold = 0\n")
+
+
+def test_flapping_feed_stops_the_index_and_the_report_is_unchanged(tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    flapping_workspace(root, detect=False)
     result = run_cli("watch", "--once", "--json", "--workspace", str(root))
     assert result.code in (0, 1) and not result.err, result.err
     index = root / "memory" / "incidents" / "index.jsonl"
@@ -36,3 +43,26 @@ def test_flapping_feed_stops_the_index_and_the_report_is_unchanged(tmp_path, mon
     assert len(a["incidents"]) == len(b["incidents"]) == 10_000
     assert [(i["started_label"], i["resolved_label"]) for i in a["incidents"]] == \
         [(i["started_label"], i["resolved_label"]) for i in b["incidents"]]
+
+
+def test_a_flapping_incident_read_from_the_index_equals_the_replay(tmp_path):
+    """The index's coverage ends inside the flapping incident: the report resumes it at its start
+    as a flapping incident (what made it one came before), so it is one incident either way."""
+    root = tmp_path / "ws"
+    flapping_workspace(root, detect=True)
+    for args in (("--json",), ()):
+        result = run_cli("watch", "--once", *args, "--workspace", str(root))
+        assert result.code in (0, 1) and not result.err, result.err
+        from_index = run_cli("report", "--incident", "all", "--json", "--workspace", str(root))
+        scratch = run_cli("report", "--incident", "all", "--json", "--no-index", "--workspace", str(root))
+        a, b = json.loads(from_index.out), json.loads(scratch.out)
+        assert len(a["incidents"]) == len(b["incidents"]) == 20  # 19 ordinary, the 20th flapping
+        keys = ("started_label", "resolved_label", "state", "flapping", "flap_drifts", "mismatching_checkpoints",
+                "matching_checkpoints")
+        assert [[i[k] for k in keys] for i in a["incidents"]] == [[i[k] for k in keys] for i in b["incidents"]]
+        last = a["incidents"][-1]
+        assert last["state"] == "open" and last["flapping"] and last["flap_drifts"] == 10_000 - 19
+        assert last["mismatching_checkpoints"] == 10_000 - 19
+    index = root / "memory" / "incidents" / "index.jsonl"
+    # two watch runs and two scratch reports wrote it: a few records per incident, none per flap
+    assert sum(b'"kind":"incident"' in x for x in index.read_bytes().splitlines()) < 400

@@ -201,6 +201,9 @@ def print_summary(ctx: Any, view: MonitorView, tally: Tally, elapsed: float) -> 
         say(f"incident        #{incident.id} open: drift since {start} ({safe_text(incident.started_label, 60)}, "
             f"line {incident.started_line}), {incident.mismatching_checkpoints} mismatching checkpoints"
             f"{', escalated' if incident.escalated else ''}")
+        if incident.flapping:
+            say(f"                flapping: {incident.flap_drifts} drifts, {incident.matching_checkpoints} matching "
+                "checkpoints; held open until parity or drift holds for flap_settle checkpoints")
     if view.incidents:
         resolved = tally.incidents.get("resolved", 0)
         say(f"incidents       {view.incidents} opened, {resolved} resolved")

@@ -67,6 +67,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "feed.history": (1, 100_000),              # checkpoints kept in view (memory is bounded by it)
     "monitor.stale_after": (1.0, DURATION_MAX),
     "monitor.escalate_after": (1, 1_000_000),
+    "monitor.flap_threshold": (0, 1_000_000),  # 0: flap detection off
+    "monitor.flap_window": (2, 1_000_000_000),
+    "monitor.flap_settle": (1, 10_000),  # (a folded run of checkpoints keeps this many whole)
     "alerts.repeat_interval": (1.0, DURATION_MAX),
     "webhook.timeout": (0.1, 600.0),
     "email.port": (1, 65535),
@@ -297,7 +300,8 @@ HTTP_AUTH_KEYS: dict[str, Callable[[Any, bool], Any]] = {
 SCHEMA: dict[str, dict[str, Callable[[Any, bool], Any]]] = {
     "feed": {"path": _str, "poll": _bool, "poll_interval": _duration, "history": _int(1)},
     "digest": {"scheme": _choice("engine", "canonical")},
-    "monitor": {"stale_after": _duration, "escalate_after": _int(1)},
+    "monitor": {"stale_after": _duration, "escalate_after": _int(1), "flap_threshold": _int(0),
+                "flap_window": _int(2), "flap_settle": _int(1)},
     "refresh": {"enabled": _bool},
     "alerts": {"repeat_interval": _duration, "runbook_url": _str},
     "webhook": {"url": _url, "secret_file": _str, "timeout": _duration},
@@ -338,6 +342,12 @@ class MonitorConfig:
     stale_after: float = 3600.0
     escalate_after: int = 3
     refresh_enabled: bool = False
+    # Flapping (see core/monitor/rules.py): when flap_threshold incidents open within flap_window
+    # checkpoints, the last of them is a flapping incident, held open until flap_settle consecutive
+    # checkpoints agree (parity: it resolves; drift: an ordinary incident again). 0 turns it off.
+    flap_threshold: int = 20
+    flap_window: int = 200
+    flap_settle: int = 10
 
 
 @dataclass(frozen=True)
@@ -586,6 +596,9 @@ def load_config(
         scheme=values["digest"].get("scheme", "engine"),
         stale_after=mon.get("stale_after", 3600.0),
         escalate_after=mon.get("escalate_after", 3),
+        flap_threshold=mon.get("flap_threshold", 20),
+        flap_window=mon.get("flap_window", 200),
+        flap_settle=mon.get("flap_settle", 10),
         refresh_enabled=values["refresh"].get("enabled", False),
     )
 

@@ -6,6 +6,11 @@ read, when the feed starts in drift: then :attr:`Incident.start_in_history` is F
 backwards scan of the feed finds the true start) and closes at the first matching checkpoint
 after it. A change of live digest during an incident stays the same incident.
 
+A *flapping* incident (:attr:`Incident.flapping`; the monitor decides when, see
+:mod:`polylog_console.core.monitor.rules`) does not close at its first matching checkpoint: it counts
+its drifts (``flap_drifts``) and matching checkpoints, and closes when parity has held for
+``flap_settle`` checkpoints, its resolution being the first checkpoint of that run of parity.
+
 The monitor owns the open incident and changes it only on its own thread; everyone else gets an
 immutable :class:`IncidentView` (in :class:`~polylog_console.core.monitor.rules.MonitorView` and in
 :class:`IncidentEvent`). The model is bounded: a flapping feed keeps counts and the last few
@@ -68,6 +73,10 @@ class IncidentView(NamedTuple):
     live_digests_total: int = 0  # distinct live digests seen (live_digests keeps the last few)
     notes_dropped: int = 0  # notes beyond MAX_NOTES (the oldest are dropped)
     scan: str | None = None  # the backwards scan for the start: None, "running", "found", "limit", "failed"
+    flapping: bool = False  # flapping now: held open until parity (or drift) holds for flap_settle checkpoints
+    flap_drifts: int = 0  # drifts (returns from parity to drift) counted since it began flapping, the first included
+    matching_checkpoints: int = 0  # matching checkpoints while it was held open (flapping)
+    flapped: bool = False  # it flapped at some time (flapping now or before)
 
     def duration(self, now: float) -> float:
         """Seconds from the start to the resolution (or to ``now`` while open)."""
@@ -88,7 +97,12 @@ class IncidentView(NamedTuple):
             state = (f"drift from {start}{earlier} ({self.started_label}) to {iso(self.resolved_at)[:19]}Z "
                      f"({self.resolved_label}), {format_age(self.duration(now))}")
         observed = iso(self.observed_at)[11:19] + "Z"
-        return (f"{state}, {self.consecutive_mismatches} consecutive mismatches"
+        flap = ""
+        if self.flapping:
+            flap = f", flapping: {self.flap_drifts} drifts"
+        elif self.flapped:
+            flap = f", flapped: {self.flap_drifts} drifts"
+        return (f"{state}, {self.consecutive_mismatches} consecutive mismatches{flap}"
                 f"{', escalated' if self.escalated else ''}, first observed {observed}")
 
     @property
@@ -123,6 +137,10 @@ class IncidentView(NamedTuple):
             "notes": [n.to_json() for n in self.notes],
             "notes_dropped": self.notes_dropped,
             "scan": self.scan,
+            "flapping": self.flapping,
+            "flapped": self.flapped,
+            "flap_drifts": self.flap_drifts,
+            "matching_checkpoints": self.matching_checkpoints,
         }
 
 
@@ -148,9 +166,11 @@ class Incident:
     gives the immutable picture. Bounded: counts, the last :data:`MAX_LIVE_DIGESTS` distinct live
     digests and the last :data:`MAX_NOTES` notes."""
 
-    __slots__ = ("_live", "diff_at_start", "escalated", "escalations", "id", "last_at", "last_label", "live_digests",
-                 "live_total", "mismatching", "notes", "notes_dropped", "observed_at", "scan", "start_in_history",
-                 "started_at", "started_label", "started_line", "started_offset", "stored_digest")
+    __slots__ = ("_live", "diff_at_start", "drift_run", "escalated", "escalations", "flap_drifts", "flapped", "flapping", "id",
+                 "last_at", "last_label", "live_digests", "live_total", "matching", "mismatching", "notes",
+                 "notes_dropped", "observed_at", "parity_cp", "parity_read", "parity_run", "scan",
+                 "start_in_history", "started_at", "started_label", "started_line", "started_offset",
+                 "stored_digest")
 
     def __init__(self, ident: int, started_at: float, label: str, line: int | None, offset: int,
                  observed_at: float, stored_digest: str, live_digest: str, start_in_history: bool) -> None:
@@ -174,6 +194,14 @@ class Incident:
         self.last_label: str | None = label
         self.last_at: float | None = started_at
         self.scan: str | None = None
+        self.flapping = False
+        self.flapped = False
+        self.flap_drifts = 0
+        self.matching = 0
+        self.parity_run = 0  # flapping: consecutive matching checkpoints now ...
+        self.parity_cp: Any = None  # ... the first of them (the resolution, if parity holds) ...
+        self.parity_read = 0.0  # ... and when it was read
+        self.drift_run = 0  # flapping: the consecutive mismatches before that run of parity
 
     def add_live(self, digest: str) -> bool:
         """A live digest compared during the incident; True when it is new to it."""
@@ -195,4 +223,5 @@ class Incident:
             self.id, self.started_at, self.started_label, self.started_line, self.observed_at, self.stored_digest,
             self._live, consecutive, self.mismatching, self.escalated, self.start_in_history,
             resolved_at, resolved_label, tuple(self.notes) if self.notes else (), self.diff_at_start,
-            self.last_label, self.last_at, self.escalations, self.live_total, self.notes_dropped, self.scan))
+            self.last_label, self.last_at, self.escalations, self.live_total, self.notes_dropped, self.scan,
+            self.flapping, self.flap_drifts, self.matching, self.flapped))

@@ -29,6 +29,14 @@ Rules:
   incident when the live or stored digest changes, and closes at the first checkpoint that is not
   drifting (a match, or a scheme mismatch). Alerts' ``since`` and the status events'
   ``checkpoint_ts`` are checkpoint times; ``at`` / ``raised_at`` are the monitor's clock.
+* Flapping: when ``flap_threshold`` incidents have opened within ``flap_window`` checkpoints, the
+  last of them is a *flapping* incident (escalated once, ``flapping: N drifts within M
+  checkpoints``). It is held open, its drift alert firing, until ``flap_settle`` consecutive
+  checkpoints agree: parity (it resolves, at the first of them, with ``registry_resolved``) or
+  drift (an ordinary incident again). Meanwhile returns to parity and new drifts are counted
+  (``flap_drifts``, ``matching_checkpoints``), not alerted, and status changes are reported once
+  per batch: receivers, the audit log and the report get one incident, not one per flap, and a
+  flapping feed is read as fast as a steady one.
 
 :meth:`Monitor._evaluate` is the one place these rules are written; :meth:`Monitor._consume`'s fast
 path only shortcuts a checkpoint repeating the digest just evaluated while nothing but counters
@@ -38,6 +46,7 @@ can change (``watch``, ``watch --once`` and the console reach the same state and
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +137,13 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
     return kept
 
 
+def exact_keep(config: MonitorConfig) -> int:
+    """How many checkpoints of each :class:`Run` :func:`compact` must keep whole for the monitor to
+    reach exactly the state and alerts of the records themselves (an escalation or the settling
+    of a flapping incident happens inside the kept head)."""
+    return max(8, config.escalate_after + 1, config.flap_settle + 1)
+
+
 def checkpoint_ref(cp: Checkpoint, label: str | None = None) -> dict[str, Any]:
     return {"label": cp.display_label if label is None else label, "line": cp.line, "timestamp": cp.timestamp,
             "registry_digest": cp.digest}
@@ -199,6 +215,10 @@ class Monitor:
         self._clean_shape: tuple[Any, tuple[type, ...]] | None = None  # keys and value types found clean
         self._last_clean = False  # the checkpoint evaluated last has no field warning
         self._dedup: dict[tuple[str, str], str] = {}
+        # the first incident opened is a flapping one (a replay resuming one: what decided it came before)
+        self.resume_flapping = False
+        self._flap_span = 0  # checkpoints the last flapping incident's threshold of incidents spanned
+        self._opens: deque[int] = deque(maxlen=max(1, self.config.flap_threshold))  # checkpoint no. of recent opens
         self._diff_cache: dict[tuple[str, str], RegistryDiff | None] = {}
         self._diff_errors: dict[tuple[str, str], str] = {}
 
@@ -289,10 +309,61 @@ class Monitor:
         if self._from_start is None and isinstance(records, list):
             self._from_start = _starts_at_zero(records)
         easy = False  # steady, in sync and fresh: only counters change
+        # A flapping incident (see the module docstring): a checkpoint matching, or repeating its
+        # drift, is only counted until flap_settle of them agree or an escalation is due.
+        flap: Incident | None = None
+        drift_digest = ""
+        settle = 0
+        lastmis: Checkpoint | None = None  # the last mismatching checkpoint handled inline
+        # the flapping incident's counters, kept in locals while inline (written back with the rest)
+        prun = drifts = matching = mism = drun = 0
+        pcp: Checkpoint | None = None
+        pread = 0.0
+        DRIFT, IN_SYNC, STALE = Status.DRIFT, Status.IN_SYNC, Status.STALE
         for record in records:
             cls = record.__class__
             if cls is Checkpoint:
-                if record.digest == steady:
+                if flap is not None:
+                    digest = record.digest
+                    if digest == stored_digest:
+                        inline = prun + 1 < settle
+                    elif digest == drift_digest:
+                        inline = consecutive + 1 < limit
+                    else:
+                        inline = False
+                    if inline and (not stale or not self._fresh(record, now, stale_after)):
+                        if digest == drift_digest:
+                            if prun:
+                                prun = 0
+                                drifts += 1
+                            consecutive += 1
+                            mism += 1
+                            lastmis = record
+                            match = False
+                        else:
+                            if not prun:
+                                pcp, pread, drun = record, now, consecutive
+                            prun += 1
+                            matching += 1
+                            consecutive = 0
+                            match = True
+                        run += 1
+                        last = record
+                        data = record.data
+                        if (tuple(data) != keys or record.telemetry_raw is not None or record.extra
+                                or list(map(type, data.values())) != types):
+                            warned += len(record.warnings)
+                        else:
+                            ts = data.get("timestamp")
+                            if ts is not None and not TIME_MIN <= ts < TIME_MAX:
+                                warned += len(record.warnings)
+                        if emit:
+                            observed = record.observed_ns
+                            append(CheckpointEvent(record, match, False, DRIFT if match is False else (
+                                STALE if stale else IN_SYNC), consecutive, stored_digest,
+                                (monotonic_ns() - observed) / 1e6 if observed else None, stale))
+                        continue
+                elif record.digest == steady:
                     data = record.data
                     if easy or ((not drifting or consecutive + 1 < limit) and (
                             not stale or not self._fresh(record, now, stale_after))):
@@ -313,11 +384,17 @@ class Monitor:
                                                    (monotonic_ns() - observed) / 1e6 if observed else None, stale))
                         continue
                 if run:
-                    self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+                    if flap is not None:
+                        self._flap_write_back(run, warned, last, now, consecutive, match, lastmis,  # type: ignore[arg-type]
+                                              (prun, pcp, pread, drun, drifts, matching, mism), out)
+                        lastmis = None
+                    else:
+                        self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
                     run = warned = 0
                 evaluate(record, now, out, emit)
                 view = self.view
                 steady = record.digest if view is not None and self._last_clean else None
+                flap = None
                 if steady is not None:
                     match = self.latest_match
                     scheme_mm = self.latest_scheme_mismatch
@@ -330,11 +407,27 @@ class Monitor:
                     keys = tuple(record.data)
                     types = list(map(type, record.data.values()))
                     easy = not drifting and not stale
+                    incident = self.incident
+                    if incident is not None and incident.flapping and self.drift_key is not None \
+                            and self.drift_key[0] == stored_digest:
+                        flap = incident
+                        prun, pcp, pread, drun = incident.parity_run, incident.parity_cp, incident.parity_read, \
+                            incident.drift_run
+                        drifts, matching, mism = incident.flap_drifts, incident.matching, incident.mismatching
+                        drift_digest = self.drift_key[1]
+                        settle = self.config.flap_settle
+                        limit = min(limit, settle)
                 continue
             if cls is Run:
                 if run:
-                    self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+                    if flap is not None:
+                        self._flap_write_back(run, warned, last, now, consecutive, match, lastmis,  # type: ignore[arg-type]
+                                              (prun, pcp, pread, drun, drifts, matching, mism), out)
+                        lastmis = None
+                    else:
+                        self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
                     run = warned = 0
+                flap = None
                 self._consume(record.head, now, out, emit)
                 self._absorb(record, now, out)
                 steady = None
@@ -348,7 +441,36 @@ class Monitor:
             else:
                 append(record)  # feed events pass through in order
         if run:
-            self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+            if flap is not None:
+                self._flap_write_back(run, warned, last, now, consecutive, match, lastmis,  # type: ignore[arg-type]
+                                      (prun, pcp, pread, drun, drifts, matching, mism), out)
+            else:
+                self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+
+    def _flap_write_back(self, count: int, warned: int, last: Checkpoint, now: float, consecutive: int,
+                         match: bool, lastmis: Checkpoint | None,
+                         counts: tuple[int, Checkpoint | None, float, int, int, int, int], out: list[Any]) -> None:
+        """Write back what :meth:`_consume` counted inline during a flapping incident; a change of
+        status is reported once, here."""
+        self.checkpoints += count
+        self.warnings += warned
+        self.latest = last
+        ts = last.timestamp
+        self.latest_time = ts if ts is not None else now
+        self.consecutive = consecutive
+        self.latest_match = match
+        self.latest_scheme_mismatch = False
+        incident = self.incident
+        assert incident is not None
+        (incident.parity_run, incident.parity_cp, incident.parity_read, incident.drift_run, incident.flap_drifts,
+         incident.matching, incident.mismatching) = counts
+        if lastmis is not None:
+            incident.last_label = lastmis.display_label
+            ts = lastmis.timestamp
+            incident.last_at = ts if ts is not None else now
+        if self._status_for(match, False, self.stale) is not self.status:
+            since = incident.started_at if match is False else self.latest_time
+            self._set_status(now, out, f"checkpoint {last.display_label}", since)
 
     def _fresh(self, cp: Checkpoint, now: float, stale_after: float) -> bool:
         ts = cp.timestamp
@@ -374,12 +496,22 @@ class Monitor:
             return
         cp = run.last
         consecutive = self.consecutive
-        if self.latest_match is False and not self.latest_scheme_mismatch and self.view is not None:
+        drifting = self.latest_match is False and not self.latest_scheme_mismatch and self.view is not None
+        if drifting:
             consecutive += count
+        incident = self.incident
+        if incident is not None and incident.flapping and not drifting and self.latest_match is not None:
+            incident.parity_run += count  # (the head was evaluated: the run of parity has begun)
+            incident.matching += count
         self._write_back(count, 0, cp, now, consecutive)
         if self.stale and not self._is_stale(now):
             self._set_stale(False, cp, now, out)
             self._set_status(now, out, f"checkpoint {cp.display_label}", self.latest_time)
+        if incident is not None and incident.flapping:  # (a head of exact_keep() settled it already)
+            if not drifting and incident.parity_run >= self.config.flap_settle:
+                self._settle_parity(incident, cp, now, out)
+            elif drifting and self.consecutive >= self.config.flap_settle:
+                self._settle_drift(incident, now)
         if self.drift_key is not None and not self.escalated and self.consecutive >= self.config.escalate_after:
             self._escalate(cp, cp.display_label, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
 
@@ -422,11 +554,15 @@ class Monitor:
 
         if match is True or scheme_mm:
             self.rehydrate_pending = False
-            if self.drift_key is not None:
-                self._resolve_drift(cp, label, now, out, "parity" if match else "scheme mismatch only")
-            if self.incident is not None:
-                self._close_incident(cp, label, cp_time, now, out, "parity" if match else "scheme mismatch only")
-            self.consecutive = 0
+            incident = self.incident
+            if incident is not None and incident.flapping:
+                self._flap_parity(incident, cp, label, cp_time, now, out, recheck)
+            else:
+                if self.drift_key is not None:
+                    self._resolve_drift(cp, label, now, out, "parity" if match else "scheme mismatch only")
+                if incident is not None:
+                    self._close_incident(cp, label, cp_time, now, out, "parity" if match else "scheme mismatch only")
+                self.consecutive = 0
             if scheme_mm:
                 key = (view.digest, live)  # type: ignore[union-attr]
                 if self.scheme_key != key:
@@ -455,6 +591,12 @@ class Monitor:
                 incident.mismatching += 1
                 incident.last_label = label
                 incident.last_at = cp_time
+            if incident.flapping:
+                if incident.parity_run:  # back from parity: another drift of the flapping incident
+                    incident.parity_run = 0
+                    incident.flap_drifts += 1
+                if self.consecutive >= self.config.flap_settle:
+                    self._settle_drift(incident, now)
             if self.drift_key != key:
                 if self.drift_key is not None:
                     self._resolve_drift(cp, label, now, out, "superseded")
@@ -471,6 +613,9 @@ class Monitor:
                     if incident.diff_at_start is None:
                         incident.diff_at_start = {"missing": diff.missing, "unexpected": diff.unexpected,
                                                   "mismatched": diff.mismatched}
+                if incident.flapping:
+                    summary += (f"; flapping: {self.config.flap_threshold} incidents within {self._flap_span} "
+                                "checkpoints" if incident.flap_drifts == 1 else f"; flapping: {incident.flap_drifts} drifts")
                 out.append(AlertEvent(Alert(
                     ev.REGISTRY_MISMATCH, "firing", self._key("", key), summary, now, checkpoint_ref(cp, label),
                     key[0], live, self.consecutive, incident.started_at,
@@ -482,6 +627,9 @@ class Monitor:
                 self._escalate(cp, label, now, out, "drift remains after rehydrate")
             if not self.escalated and self.consecutive >= self.config.escalate_after:
                 self._escalate(cp, label, now, out, f"{self.consecutive} consecutive checkpoints mismatch")
+            elif not self.escalated and incident.flapping:
+                self._escalate(cp, label, now, out, f"flapping: {self.config.flap_threshold} incidents within "
+                               f"{self._flap_span} checkpoints")
 
         self.latest_match = match
         self.latest_scheme_mismatch = scheme_mm
@@ -535,9 +683,62 @@ class Monitor:
         else:
             incident = Incident(self.incidents, cp_time, label, cp.line, cp.offset, now, key[0], key[1],
                                 in_history)
+        threshold = self.config.flap_threshold
+        if threshold:
+            opens = self._opens
+            opens.append(self.checkpoints)
+            resumed, self.resume_flapping = self.resume_flapping, False
+            if resumed or (len(opens) == threshold and self.checkpoints - opens[0] < self.config.flap_window):
+                self._flap_span = self.checkpoints - opens[0] + 1 if not resumed else self.config.flap_window
+                opens.clear()
+                incident.flapping = incident.flapped = True
+                incident.flap_drifts = 1
+                incident.note(IncidentNote(now, "flapping", f"{threshold} incidents within {self._flap_span} "
+                                           f"checkpoints: held open until {self.config.flap_settle} consecutive "
+                                           "checkpoints agree"))
         self.incident = incident
         out.append(IncidentEvent("opened", incident.view(self.consecutive)))
         return incident
+
+    def _flap_parity(self, incident: Incident, cp: Checkpoint, label: str, cp_time: float, now: float,
+                     out: list[Any], recheck: bool) -> None:
+        """A matching checkpoint (or scheme mismatch) during a flapping incident: counted; the
+        incident resolves once parity has held for ``flap_settle`` checkpoints."""
+        if incident.parity_run == 0:
+            incident.parity_run = 1
+            incident.parity_cp, incident.parity_read = cp, now
+            incident.drift_run = self.consecutive
+        elif not recheck:
+            incident.parity_run += 1
+        if not recheck:
+            incident.matching += 1
+        self.consecutive = 0
+        if incident.parity_run >= self.config.flap_settle:
+            self._settle_parity(incident, cp, now, out)
+
+    def _settle_drift(self, incident: Incident, now: float) -> None:
+        """Drift held for ``flap_settle`` checkpoints: an ordinary incident again (its alert fires on)."""
+        incident.flapping = False
+        incident.note(IncidentNote(now, "flapping_ended", f"drift held for {self.consecutive} checkpoints after "
+                                   f"flapping ({incident.flap_drifts} drifts)"))
+
+    def _settle_parity(self, incident: Incident, cp: Checkpoint, now: float, out: list[Any]) -> None:
+        first = incident.parity_cp
+        assert first is not None
+        label = first.display_label
+        ts = first.timestamp
+        at = ts if ts is not None else incident.parity_read  # (an untimed checkpoint: when it was read)
+        detail = (f"parity held for {incident.parity_run} checkpoints from {label} after "
+                  f"flapping ({incident.flap_drifts} drifts)")
+        incident.flapping = False
+        incident.parity_cp = None
+        incident.note(IncidentNote(now, "flapping_ended", detail))
+        self.consecutive = incident.drift_run
+        if self.drift_key is not None:
+            self._resolve_drift(cp, label, now, out, "parity",
+                                f"checkpoint {label} matches the stored registry again; {detail}")
+        self._close_incident(cp, label, at, now, out, "parity")
+        self.consecutive = 0
 
     def found_before(self, start: Checkpoint | None, earlier: int, complete: bool, detail: str = "") -> None:
         """What a backwards scan found before the first checkpoint of the history, run before
@@ -609,12 +810,15 @@ class Monitor:
 
     # -- alerts -----------------------------------------------------------------------------
 
-    def _resolve_drift(self, cp: Checkpoint, label: str, now: float, out: list[Any], reason: str) -> None:
+    def _resolve_drift(self, cp: Checkpoint, label: str, now: float, out: list[Any], reason: str,
+                       summary: str = "") -> None:
         key = self.drift_key
         assert key is not None
         superseded = reason == "superseded"
         code = ev.REGISTRY_MISMATCH if superseded else ev.REGISTRY_RESOLVED
-        if superseded and self.view is not None and key[1] == cp.digest:
+        if summary:
+            pass
+        elif superseded and self.view is not None and key[1] == cp.digest:
             summary = f"drift {key[1][:12]} now compared with the new stored digest {self.view.digest[:12]}"
         elif superseded:
             summary = f"drift {key[1][:12]} superseded by {cp.digest[:12]}"

@@ -50,7 +50,7 @@ from polylog_console.core.model.events import AlertEvent, CheckpointEvent, Entry
 from polylog_console.core.model.workspace import Workspace
 from polylog_console.core.monitor.incident import IncidentEvent, IncidentView
 from polylog_console.core.monitor.refresh import AutoRefresh
-from polylog_console.core.monitor.rules import Monitor, compact
+from polylog_console.core.monitor.rules import Monitor, compact, exact_keep
 from polylog_console.core.registry.stored import StoredRegistry
 
 if TYPE_CHECKING:  # imported only when used: the console starts faster without them
@@ -558,7 +558,7 @@ class Session:
         try:
             pending: list[Any] = []
             pending_bytes = 0
-            keep = max(1, self.config.monitor.escalate_after)
+            keep = exact_keep(self.config.monitor)
             for batch in read_records(self.config.feed.path):
                 if child is not None:
                     if child.is_alive() and len(pending) < PENDING_LIMIT and pending_bytes < PENDING_BYTES:

@@ -1,0 +1,255 @@
+"""Flapping (issue 11 item 8): when ``flap_threshold`` incidents open within ``flap_window``
+checkpoints, the last of them is held open as one flapping incident until ``flap_settle``
+consecutive checkpoints agree. The inline fast path for a flapping feed reaches exactly what
+checkpoint-by-checkpoint evaluation reaches, and so do folded runs."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from polylog_console.core.feed.records import parse_line
+from polylog_console.core.model import events as ev
+from polylog_console.core.model.config import ConfigError, MonitorConfig, load_config
+from polylog_console.core.model.events import AlertEvent, CheckpointEvent, Status, StatusEvent
+from polylog_console.core.model.workspace import Workspace
+from polylog_console.core.monitor.incident import IncidentEvent
+from polylog_console.core.monitor.rules import Monitor, compact, exact_keep
+from polylog_console.core.registry.digest import digest
+from polylog_console.core.registry.stored import StoredRegistry, save_snapshot
+
+STORED = {"clusters": {"a" * 32: "△", "b" * 32: "▲"}, "megas": {"c" * 32: "🞀"}}
+NOW = 1_800_000_000.0
+S = digest(STORED)
+F = "f" * 64
+G = "e" * 64
+FLAP = dict(stale_after=3600, escalate_after=3, flap_threshold=3, flap_window=20, flap_settle=4)
+
+
+class Clock:
+    def __init__(self, t: float = NOW) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "catalogs").mkdir()
+    save_snapshot(tmp_path / "catalogs" / "registry.json", STORED, label="stored")
+    return tmp_path
+
+
+def monitor(root, **options) -> Monitor:
+    config = MonitorConfig(**{**FLAP, **options})
+    return Monitor(StoredRegistry(root / "catalogs" / "registry.json"), config, Workspace(root), clock=Clock())
+
+
+def cp(n: int, dg: str, ts: float | None = None, **extra):
+    record = {"label": f"cp-{n}", "registry_digest": dg, **extra}
+    record["timestamp"] = NOW - 1000 + n if ts is None else ts
+    if ts == -1:
+        del record["timestamp"]
+    return parse_line(orjson.dumps(record), n, n * 100)
+
+
+def feed(pattern: str, start: int = 1) -> list:
+    """``s`` matching, ``f`` / ``g`` two drifts, ``o`` an old (stale) match, ``w`` a match with an
+    odd field (a warning), ``u`` a match without timestamp."""
+    out = []
+    for i, c in enumerate(pattern, start):
+        if c == "s":
+            out.append(cp(i, S))
+        elif c == "f":
+            out.append(cp(i, F))
+        elif c == "g":
+            out.append(cp(i, G))
+        elif c == "o":
+            out.append(cp(i, S, ts=NOW - 7200))
+        elif c == "w":
+            out.append(cp(i, S, polygons="x"))
+        elif c == "u":
+            out.append(cp(i, S, ts=-1))
+    return out
+
+
+def alerts(events):
+    return [(e.alert.code, e.alert.status) for e in events if isinstance(e, AlertEvent)]
+
+
+def incidents(events):
+    return [(e.kind, e.incident.id, e.incident.flapping) for e in events if isinstance(e, IncidentEvent)]
+
+
+def test_the_threshold_th_incident_is_held_open_as_one_flapping_incident(root):
+    m = monitor(root)
+    out = m.process(feed("sf" * 30 + "s"))
+    # incidents 1 and 2 are ordinary; the 3rd (within 20 checkpoints) flaps and stays open
+    assert incidents(out) == [("opened", 1, False), ("resolved", 1, False), ("opened", 2, False),
+                              ("resolved", 2, False), ("opened", 3, True), ("escalated", 3, True)]
+    assert alerts(out) == [("registry_mismatch", "firing"), ("registry_resolved", "resolved")] * 2 + [
+        ("registry_mismatch", "firing"), ("drift_persistent", "firing")]
+    firing = [e.alert for e in out if isinstance(e, AlertEvent)][4]
+    assert "flapping: 3 incidents within 5 checkpoints" in firing.summary
+    view = m.snapshot()
+    assert view.incidents == 3 and view.incident is not None and view.incident.flapping
+    assert view.incident.flap_drifts == 28 and view.incident.mismatching_checkpoints == 28
+    assert view.incident.matching_checkpoints == 28 and view.incident.last_label == "cp-60"
+    assert view.status is Status.IN_SYNC and view.consecutive_mismatches == 0  # the latest matches
+    assert "flapping: 28 drifts" in view.incident.headline(NOW)
+    # status changes during flapping are reported once per batch, not once per flap
+    assert sum(isinstance(e, StatusEvent) for e in out) < 12
+
+
+def test_parity_held_for_flap_settle_resolves_at_its_first_matching_checkpoint(root):
+    m = monitor(root)
+    m.process(feed("sf" * 10))
+    out = m.process(feed("sss" + "s" + "ss", start=21))
+    resolved = [e for e in out if isinstance(e, IncidentEvent)]
+    assert [(e.kind, e.incident.id) for e in resolved] == [("resolved", 3)]
+    view = resolved[0].incident
+    assert view.resolved_label == "cp-21" and view.resolved_at == NOW - 1000 + 21  # the first of the run
+    assert not view.flapping and view.flapped and view.flap_drifts == 8
+    assert view.consecutive_mismatches == 1  # the drift before that run of parity
+    (alert,) = [e.alert for e in out if isinstance(e, AlertEvent)]
+    assert (alert.code, alert.status) == ("registry_resolved", "resolved")
+    assert "parity held for 4 checkpoints from cp-21 after flapping (8 drifts)" in alert.summary
+    # the detector starts again: the next drift is an ordinary incident
+    out = m.process(feed("fs", start=27))
+    assert incidents(out) == [("opened", 4, False), ("resolved", 4, False)]
+
+
+def test_drift_held_for_flap_settle_is_an_ordinary_incident_again(root):
+    m = monitor(root)
+    m.process(feed("sf" * 10))
+    out = m.process(feed("ffff", start=21))
+    view = m.snapshot().incident
+    assert view is not None and view.id == 3 and not view.flapping and view.flapped
+    assert [n.what for n in view.notes][-1] == "flapping_ended"
+    assert alerts(out) == []  # its alert fires on; escalated once already (flapping)
+    out = m.process(feed("s", start=25))
+    assert incidents(out) == [("resolved", 3, False)] and alerts(out) == [("registry_resolved", "resolved")]
+    assert out[-1].__class__ is StatusEvent or any(isinstance(e, StatusEvent) for e in out)
+
+
+def test_a_new_live_digest_during_flapping_is_announced_and_kept(root):
+    m = monitor(root)
+    out = m.process(feed("sf" * 5 + "sg" + "sf" * 3))
+    # each distinct drift is announced (the old one superseded) and escalated once, as ever
+    assert alerts(out)[4:] == [("registry_mismatch", "firing"), ("drift_persistent", "firing")] + [
+        ("registry_mismatch", "resolved"), ("registry_mismatch", "firing"), ("drift_persistent", "firing")] * 2
+    view = m.snapshot().incident
+    assert view.flapping and view.live_digests == (F, G)
+
+
+def test_flap_threshold_0_turns_it_off(root):
+    m = monitor(root, flap_threshold=0)
+    out = m.process(feed("sf" * 30))
+    assert m.snapshot().incidents == 30 and m.snapshot().incident.id == 30 and not m.snapshot().incident.flapping
+    assert alerts(out).count(("registry_resolved", "resolved")) == 29
+
+
+def _shape(events):
+    out = []
+    for e in events:
+        if isinstance(e, (StatusEvent, ev.StoredEvent)):
+            continue  # status changes are coalesced per batch while flapping
+        if isinstance(e, AlertEvent):
+            a = e.alert
+            out.append(("alert", a.code, a.status, a.summary, a.consecutive_mismatches, a.since,
+                        (a.checkpoint or {}).get("label")))
+        elif isinstance(e, IncidentEvent):
+            out.append(("incident", e.kind, tuple(e.incident)))
+        elif isinstance(e, CheckpointEvent):
+            out.append(("checkpoint", e.checkpoint.label, e.registry_match, e.status, e.consecutive_mismatches,
+                        e.stale))
+        else:
+            out.append((type(e).__name__,))
+    return out
+
+
+def _final(m: Monitor):
+    view = m.snapshot()
+    return (view.status, view.consecutive_mismatches, view.checkpoints, view.warnings, view.incidents,
+            view.stale, view.latest.label, view.latest_match, tuple(view.incident) if view.incident else None,
+            tuple(view.last_incident) if view.last_incident else None)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_flapping_fast_path_equals_one_by_one_evaluation(root, seed):
+    rng = random.Random(seed)
+    weights = rng.choice(([8, 6, 0, 0, 0, 0], [6, 6, 1, 1, 1, 1], [3, 8, 1, 0, 0, 0], [9, 2, 0, 1, 1, 1]))
+    pattern = "".join(rng.choices("sfgowu", weights=weights, k=rng.randint(40, 400)))
+    pattern = "sf" * rng.randint(0, 12) + pattern  # start flapping early, often
+    records = feed(pattern)
+    fast, slow = monitor(root), monitor(root)
+    got = fast.process(records)
+    want = [e for r in records for e in slow.process([r], check_stale=False)] + slow.tick()
+    assert _shape(got) == _shape(want), pattern
+    assert _final(fast) == _final(slow), pattern
+    # the status reported last is the monitor's status
+    last = [e for e in got if isinstance(e, StatusEvent)]
+    assert not last or last[-1].status is fast.status
+
+    # folded runs (what a reader buffers before the stored digest is known) reach the same
+    items: list = []
+    compact(records, items, keep=exact_keep(fast.config))
+    folded = monitor(root)
+    quiet = folded.process(items, emit_checkpoints=False)
+    assert [s for s in _shape(quiet) if s[0] != "checkpoint"] == [s for s in _shape(want) if s[0] != "checkpoint"]
+    assert _final(folded) == _final(slow), pattern
+
+
+def test_batches_cut_anywhere_reach_the_same(root):
+    records = feed("ssf" * 40 + "s" * 6 + "sf" * 20 + "f" * 6 + "s")
+    whole = monitor(root)
+    want = _shape(whole.process(records))
+    rng = random.Random(7)
+    for _ in range(20):
+        cut = monitor(root)
+        got, i = [], 0
+        while i < len(records):
+            n = rng.randint(1, 9)
+            got += cut.process(records[i:i + n], check_stale=False)
+            i += n
+        got += cut.tick()
+        assert _shape(got) == want
+        assert _final(cut) == _final(whole)
+
+
+def test_the_flap_keys_are_configurable_and_checked(tmp_path):
+    (tmp_path / "monitoring.toml").write_text("[monitor]\nflap_threshold = 0\nflap_window = 50\nflap_settle = 7\n")
+    config = load_config(tmp_path)
+    assert (config.monitor.flap_threshold, config.monitor.flap_window, config.monitor.flap_settle) == (0, 50, 7)
+    defaults = MonitorConfig()
+    assert (defaults.flap_threshold, defaults.flap_window, defaults.flap_settle) == (20, 200, 10)
+    for bad in ("flap_settle = 0", "flap_window = 1", "flap_threshold = -1", "flap_settle = 20000",
+                'flap_window = "x"'):
+        (tmp_path / "monitoring.toml").write_text(f"[monitor]\n{bad}\n")
+        with pytest.raises(ConfigError, match=bad.split()[0]):
+            load_config(tmp_path)
+
+
+async def test_the_console_banner_says_flapping_while_the_latest_checkpoint_matches(small_ws):
+    from polylog_console.ui.widgets.banner import AlertBanner
+    from tests.test_ui_support import make_app, screen_text, start, wait_for
+
+    stored = small_ws.incident.stored_digest
+    with open(small_ws.feed, "wb") as handle:
+        for i in range(200):
+            dg = "f" * 64 if i % 3 == 2 else stored
+            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg,
+                                       "timestamp": NOW + i}) + b"\n")
+    app = make_app(small_ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot)
+        banner = app.query_one(AlertBanner)
+        await wait_for(pilot, lambda: banner.banners, what="the banner")
+        view = app.session.monitor.snapshot()
+        assert view.incident is not None and view.incident.flapping and view.status is Status.IN_SYNC
+        text = screen_text(app)
+        assert f"FLAPPING {view.incident.flap_drifts} drifts" in text
+        assert "registry_mismatch" in text
