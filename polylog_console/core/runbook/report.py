@@ -71,7 +71,7 @@ from polylog_console.core.model.errors import PolylogError, RegistryError
 from polylog_console.core.model.events import iso
 from polylog_console.core.model.workspace import Workspace
 from polylog_console.core.monitor import incidents as idx
-from polylog_console.core.monitor.rules import Monitor, Run
+from polylog_console.core.monitor.rules import Monitor, Run, exact_keep
 from polylog_console.core.registry.stored import StoredRegistry
 
 REPORTS = "memory/reports"
@@ -432,7 +432,7 @@ class Found:
     view: dict[str, Any]  # IncidentView.to_json() of its latest picture
     offset: int | None = None  # byte offset of its first mismatching checkpoint
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, picture)
-    diff_at_end: dict[str, int] | None = None
+    diff_at_end: dict[str, Any] | None = None
     untimed_start: bool = False  # its first checkpoint has no timestamp: started_at is the replay's read time
     # where started_at comes from: "checkpoint" (its timestamp), "index" (the picture a monitor of this
     # workspace wrote: the timestamp, or that monitor's reading when there was none), "monitor" (an untimed
@@ -640,6 +640,8 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
     epochs = epochs or Epochs()
     stored = EpochStored(StoredRegistry.for_workspace(ws, config.scheme))  # type: ignore[arg-type]
     monitor = ReplayMonitor(stored, config.monitor, ws)  # type: ignore[arg-type]
+    if resume is not None and resume.view.get("flapped"):
+        monitor.resume_flapping = True  # it was a flapping incident from its start (decided before it)
     now = time.time() if now is None else now
     found: list[Found] = []
     by_id: dict[int, Found] = {}
@@ -711,7 +713,7 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
     size = os.stat(path).st_size
     if (parallel and offset == 0 and line == 1 and resume is None and stop_offset is None and max_checkpoints is None
             and not emit_checkpoints and size >= PARALLEL_ABOVE):
-        keep = max(8, config.monitor.escalate_after + 1)
+        keep = exact_keep(config.monitor)
         for start, end, first_line, count, items in _parallel_items(path, size, [c[0] for c in changes], keep):
             if items is None:  # did not fold: read here, in the ordinary way
                 items = [r for batch in _bounded(path, start, end, first_line) for r in batch]
@@ -919,7 +921,7 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: Iterable[AuditRecord] |
         result = replay(ws, config, epochs=epochs, now=now)
     except FileNotFoundError:
         return Reconstruction([], "scratch", f"{ws.relative(feed)}: feed not found", note)
-    history: list[Found] = []
+    history = []
     if index_path.exists():
         history = _earlier(idx.file_view(idx.read_index(index_path), feed).others)
     if write_index and not config.ui.read_only:
@@ -1028,8 +1030,8 @@ class Report:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[tuple[float, str, str, str]] = field(default_factory=list)  # (at, what, detail, clock)
     timeline_dropped: int = 0
-    diff_at_start: dict[str, int] | None = None
-    diff_at_end: dict[str, int] | None = None
+    diff_at_start: dict[str, Any] | None = None  # counts as recorded (untrusted: the audit log's)
+    diff_at_end: dict[str, Any] | None = None
     resolution_seen_at: float | None = None
     started_read_at: float | None = None  # an untimed start: when a monitor of this workspace read it
     seen: set[tuple[Any, ...]] = field(default_factory=set)  # alert records already listed (re-audits)
@@ -1138,6 +1140,10 @@ class Report:
             "clock_skew_s": self.clock_skew_s,
             "consecutive_mismatches": v.get("consecutive_mismatches"),
             "mismatching_checkpoints": v.get("mismatching_checkpoints"),
+            "flapping": bool(v.get("flapping")),
+            "flapped": bool(v.get("flapped")),
+            "flap_drifts": v.get("flap_drifts") or 0,
+            "matching_checkpoints": v.get("matching_checkpoints") or 0,
             "escalated": bool(v.get("escalated")) or bool(self.escalations),
             "stored_digest": stored,
             "stored_digest_at_end": v.get("stored_digest") if v.get("stored_digest") != stored else None,
@@ -1322,6 +1328,7 @@ def build_reports(found: list[Found], keyed: Iterable[AuditRecord], ws: Workspac
     reports = {i: Report(i + 1, found[i], diff_at_end=found[i].diff_at_end) for i in chosen}
     everyone = {i: reports.get(i) or Report(i + 1, found[i]) for i in range(len(found))}  # for attribution
     attr = Attributor(found)
+    i: int | None
     for i, rep in everyone.items():
         rep.diff_at_start = rep.view.get("diff_at_start")
         if i not in reports:
@@ -1448,6 +1455,9 @@ def _incident_entry(rep: Report, kind: str, p: dict[str, Any]) -> None:
         live = _short((p.get("live_digests") or [None])[0])
         rep.add(rep.started_at, "started", f"checkpoint {p.get('started_label')} (line {p.get('started_line')}): "
                 f"live {live} differs from stored {_short(p.get('stored_digest'))}", "engine")
+        if p.get("flapping"):
+            rep.add(rep.started_at, "flapping", "too many incidents within the flap window: held open until "
+                    "flap_settle consecutive checkpoints agree; drifts in between are counted, not alerted", "engine")
     elif kind == "restarted":
         rep.add(rep.started_at, "start found", f"the drift began earlier, at {p.get('started_label')}", "engine")
     elif kind == "escalated":
@@ -1457,8 +1467,10 @@ def _incident_entry(rep: Report, kind: str, p: dict[str, Any]) -> None:
     elif kind == "resolved":
         ts = parse_time(p.get("resolved_at"))
         if ts is not None:
-            rep.add(ts, "resolved", f"checkpoint {p.get('resolved_label')} matches the stored registry again",
-                    "engine")
+            flapped = (f" (parity held after flapping: {p.get('flap_drifts')} drifts, "
+                       f"{p.get('matching_checkpoints')} matching checkpoints)") if p.get("flapped") else ""
+            rep.add(ts, "resolved", f"checkpoint {p.get('resolved_label')} matches the stored registry again"
+                    f"{flapped}", "engine")
 
 
 def _keyed_entry(rep: Report, r: AuditRecord) -> None:
@@ -1676,6 +1688,10 @@ def incident_markdown(rep: Report) -> list[str]:
         ["time to acknowledge", _dur(rep.time_to_acknowledge_s)],
         ["time to resolve", _dur(rep.time_to_resolve_s) if rep.resolved_at is not None else "— (open)"],
         ["consecutive mismatches", str(v.get("consecutive_mismatches"))],
+        *([["flapping", f"{'flapping now' if v.get('flapping') else 'flapped'}: {v.get('flap_drifts')} drifts, "
+                        f"{v.get('mismatching_checkpoints')} mismatching and {v.get('matching_checkpoints')} matching "
+                        "checkpoints (one incident: held open until flap_settle checkpoints agreed)"]]
+          if v.get("flapped") else []),
         ["stored digest", code(rep.stored_digest, 80, table=True)
          + (f" (later {code(v.get('stored_digest'), 80, table=True)})"
             if v.get("stored_digest") != rep.stored_digest else "")],
@@ -1848,7 +1864,7 @@ def offset_before(path: Path, offset: int, lines: int) -> tuple[int, int]:
             starts = []
             for item in region:
                 starts.append(pos)
-                pos += (item if type(item) is int else len(item)) + 1
+                pos += (item if isinstance(item, int) else len(item)) + 1
             for begin in reversed(starts):
                 if begin >= offset:
                     continue
