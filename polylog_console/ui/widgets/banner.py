@@ -115,7 +115,9 @@ class AlertBanner(Widget):
         ]
         incident = self.incident if b.code in DRIFT_CODES else None
         consecutive = incident.consecutive_mismatches if incident is not None else b.consecutive_mismatches
-        if consecutive:
+        if incident is not None and incident.flapping:  # held open: the latest checkpoint may match
+            first += [(" · ", "$text-muted"), (f"FLAPPING {incident.flap_drifts} drifts", "bold reverse")]
+        elif consecutive:
             first += [(" · ", "$text-muted"), (f"{consecutive} consecutive", "bold")]
         if len(self.banners) > 1:
             first += [(" · ", "$text-muted"),
