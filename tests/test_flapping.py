@@ -253,3 +253,26 @@ async def test_the_console_banner_says_flapping_while_the_latest_checkpoint_matc
         text = screen_text(app)
         assert f"FLAPPING {view.incident.flap_drifts} drifts" in text
         assert "registry_mismatch" in text
+
+
+def test_metrics_say_flapping(root):
+    from prometheus_client import generate_latest
+
+    from polylog_console.core.infra.metrics import Metrics
+
+    m = monitor(root)
+    m.process(feed("sf" * 30))
+    metrics = Metrics()
+    metrics.view = m.snapshot()
+    values = {}
+    for line in generate_latest(metrics.registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    assert values["polylog_flapping"] == 1.0
+    assert values["polylog_incident_flap_drifts"] == 28.0
+    assert values["polylog_drift_started_timestamp_seconds"] == NOW - 1000 + 6  # the 3rd incident's start
+    m.process(feed("s" * 4, start=61))
+    metrics.view = m.snapshot()
+    text = generate_latest(metrics.registry).decode()
+    assert "polylog_flapping 0.0" in text and "polylog_drift_started_timestamp_seconds 0.0" in text

@@ -81,6 +81,10 @@ class _MonitorCollector(Collector):
         latest = GaugeMetricFamily("polylog_latest_checkpoint_timestamp_seconds",
                                    "Timestamp of the latest checkpoint (seconds since the epoch)")
         readable = GaugeMetricFamily("polylog_stored_registry_readable", "1 when the stored registry can be read")
+        flapping = GaugeMetricFamily("polylog_flapping", "1 while the open incident is flapping (held open until "
+                                     "flap_settle consecutive checkpoints agree), else 0")
+        flap_drifts = GaugeMetricFamily("polylog_incident_flap_drifts",
+                                        "Drifts counted in the open incident since it began flapping (0 when none)")
         if view is not None:
             match.add_metric([], math.nan if view.latest_match is None else float(view.latest_match))
             current = str(view.status)
@@ -95,7 +99,11 @@ class _MonitorCollector(Collector):
             ts = view.latest.timestamp if view.latest is not None else None
             latest.add_metric([], math.nan if ts is None else ts)
             readable.add_metric([], 0.0 if view.stored_error else 1.0)
-        yield from (match, status, drift, consecutive, checkpoints, errors, entries, warnings, latest, readable)
+            incident = view.incident
+            flapping.add_metric([], 1.0 if incident is not None and incident.flapping else 0.0)
+            flap_drifts.add_metric([], float(incident.flap_drifts) if incident is not None else 0.0)
+        yield from (match, status, drift, consecutive, checkpoints, errors, entries, warnings, latest, readable,
+                    flapping, flap_drifts)
         info = self.owner.workspace_info
         if info:
             family = GaugeMetricFamily("polylog_workspace_info", "This workspace in fleet views (value 1)",
