@@ -23,7 +23,8 @@ from polylog_console.core.runbook.replicas import ParityReport, ReplicaResult
 from polylog_console.core.runbook.validate import validate_file
 
 SECTIONS = [
-    "Status", "Digests", "Diff summary", "Incident timeline so far", "Replica parity", "Catalog metadata (`catalogs/metadata.json`)",
+    "Status", "Digests", "Diff summary", "Incident timeline so far", "Replica parity",
+    "Catalog metadata (`catalogs/metadata.json`)",
     "Schema validation", f"Feed: last {FEED_ENTRIES} entries", "Recent audit events",
 ]
 # Anything a terminal or viewer would act on: C0 (but newline), DEL, C1, bidi/invisible format characters.

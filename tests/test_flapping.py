@@ -19,21 +19,12 @@ from polylog_console.core.monitor.incident import IncidentEvent
 from polylog_console.core.monitor.rules import Monitor, compact, exact_keep
 from polylog_console.core.registry.digest import digest
 from polylog_console.core.registry.stored import StoredRegistry, save_snapshot
+from tests.test_monitor import NOW, STORED, Clock
 
-STORED = {"clusters": {"a" * 32: "△", "b" * 32: "▲"}, "megas": {"c" * 32: "🞀"}}
-NOW = 1_800_000_000.0
 S = digest(STORED)
 F = "f" * 64
 G = "e" * 64
 FLAP = dict(stale_after=3600, escalate_after=3, flap_threshold=3, flap_window=20, flap_settle=4)
-
-
-class Clock:
-    def __init__(self, t: float = NOW) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -166,9 +166,9 @@ class Incident:
     gives the immutable picture. Bounded: counts, the last :data:`MAX_LIVE_DIGESTS` distinct live
     digests and the last :data:`MAX_NOTES` notes."""
 
-    __slots__ = ("_live", "diff_at_start", "drift_run", "escalated", "escalations", "flap_drifts", "flapped", "flapping", "id",
-                 "last_at", "last_label", "live_digests", "live_total", "matching", "mismatching", "notes",
-                 "notes_dropped", "observed_at", "parity_cp", "parity_read", "parity_run", "scan",
+    __slots__ = ("_live", "diff_at_start", "drift_run", "escalated", "escalations", "flap_drifts", "flapped",
+                 "flapping", "id", "last_at", "last_label", "live_digests", "live_total", "matching", "mismatching",
+                 "notes", "notes_dropped", "observed_at", "parity_cp", "parity_read", "parity_run", "scan",
                  "start_in_history", "started_at", "started_label", "started_line", "started_offset",
                  "stored_digest")
 

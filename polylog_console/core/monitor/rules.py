@@ -384,13 +384,10 @@ class Monitor:
                                                    (monotonic_ns() - observed) / 1e6 if observed else None, stale))
                         continue
                 if run:
-                    if flap is not None:
-                        self._flap_write_back(run, warned, last, now, consecutive, match, lastmis,  # type: ignore[arg-type]
-                                              (prun, pcp, pread, drun, drifts, matching, mism), out)
-                        lastmis = None
-                    else:
-                        self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+                    self._write_run(run, warned, last, now, consecutive, match, lastmis, out,  # type: ignore[arg-type]
+                                    (prun, pcp, pread, drun, drifts, matching, mism) if flap is not None else None)
                     run = warned = 0
+                    lastmis = None
                 evaluate(record, now, out, emit)
                 view = self.view
                 steady = record.digest if view is not None and self._last_clean else None
@@ -420,13 +417,10 @@ class Monitor:
                 continue
             if cls is Run:
                 if run:
-                    if flap is not None:
-                        self._flap_write_back(run, warned, last, now, consecutive, match, lastmis,  # type: ignore[arg-type]
-                                              (prun, pcp, pread, drun, drifts, matching, mism), out)
-                        lastmis = None
-                    else:
-                        self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+                    self._write_run(run, warned, last, now, consecutive, match, lastmis, out,  # type: ignore[arg-type]
+                                    (prun, pcp, pread, drun, drifts, matching, mism) if flap is not None else None)
                     run = warned = 0
+                    lastmis = None
                 flap = None
                 self._consume(record.head, now, out, emit)
                 self._absorb(record, now, out)
@@ -441,11 +435,17 @@ class Monitor:
             else:
                 append(record)  # feed events pass through in order
         if run:
-            if flap is not None:
-                self._flap_write_back(run, warned, last, now, consecutive, match, lastmis,  # type: ignore[arg-type]
-                                      (prun, pcp, pread, drun, drifts, matching, mism), out)
-            else:
-                self._write_back(run, warned, last, now, consecutive)  # type: ignore[arg-type]
+            self._write_run(run, warned, last, now, consecutive, match, lastmis, out,  # type: ignore[arg-type]
+                            (prun, pcp, pread, drun, drifts, matching, mism) if flap is not None else None)
+
+    def _write_run(self, count: int, warned: int, last: Checkpoint, now: float, consecutive: int, match: bool,
+                   lastmis: Checkpoint | None, out: list[Any],
+                   flap_counts: tuple[int, Checkpoint | None, float, int, int, int, int] | None) -> None:
+        """Write back the checkpoints :meth:`_consume` handled inline (steady, or flapping)."""
+        if flap_counts is None:
+            self._write_back(count, warned, last, now, consecutive)
+        else:
+            self._flap_write_back(count, warned, last, now, consecutive, match, lastmis, flap_counts, out)
 
     def _flap_write_back(self, count: int, warned: int, last: Checkpoint, now: float, consecutive: int,
                          match: bool, lastmis: Checkpoint | None,
@@ -615,7 +615,8 @@ class Monitor:
                                                   "mismatched": diff.mismatched}
                 if incident.flapping:
                     summary += (f"; flapping: {self.config.flap_threshold} incidents within {self._flap_span} "
-                                "checkpoints" if incident.flap_drifts == 1 else f"; flapping: {incident.flap_drifts} drifts")
+                                "checkpoints" if incident.flap_drifts == 1
+                                else f"; flapping: {incident.flap_drifts} drifts")
                 out.append(AlertEvent(Alert(
                     ev.REGISTRY_MISMATCH, "firing", self._key("", key), summary, now, checkpoint_ref(cp, label),
                     key[0], live, self.consecutive, incident.started_at,
