@@ -124,3 +124,20 @@ def test_a_target_that_was_never_up_is_a_down_row_with_its_workspace_unknown():
 
     attach_alerts(rows, [AlertState("registry_mismatch", "active", [], workspace="")])
     assert rows[1].alerts == []
+
+
+def test_a_flapping_workspace_ranks_with_the_drifting_ones_and_says_so():
+    from polylog_console.core.fleet.prometheus import Sample
+    from polylog_console.ui.fleet.app import row_cells
+
+    specs = [workspace_spec(i) for i in (1, 2, 7, 11)]  # in sync, in sync, drift, stale
+    specs[1]["drift_started"] = NOW - 900  # the flapping incident's start (after storage-0007's drift)
+    data = series(specs)
+    flapping = specs[1]  # its latest checkpoint matches: IN SYNC, but flapping
+    data.results["flapping"] = [Sample({"instance": flapping["instance"], "job": "polylog"}, 1.0, NOW)]
+    rows = build_rows(data)
+    assert [(r.host, r.status, r.flapping) for r in rows] == [
+        ("storage-0007", DRIFT, False), ("storage-0002", IN_SYNC, True), ("storage-0011", "STALE", False),
+        ("storage-0001", IN_SYNC, False)]
+    assert rows[1].to_json()["flapping"] is True and rows[0].to_json()["flapping"] is False
+    assert row_cells(rows[1], NOW)[4] == "flap" and row_cells(rows[0], NOW)[4] == "12"

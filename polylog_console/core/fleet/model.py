@@ -77,6 +77,7 @@ class FleetRow:
     alerts: list[AlertState] = field(default_factory=list)
     evaluated_at: float = 0.0
     workspace_path: str = ""  # polylog_workspace_path_info
+    flapping: bool = False  # polylog_flapping: a flapping incident held open (the latest checkpoint may match)
 
     @property
     def latest_checkpoint_age(self) -> float | None:
@@ -112,13 +113,17 @@ class FleetRow:
         return f"firing ({len(self.alerts)})" if len(self.alerts) > 1 else "firing"
 
     def sort_key(self) -> tuple[Any, ...]:
-        return (ORDER.get(self.status, 5), self.drift_started_at or math.inf, self.workspace, self.instance)
+        # a flapping workspace ranks with the drifting ones, whatever its latest checkpoint says
+        rank = ORDER.get(self.status, 5)
+        return (min(rank, ORDER[DRIFT]) if self.flapping else rank, self.drift_started_at or math.inf,
+                self.workspace, self.instance)
 
     def to_json(self) -> dict[str, Any]:
         return {"workspace": self.workspace or None, "host": self.host or None, "instance": self.instance,
                 "job": self.job,
                 "up": self.up, "status": self.status, "registry_match": self.registry_match,
                 "drift_started_at": self.drift_started_at, "consecutive_mismatches": self.consecutive_mismatches,
+                "flapping": self.flapping,
                 "latest_checkpoint_age_s": (round(self.latest_checkpoint_age, 3)
                                             if self.latest_checkpoint_age is not None else None),
                 "replicas_matching": self.replicas_matching, "replicas_total": self.replicas_total,
@@ -142,6 +147,7 @@ def build_rows(series: FleetSeries) -> list[FleetRow]:
     match = _by_key(r.get("match", []))
     drift = _by_key(r.get("drift_started", []))
     consecutive = _by_key(r.get("consecutive", []))
+    flapping = {s.key for s in r.get("flapping", []) if s.value == 1}
     latest = _by_key(r.get("latest", []))
     outbox = _by_key(r.get("outbox", []))
     paths = {s.key: s.labels.get("path", "") for s in r.get("path", [])}
@@ -173,6 +179,7 @@ def build_rows(series: FleetSeries) -> list[FleetRow]:
             row.drift_started_at = started if started else None
             c = _finite(consecutive[key].value) if key in consecutive else None
             row.consecutive_mismatches = int(c) if c is not None else None
+            row.flapping = key in flapping
             row.latest_checkpoint_at = _finite(latest[key].value) if key in latest else None
             values = replicas.get(key, [])
             row.replicas_total = len(values)

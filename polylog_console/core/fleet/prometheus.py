@@ -41,6 +41,7 @@ def fleet_queries(lookback: str = DEFAULT_LOOKBACK) -> dict[str, str]:
         "match": "polylog_registry_match",
         "drift_started": "polylog_drift_started_timestamp_seconds",
         "consecutive": "polylog_consecutive_mismatches",
+        "flapping": "polylog_flapping == 1",
         "latest": "polylog_latest_checkpoint_timestamp_seconds",
         "replica": "polylog_replica_match",
         "outbox": "sum by (instance, job) (polylog_outbox_pending)",

@@ -63,7 +63,7 @@ def row_cells(row: FleetRow, now: float) -> list[Any]:
     age = row.latest_checkpoint_age
     name = safe_text(row.workspace, 60) if row.workspace else Text(f"? {safe_text(row.instance, 56)}", style="dim")
     return [status, name, safe_text(row.host, 30) or "?", _clock_text(row.drift_started_at, now),
-            "—" if row.consecutive_mismatches is None else str(row.consecutive_mismatches),
+            "flap" if row.flapping else "—" if row.consecutive_mismatches is None else str(row.consecutive_mismatches),
             "—" if age is None else format_age(age), replicas,
             "—" if row.outbox_pending is None else str(row.outbox_pending),
             safe_text(row.alert_summary(), 50), _age(row.last_scrape, now)]
@@ -119,6 +119,8 @@ class DetailScreen(ModalScreen[None]):
                    f"job {safe_text(row.job, 40)}\n\n")
         facts = [("drift since", _clock_text(row.drift_started_at, now)),
                  ("consecutive", "—" if row.consecutive_mismatches is None else str(row.consecutive_mismatches)),
+                 ("flapping", "yes: an incident held open until flap_settle checkpoints agree" if row.flapping
+                  else "no"),
                  ("latest checkpoint", _clock_text(row.latest_checkpoint_at, now)),
                  ("replicas matching", f"{row.replicas_matching} of {row.replicas_total}"),
                  ("outbox pending", "—" if row.outbox_pending is None else str(row.outbox_pending)),
