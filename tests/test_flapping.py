@@ -267,3 +267,22 @@ def test_metrics_say_flapping(root):
     metrics.view = m.snapshot()
     text = generate_latest(metrics.registry).decode()
     assert "polylog_flapping 0.0" in text and "polylog_drift_started_timestamp_seconds 0.0" in text
+
+
+async def test_the_timeline_screen_shows_the_flapping_incident(small_ws):
+    from tests.test_ui_support import screen_text
+    from tests.test_ui_timeline import TimelineApp, ready
+
+    stored = small_ws.incident.stored_digest
+    with open(small_ws.feed, "wb") as handle:
+        for i in range(400):
+            dg = "f" * 64 if i % 3 == 2 else stored
+            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg,
+                                       "timestamp": NOW + i}) + b"\n")
+    app = TimelineApp(small_ws.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await ready(pilot)
+        text = screen_text(app)
+        assert "flapping  " in text and "too many incidents within the flap window" in text  # its timeline
+        assert "OPEN" in text and "FLAPPING: 114 drifts" in text  # the incident's row
+        assert "114 mismatching" in text and screen is app.screen

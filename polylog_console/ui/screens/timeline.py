@@ -43,7 +43,10 @@ def incident_line(rep: Report) -> Content:
     state = ("OPEN", "bold $error") if rep.resolved_at is None else ("resolved", "$success")
     return Content.assemble(
         (f"#{rep.id:<3} ", "bold"), (f"{state[0]:<9}", state[1]), f"{iso(rep.started_at)[:19]}Z  ",
-        literal(v.get("started_label"), limit=28), f"  {v.get('consecutive_mismatches') or 0} mismatching",
+        literal(v.get("started_label"), limit=28),
+        f"  {v.get('mismatching_checkpoints') or v.get('consecutive_mismatches') or 0} mismatching",
+        (f"  {'FLAPPING' if v.get('flapping') else 'flapped'}: {v.get('flap_drifts') or 0} drifts", "bold")
+        if v.get("flapped") else "",
     )
 
 
