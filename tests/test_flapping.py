@@ -286,3 +286,19 @@ async def test_the_timeline_screen_shows_the_flapping_incident(small_ws):
         assert "flapping  " in text and "too many incidents within the flap window" in text  # its timeline
         assert "OPEN" in text and "FLAPPING: 114 drifts" in text  # the incident's row
         assert "114 mismatching" in text and screen is app.screen
+
+
+def test_the_bundle_says_flapping_and_why_to_escalate(small_ws, cli):
+    import json
+
+    stored = small_ws.incident.stored_digest
+    with open(small_ws.feed, "wb") as handle:
+        for i in range(300):
+            dg = "f" * 64 if i % 3 == 2 else stored
+            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg, "timestamp": NOW + i}) + b"\n")
+    result = cli("bundle", "--json", "--workspace", str(small_ws.root))
+    assert result.code == 0, result.err
+    text = open(json.loads(result.out)["path"], encoding="utf-8").read()
+    assert "| flapping | yes: 81 drifts, 81 mismatching and 160 matching checkpoints in this one incident" in text
+    assert "the registry is flapping (81 drifts)" in text
+    assert "drift observed since | `2027-01-15" in text and "(`cp-0059`, line 60)" in text

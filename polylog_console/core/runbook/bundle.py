@@ -210,6 +210,11 @@ class _Builder:
                 start += " or earlier (the drift began before the history read)"
             rows.append(["drift observed since", start])
             rows.append(["first observed at", code(_utc(incident.observed_at))])
+            if incident.flapped:
+                rows.append(["flapping", f"{'yes' if incident.flapping else 'no longer'}: "
+                                         f"{incident.flap_drifts:,} drifts, {incident.mismatching_checkpoints:,} "
+                                         f"mismatching and {incident.matching_checkpoints:,} matching checkpoints "
+                                         "in this one incident (held open until flap_settle checkpoints agree)"])
         elif live:
             rows.append(["drift observed since", code(_utc(view.drift_since))])
         rows += [
@@ -226,6 +231,9 @@ class _Builder:
         if view.consecutive_mismatches >= self.config.monitor.escalate_after:
             reasons.append(f"{view.consecutive_mismatches} consecutive checkpoints mismatch "
                            f"(escalate_after = {self.config.monitor.escalate_after})")
+        if incident is not None and incident.flapping:
+            reasons.append(f"the registry is flapping ({incident.flap_drifts:,} drifts): multiple checkpoints "
+                           "trigger registry_mismatch")
         if reasons:
             self.add("Escalation criteria met (runbook §6): " + "; ".join(reasons) + ".")
 
