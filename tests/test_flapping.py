@@ -302,3 +302,26 @@ def test_the_bundle_says_flapping_and_why_to_escalate(small_ws, cli):
     assert "| flapping | yes: 81 drifts, 81 mismatching and 160 matching checkpoints in this one incident" in text
     assert "the registry is flapping (81 drifts)" in text
     assert "drift observed since | `2027-01-15" in text and "(`cp-0059`, line 60)" in text
+
+
+def test_watch_once_and_its_json_agree_on_a_flapping_feed(small_ws, cli):
+    import json
+
+    stored = small_ws.incident.stored_digest
+    with open(small_ws.feed, "wb") as handle:
+        for i in range(3001):
+            dg = "f" * 64 if i % 3 == 2 else stored
+            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg, "timestamp": NOW + i}) + b"\n")
+    human = cli("watch", "--once", "--workspace", str(small_ws.root))
+    machine = cli("watch", "--once", "--json", "--workspace", str(small_ws.root))
+    # the latest checkpoint matches, but a flapping incident is held open: a problem (exit 1)
+    assert human.code == machine.code == 1, human.err + machine.err
+    summary = json.loads(machine.out.splitlines()[-1])
+    assert summary["incidents"] == 20 and summary["incident"]["flapping"] and summary["status"] == "IN SYNC"
+    assert summary["alerts"] == {"registry_mismatch firing": 20, "registry_resolved resolved": 19,
+                                 "drift_persistent firing": 1}
+    drifts = summary["incident"]["flap_drifts"]
+    assert drifts == 1000 - 19 == summary["incident"]["mismatching_checkpoints"]
+    assert f"flapping: {drifts} drifts, {summary['incident']['matching_checkpoints']} matching checkpoints; " \
+           "held open until parity or drift holds for 10 checkpoints" in human.out
+    assert "incidents       20 opened, 19 resolved" in human.out

@@ -155,7 +155,9 @@ def run_once(ctx: Any) -> int:
         print_summary(ctx, view, tally, elapsed)
     if view.stored_error is not None:  # one line on stderr in both outputs (SPEC §11); --json has its summary
         return fail(view.stored_error)
-    return EXIT_PROBLEM if view.status in (Status.DRIFT, Status.STALE) else EXIT_OK
+    # a flapping incident held open is a problem even when the latest checkpoint happens to match
+    flapping = view.incident is not None and view.incident.flapping
+    return EXIT_PROBLEM if view.status in (Status.DRIFT, Status.STALE) or flapping else EXIT_OK
 
 
 class _Summary:
@@ -203,7 +205,8 @@ def print_summary(ctx: Any, view: MonitorView, tally: Tally, elapsed: float) -> 
             f"{', escalated' if incident.escalated else ''}")
         if incident.flapping:
             say(f"                flapping: {incident.flap_drifts} drifts, {incident.matching_checkpoints} matching "
-                "checkpoints; held open until parity or drift holds for flap_settle checkpoints")
+                f"checkpoints; held open until parity or drift holds for {ctx.config.monitor.flap_settle} "
+                "checkpoints")
     if view.incidents:
         resolved = tally.incidents.get("resolved", 0)
         say(f"incidents       {view.incidents} opened, {resolved} resolved")
