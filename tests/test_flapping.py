@@ -6,6 +6,7 @@ checkpoint-by-checkpoint evaluation reaches, and so do folded runs."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import orjson
 import pytest
@@ -298,7 +299,7 @@ def test_the_bundle_says_flapping_and_why_to_escalate(small_ws, cli):
             handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg, "timestamp": NOW + i}) + b"\n")
     result = cli("bundle", "--json", "--workspace", str(small_ws.root))
     assert result.code == 0, result.err
-    text = open(json.loads(result.out)["path"], encoding="utf-8").read()
+    text = Path(json.loads(result.out)["path"]).read_text(encoding="utf-8")
     assert "| flapping | yes: 81 drifts, 81 mismatching and 160 matching checkpoints in this one incident" in text
     assert "the registry is flapping (81 drifts)" in text
     assert "drift observed since | `2027-01-15" in text and "(`cp-0059`, line 60)" in text
