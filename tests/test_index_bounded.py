@@ -15,13 +15,13 @@ from polylog_console.demo.sample import make_state, write_big_feed
 from tests.conftest import run_cli
 
 
-def flapping_workspace(root, *, detect: bool):
+def flapping_workspace(root, *, detect: bool, lines: int = 30_001):
     state = make_state(200)
     stored = digest(state)
     (root / "catalogs").mkdir(parents=True)
     (root / "memory" / "coordination").mkdir(parents=True)
     save_snapshot(root / "catalogs" / "registry.json", state, label="t")
-    write_big_feed(root / "memory" / "coordination" / "context-brief.jsonl", lines=30_001,
+    write_big_feed(root / "memory" / "coordination" / "context-brief.jsonl", lines=lines,
                    digests=(stored, stored, "f" * 64), start=time.time() - 3000)
     if not detect:
         (root / "monitoring.toml").write_text("[monitor]\nflap_threshold = 0\n")

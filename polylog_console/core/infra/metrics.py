@@ -84,7 +84,7 @@ class _MonitorCollector(Collector):
         flapping = GaugeMetricFamily("polylog_flapping", "1 while the open incident is flapping (held open until "
                                      "flap_settle consecutive checkpoints agree), else 0")
         flap_drifts = GaugeMetricFamily("polylog_incident_flap_drifts",
-                                        "Drifts counted in the open incident since it began flapping (0 when none)")
+                                        "Drifts counted in the open incident while it flaps (0 otherwise)")
         if view is not None:
             match.add_metric([], math.nan if view.latest_match is None else float(view.latest_match))
             current = str(view.status)
@@ -101,7 +101,8 @@ class _MonitorCollector(Collector):
             readable.add_metric([], 0.0 if view.stored_error else 1.0)
             incident = view.incident
             flapping.add_metric([], 1.0 if incident is not None and incident.flapping else 0.0)
-            flap_drifts.add_metric([], float(incident.flap_drifts) if incident is not None else 0.0)
+            flap_drifts.add_metric([], float(incident.flap_drifts) if incident is not None and incident.flapping
+                                   else 0.0)
         yield from (match, status, drift, consecutive, checkpoints, errors, entries, warnings, latest, readable,
                     flapping, flap_drifts)
         info = self.owner.workspace_info

@@ -312,7 +312,7 @@ class Monitor:
         # A flapping incident (see the module docstring): a checkpoint matching, or repeating its
         # drift, is only counted until flap_settle of them agree or an escalation is due.
         flap: Incident | None = None
-        drift_digest = ""
+        drifting_digests: set[str] = set()  # its live digests (compared under this stored digest: drifts)
         settle = 0
         lastmis: Checkpoint | None = None  # the last mismatching checkpoint handled inline
         # the flapping incident's counters, kept in locals while inline (written back with the rest)
@@ -327,12 +327,12 @@ class Monitor:
                     digest = record.digest
                     if digest == stored_digest:
                         inline = prun + 1 < settle
-                    elif digest == drift_digest:
-                        inline = consecutive + 1 < limit
+                        drift = False
                     else:
-                        inline = False
+                        drift = digest in drifting_digests
+                        inline = drift and consecutive + 1 < limit
                     if inline and (not stale or not self._fresh(record, now, stale_after)):
-                        if digest == drift_digest:
+                        if drift:
                             if prun:
                                 prun = 0
                                 drifts += 1
@@ -405,13 +405,20 @@ class Monitor:
                     types = list(map(type, record.data.values()))
                     easy = not drifting and not stale
                     incident = self.incident
-                    if incident is not None and incident.flapping and self.drift_key is not None \
-                            and self.drift_key[0] == stored_digest:
+                    if incident is not None and incident.flapping:
+                        held = self.drift_key
+                        if held is None or held[0] != stored_digest or self.scheme_key is not None:
+                            # (a stored registry changed under the drift, or a scheme mismatch to resolve:
+                            # every checkpoint is evaluated until that is settled)
+                            steady = None
+                            continue
                         flap = incident
                         prun, pcp, pread, drun = incident.parity_run, incident.parity_cp, incident.parity_read, \
                             incident.drift_run
                         drifts, matching, mism = incident.flap_drifts, incident.matching, incident.mismatching
-                        drift_digest = self.drift_key[1]
+                        # its live digests are drifts under this stored registry unless one is its digest
+                        # under the other scheme (they may have been seen under an earlier stored digest)
+                        drifting_digests = set(incident.live_digests) - {stored_digest, view.other_digest}  # type: ignore[union-attr]
                         settle = self.config.flap_settle
                         limit = min(limit, settle)
                 continue
@@ -597,7 +604,12 @@ class Monitor:
                     incident.flap_drifts += 1
                 if self.consecutive >= self.config.flap_settle:
                     self._settle_drift(incident, now)
-            if self.drift_key != key:
+            held = self.drift_key
+            if incident.flapping and held is not None and held[0] == key[0] and held != key:
+                # flapping: another live digest is one more drift of the same incident, its alert firing on
+                if incident.add_live(live):
+                    incident.note(IncidentNote(now, "live_digest", f"live digest {live[:12]} too (checkpoint {label})"))
+            elif self.drift_key != key:
                 if self.drift_key is not None:
                     self._resolve_drift(cp, label, now, out, "superseded")
                     if incident.add_live(live):
@@ -735,10 +747,10 @@ class Monitor:
         incident.parity_cp = None
         incident.note(IncidentNote(now, "flapping_ended", detail))
         self.consecutive = incident.drift_run
-        if self.drift_key is not None:
-            self._resolve_drift(cp, label, now, out, "parity",
+        if self.drift_key is not None:  # (its checkpoint: the first of that run of parity)
+            self._resolve_drift(first, label, now, out, "parity",
                                 f"checkpoint {label} matches the stored registry again; {detail}")
-        self._close_incident(cp, label, at, now, out, "parity")
+        self._close_incident(first, label, at, now, out, "parity")
         self.consecutive = 0
 
     def found_before(self, start: Checkpoint | None, earlier: int, complete: bool, detail: str = "") -> None:

@@ -624,7 +624,8 @@ def _parallel_items(path: Path, size: int, times: list[float],
 def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None = 1, epochs: Epochs | None = None,
            stop_offset: int | None = None, max_checkpoints: int | None = None, now: float | None = None,
            resume: Found | None = None, keep_alerts: bool = False, emit_checkpoints: bool = False,
-           on_events: Callable[[list[Any]], None] | None = None, parallel: bool = True) -> ReplayResult:
+           on_events: Callable[[list[Any]], None] | None = None, parallel: bool = True,
+           quiet_until: int | None = None) -> ReplayResult:
     """Run the feed from ``offset`` (line number ``line``, None when unknown) through the monitor and
     collect its incidents.
 
@@ -632,16 +633,18 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
     ``max_checkpoints``: stop after that many checkpoints. ``resume``: the incident open at
     ``offset`` (its first mismatching checkpoint is at ``offset``): the replay continues it.
     ``on_events`` sees every batch of the monitor's events (with ``emit_checkpoints``, one
-    ``CheckpointEvent`` per checkpoint). A whole feed above :data:`PARALLEL_ABOVE` bytes is parsed
-    by worker processes (the same parser, folded into runs the monitor accounts for exactly) and run
-    through this one monitor in order (``parallel=False``: never). Raises OSError when the feed
-    cannot be read.
+    ``CheckpointEvent`` per checkpoint). ``quiet_until``: the lines before that offset only warm the
+    monitor up (its flap detector sees the incidents that opened there), their events are dropped.
+    A whole feed above :data:`PARALLEL_ABOVE` bytes is parsed by worker processes (the same parser,
+    folded into runs the monitor accounts for exactly) and run through this one monitor in order
+    (``parallel=False``: never). Raises OSError when the feed cannot be read.
     """
     epochs = epochs or Epochs()
     stored = EpochStored(StoredRegistry.for_workspace(ws, config.scheme))  # type: ignore[arg-type]
     monitor = ReplayMonitor(stored, config.monitor, ws)  # type: ignore[arg-type]
-    if resume is not None and resume.view.get("flapped"):
+    if resume is not None and resume.view.get("flapped") and quiet_until is None:
         monitor.resume_flapping = True  # it was a flapping incident from its start (decided before it)
+    quiet = [quiet_until is not None]  # warming up: events dropped
     now = time.time() if now is None else now
     found: list[Found] = []
     by_id: dict[int, Found] = {}
@@ -664,6 +667,8 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
             data.pop("observed_by", None)
 
     def collect(events: list[Any]) -> None:
+        if quiet[0]:
+            return
         if on_events is not None:
             on_events(events)
         for event in events:
@@ -687,6 +692,14 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
                 alerts.append(event)
 
     def process(records: list[Any]) -> None:
+        if records and quiet[0]:
+            k = next((i for i, r in enumerate(records) if _first_offset(r) >= quiet_until), len(records))  # type: ignore[operator]
+            if k:
+                monitor.process(records[:k], emit_checkpoints=False, now=now)  # the warm-up: events dropped
+            if k == len(records):
+                return
+            quiet[0] = False
+            records = records[k:]
         if records:
             out = monitor.process(records, emit_checkpoints=emit_checkpoints, now=now)
             collect(out)
@@ -712,7 +725,7 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
     path = config.feed.path
     size = os.stat(path).st_size
     if (parallel and offset == 0 and line == 1 and resume is None and stop_offset is None and max_checkpoints is None
-            and not emit_checkpoints and size >= PARALLEL_ABOVE):
+            and not emit_checkpoints and quiet_until is None and size >= PARALLEL_ABOVE):
         keep = exact_keep(config.monitor)
         for start, end, first_line, count, items in _parallel_items(path, size, [c[0] for c in changes], keep):
             if items is None:  # did not fold: read here, in the ordinary way
@@ -786,6 +799,28 @@ def replay(ws: Workspace, config: Config, *, offset: int = 0, line: int | None =
                 if diff is not None:
                     item.diff_at_end = diff.counts()
     return ReplayResult(found, monitor, end_offset, end_line, alerts)
+
+
+def _first_offset(record: Any) -> int:
+    return int((record.first if record.__class__ is Run else record).offset)
+
+
+def warmup_start(path: Path, offset: int, line: int, window: int) -> tuple[int, int]:
+    """``(offset, line)`` of where a replay continuing at ``offset`` (line ``line``) should begin so
+    that its flap detector sees the ``window`` checkpoints before it (SPEC: flapping), as the monitor
+    that read the whole feed did: ``window`` lines back, more while they hold fewer checkpoints (at
+    most 64 times as many lines), never before the feed's start."""
+    lines = max(1, window)
+    while True:
+        start, n = offset_before(path, offset, lines)
+        if n < lines or lines >= 64 * window:
+            return start, max(1, line - n)
+        seen = 0
+        for batch in _bounded(path, start, offset, max(1, line - n)):
+            seen += sum(1 for r in batch if r.__class__ is Checkpoint)
+        if seen >= window:
+            return start, max(1, line - n)
+        lines *= 4
 
 
 def _bounded(path: Path, start: int, end: int, line: int) -> Iterator[list[Any]]:
@@ -906,12 +941,13 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: Iterable[AuditRecord] |
                     note = f"the index covers the feed up to byte {start:,} of {size:,}"
                 elif open_ones:
                     resume = Found(open_ones[0]["incident"], open_ones[0]["offset"])
-                    tail = replay(ws, config, offset=resume.offset,  # type: ignore[arg-type]
-                                  line=int(resume.view.get("started_line") or 1), epochs=epochs, now=now,
-                                  resume=resume)
+                    begin, first_line = resume.offset, int(resume.view.get("started_line") or 1)
+                    tail = replay(ws, config, **_warmed(feed, config, begin, first_line,  # type: ignore[arg-type]
+                                                        resume.view.get("start_in_history", True)),
+                                  epochs=epochs, now=now, resume=resume)
                     return Reconstruction(history + done + tail.incidents, "index", index_note=None)
                 else:
-                    tail = replay(ws, config, offset=end, line=line, epochs=epochs, now=now)
+                    tail = replay(ws, config, **_warmed(feed, config, end, line, True), epochs=epochs, now=now)
                     return Reconstruction(history + done + tail.incidents, "index", index_note=None)
     if max_scan is not None:
         bounded = _bounded_scan(ws, config, epochs, now, max_scan, note)
@@ -927,6 +963,21 @@ def reconstruct(ws: Workspace, config: Config, *, keyed: Iterable[AuditRecord] |
     if write_index and not config.ui.read_only:
         write_scratch_index(index_path, feed, result)
     return Reconstruction(history + result.incidents, "scratch", index_note=note)
+
+
+def _warmed(feed: Path, config: Config, offset: int, line: int, in_history: bool) -> dict[str, Any]:
+    """Where a replay continuing the index at ``offset`` begins: earlier, by the flap window, so
+    that it decides flapping as the monitor that read everything did (not for an incident whose
+    start lies before the history a monitor read, nor without flap detection)."""
+    window = config.monitor.flap_window
+    if not config.monitor.flap_threshold or not in_history or offset <= 0:
+        return {"offset": offset, "line": line}
+    try:
+        start, first = warmup_start(feed, offset, line, window)
+    except OSError:
+        return {"offset": offset, "line": line}
+    return {"offset": start, "line": first, "quiet_until": offset} if start < offset else {"offset": offset,
+                                                                                          "line": line}
 
 
 def _bounded_scan(ws: Workspace, config: Config, epochs: Epochs, now: float | None, max_scan: int,
@@ -1462,8 +1513,15 @@ def _incident_entry(rep: Report, kind: str, p: dict[str, Any]) -> None:
         rep.add(rep.started_at, "start found", f"the drift began earlier, at {p.get('started_label')}", "engine")
     elif kind == "escalated":
         at = parse_time(p.get("last_at")) or rep.started_at
-        rep.add(at, "escalated", f"at {p.get('last_label')}: {p.get('consecutive_mismatches')} consecutive "
-                                 "mismatching checkpoints", "engine")
+        raw_notes = p.get("notes")
+        notes: list[Any] = raw_notes if isinstance(raw_notes, list) else []
+        why = next((n.get("detail") for n in reversed(notes) if isinstance(n, dict) and n.get("what") == "escalated"),
+                   None)
+        if isinstance(why, str) and why.startswith("flapping"):  # (its own reason: not a count)
+            rep.add(at, "escalated", f"at {p.get('last_label')}: {why}", "engine")
+        else:
+            rep.add(at, "escalated", f"at {p.get('last_label')}: {p.get('consecutive_mismatches')} consecutive "
+                                     "mismatching checkpoints", "engine")
     elif kind == "resolved":
         ts = parse_time(p.get("resolved_at"))
         if ts is not None:
