@@ -141,3 +141,9 @@ def test_a_flapping_workspace_ranks_with_the_drifting_ones_and_says_so():
         ("storage-0001", IN_SYNC, False)]
     assert rows[1].to_json()["flapping"] is True and rows[0].to_json()["flapping"] is False
     assert row_cells(rows[1], NOW)[4] == "flap" and row_cells(rows[0], NOW)[4] == "12"
+    from polylog_console.core.fleet.model import Endpoint, FleetSnapshot
+    from polylog_console.ui.fleet.app import DetailScreen
+
+    snapshot = FleetSnapshot(Endpoint("http://p"), Endpoint("http://a"), rows)
+    text = DetailScreen(rows[1], snapshot, NOW).render_text().plain
+    assert "flapping: an incident held open until flap_settle checkpoints agree" in text

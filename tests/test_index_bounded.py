@@ -66,3 +66,18 @@ def test_a_flapping_incident_read_from_the_index_equals_the_replay(tmp_path):
     index = root / "memory" / "incidents" / "index.jsonl"
     # two watch runs and two scratch reports wrote it: a few records per incident, none per flap
     assert sum(b'"kind":"incident"' in x for x in index.read_bytes().splitlines()) < 400
+
+
+def test_runs_that_index_the_same_incidents_again_do_not_repeat_their_timeline(tmp_path):
+    """watch --once and scratch reports each add their records to the index: an incident event is
+    the same one whichever run wrote it (its kind and checkpoint, not when that run observed it)."""
+    root = tmp_path / "ws"
+    flapping_workspace(root, detect=True, lines=30)
+    assert run_cli("watch", "--once", "--workspace", str(root)).code in (0, 1)
+    for _ in range(3):
+        assert run_cli("report", "--incident", "all", "--json", "--no-index", "--workspace", str(root)).code in (0, 1)
+    report = json.loads(run_cli("report", "--incident", "all", "--json", "--workspace", str(root)).out)
+    assert len(report["incidents"]) == 10
+    for incident in report["incidents"]:
+        whats = [t["what"] for t in incident["timeline"]]
+        assert whats.count("started") == 1 and whats.count("resolved") == (incident["state"] == "resolved"), whats

@@ -59,6 +59,21 @@ def incident_key(incident: dict[str, Any]) -> str:
     return f"{incident.get('started_label')}@{incident.get('started_at')}"
 
 
+def _event_signature(kind: str, picture: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes an incident event the same one when several runs wrote it (a ``watch``, a
+    ``watch --once``, a scratch report): its kind and the checkpoint it happened at, not the
+    picture's times of observation."""
+    if kind == "escalated":
+        return kind, picture.get("last_label"), picture.get("escalations")
+    if kind == "resolved":
+        return kind, picture.get("resolved_label"), picture.get("resolved_at")
+    if kind == "restarted":
+        return kind, picture.get("started_label"), picture.get("scan")
+    if kind == "latest":
+        return kind, picture.get("last_label"), picture.get("state"), picture.get("mismatching_checkpoints")
+    return (kind,)
+
+
 def feed_identity(path: Path, head_len: int | None = None) -> dict[str, Any] | None:
     """The feed's identity: device, inode and a hash of its first ``head_len`` bytes (at most
     :data:`HEAD_BYTES`; fewer when the file is shorter). None when it cannot be read."""
@@ -207,8 +222,9 @@ def read_index(path: Path) -> Index:
             key = incident_key(record["incident"])
             seen = index.events.setdefault(key, [])
             kind = str(record.get("event"))
-            if len(seen) < MAX_EVENTS and not any(k == kind and p == record["incident"] for k, p in seen):
-                seen.append((kind, record["incident"]))
+            sign = _event_signature(kind, record["incident"])
+            if len(seen) < MAX_EVENTS and not any(_event_signature(k, p) == sign for k, p in seen):
+                seen.append((kind, record["incident"]))  # (each event once, whichever run wrote it)
             old = index.latest.get(key)
             if old is None or _newer(record, old):
                 if old is not None and not isinstance(record.get("offset"), int) and isinstance(old.get("offset"), int):

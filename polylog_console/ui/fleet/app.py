@@ -118,9 +118,9 @@ class DetailScreen(ModalScreen[None]):
         out.append(f"  host {safe_text(row.host, 60)}  instance {safe_text(row.instance, 60)}  "
                    f"job {safe_text(row.job, 40)}\n\n")
         facts = [("drift since", _clock_text(row.drift_started_at, now)),
-                 ("consecutive", "—" if row.consecutive_mismatches is None else str(row.consecutive_mismatches)),
-                 ("flapping", "yes: an incident held open until flap_settle checkpoints agree" if row.flapping
-                  else "no"),
+                 ("consecutive", "flapping: an incident held open until flap_settle checkpoints agree"
+                  if row.flapping else "—" if row.consecutive_mismatches is None
+                  else str(row.consecutive_mismatches)),
                  ("latest checkpoint", _clock_text(row.latest_checkpoint_at, now)),
                  ("replicas matching", f"{row.replicas_matching} of {row.replicas_total}"),
                  ("outbox pending", "—" if row.outbox_pending is None else str(row.outbox_pending)),
