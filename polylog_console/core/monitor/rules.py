@@ -127,7 +127,8 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
                     and not record.extra
                     and first.telemetry_raw is None and record.data.keys() == first.data.keys()
                     and tuple(map(type, record.data.values())) == tuple(map(type, first.data.values()))
-                    and (tail.__class__ is Run or not first.warnings)):
+                    and (tail.__class__ is Run or not first.warnings)
+                    and _usable_ts(record.data.get("timestamp"))):  # (else a warning of its own: kept whole)
                 if tail.__class__ is not Run:
                     tail = into[-1] = Run(first, max(1, keep))
                 tail.add(record)
@@ -135,6 +136,10 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
         append(record)
         kept += len(getattr(record, "raw", b"") or b"")
     return kept
+
+
+def _usable_ts(ts: Any) -> bool:
+    return ts is None or TIME_MIN <= ts < TIME_MAX  # (a type found clean: a number; records.usable_time)
 
 
 def exact_keep(config: MonitorConfig) -> int:
