@@ -128,7 +128,8 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
                     and first.telemetry_raw is None and record.data.keys() == first.data.keys()
                     and tuple(map(type, record.data.values())) == tuple(map(type, first.data.values()))
                     and (tail.__class__ is Run or not first.warnings)
-                    and _usable_ts(record.data.get("timestamp"))):  # (else a warning of its own: kept whole)
+                    and ((ts := record.data.get("timestamp")) is None or TIME_MIN <= ts < TIME_MAX)):
+                # (a timestamp out of range is a warning of its own: such a checkpoint is kept whole)
                 if tail.__class__ is not Run:
                     tail = into[-1] = Run(first, max(1, keep))
                 tail.add(record)
@@ -136,10 +137,6 @@ def compact(records: Iterable[Any], into: list[Any], *, keep: int = 8) -> int:
         append(record)
         kept += len(getattr(record, "raw", b"") or b"")
     return kept
-
-
-def _usable_ts(ts: Any) -> bool:
-    return ts is None or TIME_MIN <= ts < TIME_MAX  # (a type found clean: a number; records.usable_time)
 
 
 def exact_keep(config: MonitorConfig) -> int:
