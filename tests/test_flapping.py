@@ -20,11 +20,12 @@ from polylog_console.core.monitor.incident import IncidentEvent
 from polylog_console.core.monitor.rules import Monitor, compact, exact_keep
 from polylog_console.core.registry.digest import digest
 from polylog_console.core.registry.stored import StoredRegistry, save_snapshot
-from tests.test_monitor import NOW, STORED, Clock
+from tests.test_monitor import LIVE, NOW, STORED, Clock
 
 S = digest(STORED)
 F = "f" * 64
 G = "e" * 64
+OTHER = digest(STORED, scheme="canonical")  # a scheme mismatch under the default (engine) scheme
 FLAP = dict(stale_after=3600, escalate_after=3, flap_threshold=3, flap_window=20, flap_settle=4)
 
 
@@ -50,7 +51,8 @@ def cp(n: int, dg: str, ts: float | None = None, **extra):
 
 def feed(pattern: str, start: int = 1) -> list:
     """``s`` matching, ``f`` / ``g`` two drifts, ``o`` an old (stale) match, ``w`` a match with an
-    odd field (a warning), ``u`` a match without timestamp."""
+    odd field (a warning), ``u`` a match without timestamp, ``x`` the stored state's digest under
+    the other scheme (a scheme mismatch), ``l`` the digest of the LIVE state."""
     out = []
     for i, c in enumerate(pattern, start):
         if c == "s":
@@ -65,6 +67,10 @@ def feed(pattern: str, start: int = 1) -> list:
             out.append(cp(i, S, polygons="x"))
         elif c == "u":
             out.append(cp(i, S, ts=-1))
+        elif c == "x":
+            out.append(cp(i, OTHER))
+        elif c == "l":
+            out.append(cp(i, digest(LIVE)))
     return out
 
 
@@ -180,7 +186,8 @@ def _final(m: Monitor):
 def test_the_flapping_fast_path_equals_one_by_one_evaluation(root, seed):
     rng = random.Random(seed)
     weights = rng.choice(([8, 6, 0, 0, 0, 0], [6, 6, 1, 1, 1, 1], [3, 8, 1, 0, 0, 0], [9, 2, 0, 1, 1, 1]))
-    pattern = "".join(rng.choices("sfgowu", weights=weights, k=rng.randint(40, 400)))
+    pattern = "".join(rng.choices("sfgowuxl", weights=[*weights, seed % 2, seed % 3 == 0],
+                                  k=rng.randint(40, 400)))
     pattern = "sf" * rng.randint(0, 12) + pattern  # start flapping early, often
     records = feed(pattern)
     fast, slow = monitor(root), monitor(root)
@@ -419,3 +426,24 @@ def test_a_report_from_the_index_decides_flapping_as_the_whole_feed_does(tmp_pat
         a, b = ([[i[k] for k in keys] for i in r["incidents"]] for r in runs)
         assert a == b and len(a) == watch["incidents"], (head, tail)
         assert any(i[3] for i in a)  # one of them flapped
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_stored_registry_changes_between_random_batches_reach_the_same(root, seed):
+    rng = random.Random(1000 + seed)
+    registry = root / "catalogs" / "registry.json"
+
+    def swap(state):
+        return lambda: save_snapshot(registry, state, label="swap")
+
+    batches: list = []
+    n = 1
+    for _ in range(rng.randint(3, 12)):
+        pattern = "sl" * rng.randint(0, 8) + "".join(rng.choices("slfx", weights=[5, 5, 2, 1], k=rng.randint(1, 40)))
+        batches.append(feed(pattern, start=n))
+        n += len(pattern)
+        if rng.random() < 0.5:
+            batches.append(swap(rng.choice((STORED, LIVE))))
+    fast, slow, got, want = _both(root, batches, flap_threshold=2, flap_window=20, flap_settle=3)
+    assert _shape(got) == _shape(want)
+    assert _final(fast) == _final(slow)
