@@ -74,6 +74,14 @@ def feed(pattern: str, start: int = 1) -> list:
     return out
 
 
+def write_flapping(path, stored: str, n: int, every: int = 3) -> None:
+    """A feed of ``n`` checkpoints, every ``every``-th one (from the ``every``-th) mismatching."""
+    with open(path, "wb") as handle:
+        for i in range(n):
+            dg = "f" * 64 if i % every == every - 1 else stored
+            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg, "timestamp": NOW + i}) + b"\n")
+
+
 def alerts(events):
     return [(e.alert.code, e.alert.status) for e in events if isinstance(e, AlertEvent)]
 
@@ -242,12 +250,7 @@ async def test_the_console_banner_says_flapping_while_the_latest_checkpoint_matc
     from polylog_console.ui.widgets.banner import AlertBanner
     from tests.test_ui_support import make_app, screen_text, start, wait_for
 
-    stored = small_ws.incident.stored_digest
-    with open(small_ws.feed, "wb") as handle:
-        for i in range(200):
-            dg = "f" * 64 if i % 3 == 2 else stored
-            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg,
-                                       "timestamp": NOW + i}) + b"\n")
+    write_flapping(small_ws.feed, small_ws.incident.stored_digest, 200)
     app = make_app(small_ws.root)
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot)
@@ -264,16 +267,13 @@ def test_metrics_say_flapping(root):
     from prometheus_client import generate_latest
 
     from polylog_console.core.infra.metrics import Metrics
+    from tests.test_fleet_model import exported
 
     m = monitor(root)
     m.process(feed("sf" * 30))
     metrics = Metrics()
     metrics.view = m.snapshot()
-    values = {}
-    for line in generate_latest(metrics.registry).decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
+    values = exported(generate_latest(metrics.registry).decode())
     assert values["polylog_flapping"] == 1.0
     assert values["polylog_incident_flap_drifts"] == 28.0
     assert values["polylog_drift_started_timestamp_seconds"] == NOW - 1000 + 6  # the 3rd incident's start
@@ -288,12 +288,7 @@ async def test_the_timeline_screen_shows_the_flapping_incident(small_ws):
     from tests.test_ui_support import screen_text
     from tests.test_ui_timeline import TimelineApp, ready
 
-    stored = small_ws.incident.stored_digest
-    with open(small_ws.feed, "wb") as handle:
-        for i in range(400):
-            dg = "f" * 64 if i % 3 == 2 else stored
-            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg,
-                                       "timestamp": NOW + i}) + b"\n")
+    write_flapping(small_ws.feed, small_ws.incident.stored_digest, 400)
     app = TimelineApp(small_ws.root)
     async with app.run_test(size=(160, 48)) as pilot:
         screen = await ready(pilot)
@@ -307,11 +302,7 @@ async def test_the_timeline_screen_shows_the_flapping_incident(small_ws):
 def test_the_bundle_says_flapping_and_why_to_escalate(small_ws, cli):
     import json
 
-    stored = small_ws.incident.stored_digest
-    with open(small_ws.feed, "wb") as handle:
-        for i in range(300):
-            dg = "f" * 64 if i % 3 == 2 else stored
-            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg, "timestamp": NOW + i}) + b"\n")
+    write_flapping(small_ws.feed, small_ws.incident.stored_digest, 300)
     result = cli("bundle", "--json", "--workspace", str(small_ws.root))
     assert result.code == 0, result.err
     text = Path(json.loads(result.out)["path"]).read_text(encoding="utf-8")
@@ -323,11 +314,7 @@ def test_the_bundle_says_flapping_and_why_to_escalate(small_ws, cli):
 def test_watch_once_and_its_json_agree_on_a_flapping_feed(small_ws, cli):
     import json
 
-    stored = small_ws.incident.stored_digest
-    with open(small_ws.feed, "wb") as handle:
-        for i in range(3001):
-            dg = "f" * 64 if i % 3 == 2 else stored
-            handle.write(orjson.dumps({"label": f"cp-{i:04d}", "registry_digest": dg, "timestamp": NOW + i}) + b"\n")
+    write_flapping(small_ws.feed, small_ws.incident.stored_digest, 3001)
     human = cli("watch", "--once", "--workspace", str(small_ws.root))
     machine = cli("watch", "--once", "--json", "--workspace", str(small_ws.root))
     # the latest checkpoint matches, but a flapping incident is held open: a problem (exit 1)
