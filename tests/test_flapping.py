@@ -434,3 +434,54 @@ def test_stored_registry_changes_between_random_batches_reach_the_same(root, see
     fast, slow, got, want = _both(root, batches, flap_threshold=2, flap_window=20, flap_settle=3)
     assert _shape(got) == _shape(want)
     assert _final(fast) == _final(slow)
+
+
+def test_the_other_scheme_digest_precomputed_is_used_only_for_the_same_bytes(root):
+    registry = root / "catalogs" / "registry.json"
+    stored = StoredRegistry(registry)
+    assert stored.precompute_other()
+    view = stored.get()
+    assert view._other == {"canonical": OTHER}  # seeded: nothing computed at the first drift
+    assert view.other_digest == OTHER == digest(STORED, scheme="canonical")
+    save_snapshot(registry, LIVE, label="changed")  # other bytes: the value made for the old ones is not used
+    view = stored.get()
+    assert view._other == {} and view.other_digest == digest(LIVE, scheme="canonical")
+
+
+async def test_watch_once_precomputes_the_other_digest_while_the_registry_is_digested(tmp_path, monkeypatch):
+    """A big registry is digested by a child process while watch --once buffers the feed; when the
+    buffer holds more than one digest, this process digests the registry under the other scheme
+    meanwhile (the first drift's comparison needs it). Same answers either way."""
+    from polylog_console.core.model.workspace import Workspace as Ws
+    from polylog_console.core.monitor import session as session_module
+    from polylog_console.core.monitor.session import Session
+    from polylog_console.core.registry import stored as stored_module
+    from tests.test_index_bounded import flapping_workspace
+
+    root = tmp_path / "ws"
+    flapping_workspace(root, detect=True, lines=3000)
+    monkeypatch.setattr(stored_module, "PRIME_ABOVE", 1)  # a child for this small registry too
+    monkeypatch.setattr(session_module, "PENDING_LIMIT", 10)  # the buffer fills at once
+    calls = []
+    real = stored_module.StoredRegistry.precompute_other
+    monkeypatch.setattr(stored_module.StoredRegistry, "precompute_other",
+                        lambda self: calls.append(1) or real(self))
+    def slow_primer(stored):  # a child that takes its time, as a 1,000,000-symbol one does
+        import multiprocessing
+        import time
+
+        def run():
+            time.sleep(1.0)
+            stored.get()
+
+        process = multiprocessing.get_context("fork").Process(target=run, daemon=True)
+        process.start()
+        return process
+
+    monkeypatch.setattr(stored_module, "start_digest_primer", slow_primer)
+    ws = Ws.open(root)
+    session = Session(ws, load_config(ws.root))
+    await session.run_once(emit_checkpoints=False)
+    assert calls == [1]
+    view = session.monitor.snapshot()
+    assert view.incidents == 20 and view.incident is not None and view.incident.flapping

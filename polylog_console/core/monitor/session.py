@@ -50,7 +50,7 @@ from polylog_console.core.model.events import AlertEvent, CheckpointEvent, Entry
 from polylog_console.core.model.workspace import Workspace
 from polylog_console.core.monitor.incident import IncidentEvent, IncidentView
 from polylog_console.core.monitor.refresh import AutoRefresh
-from polylog_console.core.monitor.rules import Monitor, compact, exact_keep
+from polylog_console.core.monitor.rules import Monitor, Run, compact, exact_keep
 from polylog_console.core.registry.stored import StoredRegistry
 
 if TYPE_CHECKING:  # imported only when used: the console starts faster without them
@@ -96,6 +96,20 @@ def _signature(name: str, record: dict[str, Any]) -> tuple[Any, ...] | None:
         return None
     return (name, record.get("code"), record.get("status"), record.get("dedup_key"), record.get("checkpoint"),
             record.get("checkpoint_line"), record.get("checkpoint_ts"), record.get("consecutive_mismatches"))
+
+
+def _digests_differ(items: list[Any]) -> bool:
+    """Whether the buffered checkpoints (records or runs) carry more than one digest."""
+    seen: str | None = None
+    for item in items:
+        cp = item.first if item.__class__ is Run else item
+        digest = getattr(cp, "digest", None) if cp.__class__ is Checkpoint else None
+        if digest is not None:
+            if seen is None:
+                seen = digest
+            elif digest != seen:
+                return True
+    return False
 
 
 def _consumer_name(callback: Any) -> str:
@@ -564,6 +578,10 @@ class Session:
                     if child.is_alive() and len(pending) < PENDING_LIMIT and pending_bytes < PENDING_BYTES:
                         pending_bytes += compact(batch, pending, keep=keep)
                         continue
+                    if child.is_alive() and _digests_differ(pending):
+                        # a drift (or a change) ahead: its comparison needs the digest under the other
+                        # scheme; made here, while the child digests the registry on the other CPU
+                        await asyncio.to_thread(self.stored.precompute_other)
                     await asyncio.to_thread(child.join)
                     child = None
                     self._process(pending, emit_checkpoints=False, check_stale=False)
@@ -571,6 +589,8 @@ class Session:
                 self._process(batch, emit_checkpoints=emit_checkpoints, check_stale=False)
                 await asyncio.sleep(0)  # deliveries start while the rest is read
             if child is not None:
+                if child.is_alive() and _digests_differ(pending):
+                    await asyncio.to_thread(self.stored.precompute_other)
                 await asyncio.to_thread(child.join)
                 child = None
                 self._process(pending, emit_checkpoints=False, check_stale=False)

@@ -369,6 +369,23 @@ class StoredRegistry:
         self._lock = threading.Lock()
         self.loads = 0  # how many times the file was digested, not found in the cache (tests, benchmarks)
         self.cache_refused = 0  # cache entries found but not trusted (they disagreed with the file)
+        self._other_ready: tuple[str, str, str] | None = None  # (content hash, scheme, digest): precompute_other
+
+    def precompute_other(self) -> bool:
+        """Digest the file under the other scheme now (this process, from its bytes: never a cache),
+        for the view :meth:`get` makes of the same bytes: what telling a drift from a scheme mismatch
+        needs at the first drift, done while this process would wait anyway (``watch --once``,
+        while a child digests the registry). True when it was done; only for this project's layout."""
+        try:
+            raw = _read_bytes(self.path, label=self.label)
+        except RegistryError:
+            return False
+        scheme = other_scheme(self.scheme)
+        value = digest_of_snapshot_bytes(raw, scheme)
+        if value is None:
+            return False
+        self._other_ready = (hashlib.sha256(raw).hexdigest(), scheme, value)
+        return True
 
     @classmethod
     def for_workspace(cls, ws: Any, scheme: Scheme = "engine") -> StoredRegistry:
@@ -419,6 +436,9 @@ class StoredRegistry:
                 self.cache.put(content_hash, self.scheme, value)
             view = self._view = StoredView(self.path, self.scheme, value, identity, content_hash, snapshot,
                                            label=self.label)
+            ready = self._other_ready
+            if ready is not None and ready[0] == content_hash:  # the same bytes, digested by this process
+                view._other[ready[1]] = ready[2]
             return view
 
     def invalidate(self) -> None:
