@@ -750,8 +750,7 @@ class Monitor:
         incident.note(IncidentNote(now, "flapping_ended", detail))
         self.consecutive = incident.drift_run
         if self.drift_key is not None:  # (its checkpoint: the first of that run of parity)
-            self._resolve_drift(first, label, now, out, "parity",
-                                f"checkpoint {label} matches the stored registry again; {detail}")
+            self._resolve_drift(first, label, now, out, "parity", detail)
         self._close_incident(first, label, at, now, out, "parity")
         self.consecutive = 0
 
@@ -826,19 +825,17 @@ class Monitor:
     # -- alerts -----------------------------------------------------------------------------
 
     def _resolve_drift(self, cp: Checkpoint, label: str, now: float, out: list[Any], reason: str,
-                       summary: str = "") -> None:
+                       detail: str = "") -> None:
         key = self.drift_key
         assert key is not None
         superseded = reason == "superseded"
         code = ev.REGISTRY_MISMATCH if superseded else ev.REGISTRY_RESOLVED
-        if summary:
-            pass
-        elif superseded and self.view is not None and key[1] == cp.digest:
+        if superseded and self.view is not None and key[1] == cp.digest:
             summary = f"drift {key[1][:12]} now compared with the new stored digest {self.view.digest[:12]}"
         elif superseded:
             summary = f"drift {key[1][:12]} superseded by {cp.digest[:12]}"
         else:
-            summary = f"checkpoint {label} matches the stored registry again"
+            summary = f"checkpoint {label} matches the stored registry again" + (f"; {detail}" if detail else "")
         since = self.incident.started_at if self.incident is not None else None
         out.append(AlertEvent(Alert(code, "resolved", self._key("", key), summary, now, checkpoint_ref(cp, label),
                                     key[0], key[1], self.consecutive, since, None, _RESOLVES, reason)))

@@ -103,7 +103,7 @@ def _digests_differ(items: list[Any]) -> bool:
     seen: str | None = None
     for item in items:
         cp = item.first if item.__class__ is Run else item
-        digest = getattr(cp, "digest", None) if cp.__class__ is Checkpoint else None
+        digest = cp.digest if cp.__class__ is Checkpoint else None
         if digest is not None:
             if seen is None:
                 seen = digest
@@ -578,22 +578,14 @@ class Session:
                     if child.is_alive() and len(pending) < PENDING_LIMIT and pending_bytes < PENDING_BYTES:
                         pending_bytes += compact(batch, pending, keep=keep)
                         continue
-                    if child.is_alive() and _digests_differ(pending):
-                        # a drift (or a change) ahead: its comparison needs the digest under the other
-                        # scheme; made here, while the child digests the registry on the other CPU
-                        await asyncio.to_thread(self.stored.precompute_other)
-                    await asyncio.to_thread(child.join)
+                    await self._drain_primer(child, pending)
                     child = None
-                    self._process(pending, emit_checkpoints=False, check_stale=False)
                     pending = []
                 self._process(batch, emit_checkpoints=emit_checkpoints, check_stale=False)
                 await asyncio.sleep(0)  # deliveries start while the rest is read
             if child is not None:
-                if child.is_alive() and _digests_differ(pending):
-                    await asyncio.to_thread(self.stored.precompute_other)
-                await asyncio.to_thread(child.join)
+                await self._drain_primer(child, pending)
                 child = None
-                self._process(pending, emit_checkpoints=False, check_stale=False)
             self.publish(self.monitor.tick())
             self.read_seconds = time.perf_counter() - started
             self.history_read()
@@ -607,6 +599,15 @@ class Session:
                 child.kill()
                 child.join()
             await self.close_alerts(0.0)  # the grace was spent above; what is left stays in the outbox
+
+    async def _drain_primer(self, child: Any, pending: list[Any]) -> None:
+        """Wait for the child digesting the registry, then compare what was buffered meanwhile.
+        When the buffer holds more than one digest (a drift or a change ahead), the digest under
+        the other scheme that its comparison needs is made here while the child works."""
+        if child.is_alive() and _digests_differ(pending):
+            await asyncio.to_thread(self.stored.precompute_other)
+        await asyncio.to_thread(child.join)
+        self._process(pending, emit_checkpoints=False, check_stale=False)
 
     async def _tick(self) -> None:
         while True:
