@@ -339,6 +339,53 @@ class Alertmanager:
         self.close()
 
 
+# --- a real `watch --json` process -------------------------------------------------------------
+
+def read_json_until(proc: subprocess.Popen, predicate: Any, timeout: float, parse: Any) -> list[dict]:
+    """JSON lines from ``proc``'s stdout (each through ``parse``, which checks it) until one satisfies
+    ``predicate``: a bounded wait that says why when the process exited or nothing matched."""
+    import select
+
+    seen: list[dict] = []
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()  # type: ignore[union-attr]
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            event = parse(line)
+            seen.append(event)
+            if predicate(event):
+                return seen
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=2)
+    if proc.poll() is not None:
+        raise AssertionError(f"exited {proc.returncode}: {proc.stderr.read().decode(errors='replace')[-3000:]}")  # type: ignore[union-attr]
+    raise AssertionError(f"not seen within {timeout}s; last events: {seen[-5:]}")
+
+
+def stop_following(proc: subprocess.Popen) -> tuple[int, bytes]:
+    """SIGTERM a following process (killed if it has not left within 30 s): its exit code and stderr."""
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, proc.stderr.read()  # type: ignore[union-attr]
+
+
 # --- driving a real monitor ---------------------------------------------------------------------
 
 def checkpoint_line(n: int, digest: str, **extra: Any) -> bytes:

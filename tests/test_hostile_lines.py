@@ -18,12 +18,9 @@ Real processes: ``watch --json`` following a workspace while a writer process ap
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -36,7 +33,7 @@ from polylog_console.core.feed.records import TIME_MAX, TIME_MIN, Checkpoint, In
 from polylog_console.core.infra.text import dumps_json, json_line
 from polylog_console.core.model.events import iso
 from polylog_console.core.monitor.rules import format_age
-from tests.servers import checkpoint_line
+from tests.servers import checkpoint_line, read_json_until, stop_following
 
 E = "e" * 64
 
@@ -191,31 +188,8 @@ def events_of(out: bytes) -> list[dict]:
 
 
 def read_until(proc: subprocess.Popen, predicate, timeout: float) -> list[dict]:
-    seen: list[dict] = []
-    buffer = b""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            event = strict_json(line)  # valid JSON: no NaN / Infinity literal ever written
-            seen.append(event)
-            if predicate(event):
-                return seen
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=2)
-    if proc.poll() is not None:
-        raise AssertionError(f"exited {proc.returncode}: {proc.stderr.read().decode(errors='replace')[-3000:]}")
-    raise AssertionError(f"not seen within {timeout}s; last events: {seen[-5:]}")
+    """JSON lines from ``proc``'s stdout until one satisfies ``predicate`` (bounded wait)."""
+    return read_json_until(proc, predicate, timeout, strict_json)
 
 
 def test_watch_json_follows_every_hostile_line_and_compares_the_next_drift(small_ws):
@@ -253,13 +227,7 @@ def test_watch_json_follows_every_hostile_line_and_compares_the_next_drift(small
         assert {a["checkpoint"]["label"] for a in mismatches} >= {"ts-0", "ts-5", "env-0"}  # each a fresh drift
         assert proc.poll() is None  # still following
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    err = proc.stderr.read()
+        code, err = stop_following(proc)
     assert code == 0, err.decode(errors="replace")[-3000:]
     assert b"Traceback" not in err
 

@@ -13,14 +13,11 @@ SMTP server (aiosmtpd), the console under Pilot.
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
 import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +28,7 @@ import pytest
 from polylog_console.core.feed.records import Checkpoint, Entry, IngestError, Unreadable, parse_line, read_records
 from polylog_console.core.infra.text import dumps_json, json_safe, safe_text
 from polylog_console.core.model.events import dedup_key
-from tests.servers import Receiver, SmtpServer, checkpoint_line
+from tests.servers import Receiver, SmtpServer, checkpoint_line, read_json_until, stop_following
 
 # Raw UTF-8 of the characters that must never reach an output as they are: C1 CSI (U+009B),
 # C1 OSC (U+009D), RIGHT-TO-LEFT OVERRIDE (U+202E), LEFT-TO-RIGHT ISOLATE (U+2066), LRM (U+200E).
@@ -294,32 +291,14 @@ def strings(value) -> list[str]:
     return []
 
 
+def _clean_json(line: bytes) -> dict:
+    assert_clean_bytes(line, "watch --json line")
+    return json.loads(line)
+
+
 def read_until(proc: subprocess.Popen, predicate, timeout: float) -> list[dict]:
     """JSON lines from ``proc``'s stdout until one satisfies ``predicate`` (bounded wait)."""
-    seen: list[dict] = []
-    buffer = b""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if not ready:
-            continue
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            assert_clean_bytes(line, "watch --json line")
-            event = json.loads(line)
-            seen.append(event)
-            if predicate(event):
-                return seen
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5 if not seen or buffer == b"" else 0)
-    if proc.poll() is not None:
-        raise AssertionError(f"exited {proc.returncode}: {proc.stderr.read().decode(errors='replace')[-2000:]}")
-    raise AssertionError(f"not seen within {timeout}s; last events: {seen[-5:]}")
+    return read_json_until(proc, predicate, timeout, _clean_json)
 
 
 def test_watch_json_follows_through_hostile_lines_and_stops_cleanly(small_ws):
@@ -341,13 +320,7 @@ def test_watch_json_follows_through_hostile_lines_and_stops_cleanly(small_ws):
         assert seen[-1]["registry_match"] is True
         assert proc.poll() is None  # still following
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    err = proc.stderr.read()
+        code, err = stop_following(proc)
     assert code == 0, err.decode(errors="replace")
     assert b"Traceback" not in err
 
